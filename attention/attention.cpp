@@ -1,0 +1,96 @@
+// Validation and dispatch: every public entry point checks its arguments here, so the
+// backends can assume well-formed inputs.
+#include <algorithm>
+#include <cmath>
+
+#include "attention/attention_internal.hpp"
+#include "ldqa/error.hpp"
+
+namespace ldqa::attention {
+
+namespace {
+
+void validate(const SparseAttention::Impl& impl, const AttentionInputs& in, bool cuda) {
+  if (in.batch < 1) fail("attention: batch must be >= 1, got ", in.batch);
+  if (in.q == nullptr || in.k == nullptr || in.v == nullptr || in.out == nullptr)
+    fail("attention: q, k, v and out are required");
+  if (cuda) {
+    if (in.dtype != DType::f16 && in.dtype != DType::bf16) fail("attention: run_cuda takes f16 or bf16 inputs");
+    if (impl.head_dim != 32 && impl.head_dim != 64 && impl.head_dim != 128)
+      fail("attention: run_cuda supports head_dim 32, 64 or 128, got ", impl.head_dim);
+    if (in.max_global > impl.seq_len) fail("attention: max_global ", in.max_global, " > seq_len ", impl.seq_len);
+  } else {
+    if (in.dtype != DType::f32) fail("attention: run_cpu takes f32 inputs");
+    if (in.valid_lengths != nullptr)
+      for (int b = 0; b < in.batch; ++b)
+        if (in.valid_lengths[b] < 0 || in.valid_lengths[b] > impl.seq_len)
+          fail("attention: valid_lengths[", b, "] = ", in.valid_lengths[b], " outside [0, ", impl.seq_len, "]");
+  }
+  if (!(in.scale >= 0.0f) || !std::isfinite(in.scale)) fail("attention: scale must be finite and >= 0, got ", in.scale);
+}
+
+}  // namespace
+
+namespace detail {
+float effective_scale(const SparseAttention::Impl& impl, const AttentionInputs& in) {
+  return in.scale > 0.0f ? in.scale : 1.0f / std::sqrt(static_cast<float>(impl.head_dim));
+}
+}  // namespace detail
+
+SparseAttention::SparseAttention(int seq_len, int num_heads, int head_dim, Pattern pattern)
+    : impl_(std::make_unique<Impl>()) {
+  if (seq_len < 1) fail("attention: seq_len must be >= 1, got ", seq_len);
+  if (num_heads < 1) fail("attention: num_heads must be >= 1, got ", num_heads);
+  if (head_dim < 1) fail("attention: head_dim must be >= 1, got ", head_dim);
+  if (pattern.window < -1) fail("attention: window must be >= 0 (or -1 for none), got ", pattern.window);
+  if (pattern.top_k < 0) fail("attention: top_k must be >= 0, got ", pattern.top_k);
+  impl_->seq_len = seq_len;
+  impl_->num_heads = num_heads;
+  impl_->head_dim = head_dim;
+  impl_->plan = detail::build_tile_plan(seq_len, num_heads, pattern);
+  impl_->pattern = std::move(pattern);
+}
+
+SparseAttention::~SparseAttention() = default;
+
+int SparseAttention::seq_len() const { return impl_->seq_len; }
+int SparseAttention::num_heads() const { return impl_->num_heads; }
+int SparseAttention::head_dim() const { return impl_->head_dim; }
+const Pattern& SparseAttention::pattern() const { return impl_->pattern; }
+
+int64_t SparseAttention::local_pairs() const {
+  const detail::TilePlan& plan = impl_->plan;
+  int64_t pairs = 0;
+  // plan_heads is 1 (every head shares the plan) or num_heads.
+  const int64_t heads_per_plan = impl_->num_heads / plan.plan_heads;
+  for (int ph = 0; ph < plan.plan_heads; ++ph) {
+    for (int t = 0; t < plan.num_tiles; ++t) {
+      for (int e = plan.row_ptr[ph * plan.num_tiles + t]; e < plan.row_ptr[ph * plan.num_tiles + t + 1]; ++e) {
+        const int u = plan.key_tile[e];
+        for (int i = t * detail::kTile; i < std::min(plan.seq_len, (t + 1) * detail::kTile); ++i)
+          for (int j = u * detail::kTile; j < std::min(plan.seq_len, (u + 1) * detail::kTile); ++j)
+            pairs += detail::local_allows(i, j, 0, plan.window, plan.layout_bits[e], plan.layout_block) ? heads_per_plan : 0;
+      }
+    }
+  }
+  return pairs;
+}
+
+void SparseAttention::run_cpu(const AttentionInputs& in) const {
+  validate(*impl_, in, false);
+  detail::run_cpu(*impl_, in);
+}
+
+void SparseAttention::run_cuda(const AttentionInputs& in, void* cuda_stream, void* workspace) const {
+  validate(*impl_, in, true);
+  detail::run_cuda(*impl_, in, cuda_stream, workspace);
+}
+
+std::size_t SparseAttention::cuda_workspace_bytes(int batch, int max_global) const {
+  if (batch < 1) fail("attention: batch must be >= 1, got ", batch);
+  return detail::cuda_workspace_bytes(*impl_, batch, max_global < 0 ? impl_->seq_len : max_global);
+}
+
+bool SparseAttention::cuda_available() { return detail::cuda_available(); }
+
+}  // namespace ldqa::attention

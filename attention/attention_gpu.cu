@@ -1,0 +1,829 @@
+// CUDA backend: fused flash-style kernels on tensor cores (mma.sync m16n8k16, fp16 or
+// bf16 operands, fp32 accumulation), online softmax in registers, only the key tiles
+// the plan lists. Launch sequence per call, all on one stream, no host synchronisation:
+//   1. prepare:  per sequence, position flags (valid/global) and the ordered global list;
+//   2. local:    one CTA per (query tile, head, sequence), listed key tiles then the
+//                global keys outside them;
+//   3. global:   global query rows against every key, split over key ranges so a few
+//                global rows still fill the GPU; 4. combine the splits.
+// With top_k, a separate exact kernel replaces 2-4 (one CTA per query row, radix select).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "attention/attention_internal.hpp"
+#include "ldqa/error.hpp"
+
+namespace ldqa::attention::detail {
+
+namespace {
+
+#define LDQA_CUDA_CHECK(expr)                                                                  \
+  do {                                                                                         \
+    const cudaError_t status_ = (expr);                                                        \
+    if (status_ != cudaSuccess) fail("CUDA error: ", #expr, ": ", cudaGetErrorString(status_)); \
+  } while (0)
+
+constexpr int kThreads = 128;  // 4 warps x 16 query rows = one 64-row tile
+constexpr int kPad = 8;        // halves of padding per shared row: conflict-free ldmatrix
+constexpr float kLog2e = 1.4426950408889634f;
+
+struct Params {
+  const void* q;
+  const void* k;
+  const void* v;
+  const void* qg;
+  const void* kg;
+  const void* vg;
+  void* out;
+  const uint8_t* global_mask;
+  const int32_t* valid_lengths;
+  const uint8_t* key_mask;
+  uint8_t* flags;         // [batch * n]
+  int32_t* global_index;  // [batch * max_global]
+  int32_t* global_count;  // [batch]
+  int32_t* overflow;      // [batch]: more globals than max_global
+  float* partial_acc;     // [batch, heads, max_global, splits, head_dim]
+  float* partial_ml;      // [batch, heads, max_global, splits, 2]
+  const int32_t* row_ptr;
+  const int32_t* key_tile;
+  const uint64_t* layout_bits;
+  int batch, heads, n, num_tiles, plan_heads, window, layout_block, max_global, splits, tiles_per_split, top_k;
+  float scale;
+};
+
+template <typename T>
+struct Ops;
+template <>
+struct Ops<__half> {
+  static __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+  static __device__ __forceinline__ __half from_float(float x) { return __float2half_rn(x); }
+  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+  static __device__ __forceinline__ void mma(float* d, const uint32_t* a, uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+template <>
+struct Ops<__nv_bfloat16> {
+  static __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+  static __device__ __forceinline__ __nv_bfloat16 from_float(float x) { return __float2bfloat16_rn(x); }
+  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+  static __device__ __forceinline__ void mma(float* d, const uint32_t* a, uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte async copy; src_bytes = 0 zero-fills the destination.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+__device__ __forceinline__ std::size_t head_base(const Params& p, int b, int h) {
+  return (static_cast<std::size_t>(b) * p.heads + h) * static_cast<std::size_t>(p.n);
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Flags and the ordered list of global positions, one CTA per sequence.
+__global__ void prepare_kernel(Params p) {
+  constexpr int kPrepThreads = 1024;
+  __shared__ int warp_sums[32];
+  const int b = blockIdx.x;
+  const int n = p.n;
+  int length = n;
+  if (p.valid_lengths != nullptr) length = min(max(p.valid_lengths[b], 0), n);
+  const int per_thread = (n + kPrepThreads - 1) / kPrepThreads;
+  const int first = threadIdx.x * per_thread;
+  const int last = min(n, first + per_thread);
+  const std::size_t row = static_cast<std::size_t>(b) * n;
+  int mine = 0;
+  for (int i = first; i < last; ++i) {
+    uint8_t f = 0;
+    if (i < length && (p.key_mask == nullptr || p.key_mask[row + i] != 0)) {
+      f = kValid;
+      if (p.global_mask != nullptr && p.global_mask[row + i] != 0) f |= kGlobal;
+    }
+    p.flags[row + i] = f;
+    mine += (f & kGlobal) ? 1 : 0;
+  }
+  // Block-wide exclusive scan of the per-thread counts keeps the list in position order.
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  int inclusive = mine;
+  for (int d = 1; d < 32; d *= 2) {
+    const int up = __shfl_up_sync(0xffffffffu, inclusive, d);
+    if (lane >= d) inclusive += up;
+  }
+  if (lane == 31) warp_sums[warp] = inclusive;
+  __syncthreads();
+  if (warp == 0) {
+    int s = warp_sums[lane];
+    for (int d = 1; d < 32; d *= 2) {
+      const int up = __shfl_up_sync(0xffffffffu, s, d);
+      if (lane >= d) s += up;
+    }
+    warp_sums[lane] = s;
+  }
+  __syncthreads();
+  int slot = inclusive - mine + (warp > 0 ? warp_sums[warp - 1] : 0);
+  for (int i = first; i < last; ++i) {
+    if (p.flags[row + i] & kGlobal) {
+      if (slot < p.max_global) p.global_index[static_cast<std::size_t>(b) * p.max_global + slot] = i;
+      ++slot;
+    }
+  }
+  if (threadIdx.x == kPrepThreads - 1) {
+    p.global_count[b] = min(slot, p.max_global);
+    p.overflow[b] = slot > p.max_global ? 1 : 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// 2./3. The fused kernel. kGlobalRows = false: local rows of a 64-row tile; true: up to
+// 64 global rows (by slot) against one split of the key tiles, writing partial results.
+template <int D>
+struct Smem {
+  static constexpr int kRow = D + kPad;  // halves per shared row
+  static constexpr std::size_t kTileHalves = static_cast<std::size_t>(kTile) * kRow;
+  static constexpr std::size_t kBytes = kTileHalves * 5 * 2 + 2 * kTile;  // q, k[2], v[2], key flags[2]
+};
+
+template <typename T, int D, bool kGlobalRows>
+__global__ void __launch_bounds__(kThreads) fused_kernel(Params p) {
+  using Op = Ops<T>;
+  constexpr int kRow = Smem<D>::kRow;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* q_s = reinterpret_cast<T*>(smem_raw);
+  T* k_s = q_s + Smem<D>::kTileHalves;      // [2][64][kRow]
+  T* v_s = k_s + 2 * Smem<D>::kTileHalves;  // [2][64][kRow]
+  uint8_t* key_flag_s = reinterpret_cast<uint8_t*>(v_s + 2 * Smem<D>::kTileHalves);  // [2][64]
+
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int group = lane / 4, tig = lane % 4;
+  const std::size_t base = head_base(p, b, h);
+  const uint8_t* flags = p.flags + static_cast<std::size_t>(b) * p.n;
+  const int32_t* globals = p.global_index + static_cast<std::size_t>(b) * p.max_global;
+  const int global_count = p.global_count[b];
+  const bool overflowed = p.overflow[b] != 0;
+
+  int q_first = 0;  // local: first row of the tile; global: first slot
+  int split = 0;
+  int steps = 0, listed = 0;
+  const int32_t* row_keys = nullptr;
+  const uint64_t* row_bits = nullptr;
+  if constexpr (kGlobalRows) {
+    q_first = (blockIdx.x / p.splits) * kTile;
+    split = blockIdx.x % p.splits;
+    if (q_first >= global_count) return;
+    steps = max(0, min(p.num_tiles, (split + 1) * p.tiles_per_split) - split * p.tiles_per_split);
+  } else {
+    q_first = blockIdx.x * kTile;
+    const int prow = (h % p.plan_heads) * p.num_tiles + blockIdx.x;
+    row_keys = p.key_tile + p.row_ptr[prow];
+    row_bits = p.layout_bits + p.row_ptr[prow];
+    listed = p.row_ptr[prow + 1] - p.row_ptr[prow];
+    steps = listed + (global_count + kTile - 1) / kTile;
+  }
+
+  const T* q_src = static_cast<const T*>(kGlobalRows ? p.qg : p.q) + base * D;
+  const T* k_src = static_cast<const T*>(kGlobalRows ? p.kg : p.k) + base * D;
+  const T* v_src = static_cast<const T*>(kGlobalRows ? p.vg : p.v) + base * D;
+
+  // Query tile -> shared (zero rows past the end).
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
+    const int r = c / kChunks, col = (c % kChunks) * 8;
+    int pos = -1;
+    if constexpr (kGlobalRows) {
+      if (q_first + r < global_count) pos = globals[q_first + r];
+    } else {
+      if (q_first + r < p.n) pos = q_first + r;
+    }
+    const T* src = pos >= 0 ? q_src + static_cast<std::size_t>(pos) * D + col : q_src;
+    cp_async16(q_s + r * kRow + col, src, pos >= 0 ? 16 : 0);
+  }
+
+  // Issues the copies of step s into buffer `buf`; returns whether the mask can be
+  // skipped for the whole tile (every key allowed for every row).
+  auto load_step = [&](int s, int buf, uint64_t& bits) -> bool {
+    int tile = -1, gathered_first = -1;
+    if constexpr (kGlobalRows) {
+      tile = split * p.tiles_per_split + s;
+    } else if (s < listed) {
+      tile = row_keys[s];
+      bits = row_bits[s];
+    } else {
+      gathered_first = (s - listed) * kTile;
+    }
+    for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
+      const int r = c / kChunks, col = (c % kChunks) * 8;
+      int pos;
+      if (tile >= 0) {
+        pos = tile * kTile + r < p.n ? tile * kTile + r : -1;
+      } else {
+        pos = gathered_first + r < global_count ? globals[gathered_first + r] : -1;
+      }
+      const std::size_t off = static_cast<std::size_t>(pos >= 0 ? pos : 0) * D + col;
+      cp_async16(k_s + (buf * kTile + r) * kRow + col, k_src + off, pos >= 0 ? 16 : 0);
+      cp_async16(v_s + (buf * kTile + r) * kRow + col, v_src + off, pos >= 0 ? 16 : 0);
+    }
+    int all_allowed = 1;
+    if (threadIdx.x < kTile) {
+      const int r = threadIdx.x;
+      uint8_t f = 0;
+      if (tile >= 0) {
+        if (tile * kTile + r < p.n) f = flags[tile * kTile + r];
+      } else if (gathered_first + r < global_count) {
+        // A global key inside a listed tile was already seen there: count it once.
+        const int pos = globals[gathered_first + r];
+        if (!tile_listed(row_keys, row_keys + listed, pos / kTile)) f = kValid | kGlobal;
+      }
+      key_flag_s[buf * kTile + r] = f;
+      all_allowed = (f & kValid) ? 1 : 0;
+      if (!kGlobalRows && tile >= 0) {  // the window must cover every (row, key) pair
+        const int far = max(abs(q_first + kTile - 1 - tile * kTile), abs(tile * kTile + kTile - 1 - q_first));
+        if (!(p.window >= 0 && far <= p.window)) all_allowed = 0;
+      }
+    }
+    cp_async_commit();
+    return __syncthreads_and(all_allowed) != 0;
+  };
+
+  float o_acc[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) o_acc[i][0] = o_acc[i][1] = o_acc[i][2] = o_acc[i][3] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY};
+  float row_sum[2] = {0.f, 0.f};
+  uint32_t q_frag[D / 16][4];
+  const float scale_log2 = p.scale * kLog2e;
+
+  uint64_t bits_pending = 0, bits_now = 0;
+  bool full_pending = steps > 0 ? load_step(0, 0, bits_pending) : false;
+  if (steps == 0) {  // nothing to attend: rows come out as zeros
+    cp_async_commit();
+    cp_async_wait<0>();
+  }
+  for (int s = 0; s < steps; ++s) {
+    const int buf = s & 1;
+    const bool full_now = full_pending;
+    bits_now = bits_pending;
+    if (s + 1 < steps) {
+      full_pending = load_step(s + 1, buf ^ 1, bits_pending);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (s == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        const int r = warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
+        ldmatrix_x4(q_frag[kk], q_s + r * kRow + kk * 16 + (lane / 16) * 8);
+      }
+    }
+    // S = Q K^T for this warp's 16 rows x 64 keys.
+    float s_acc[8][4];
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      s_acc[nt][0] = s_acc[nt][1] = s_acc[nt][2] = s_acc[nt][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk += 2) {
+        uint32_t kb[4];
+        ldmatrix_x4(kb, k_s + (buf * kTile + nt * 8 + (lane % 8)) * kRow + kk * 16 + (lane / 8) * 8);
+        Op::mma(s_acc[nt], q_frag[kk], kb[0], kb[1]);
+        Op::mma(s_acc[nt], q_frag[kk + 1], kb[2], kb[3]);
+      }
+    }
+    // Mask, scale (log2 domain) and the online softmax update.
+    const bool gathered = !kGlobalRows && s >= listed;
+    const int key_first = (!kGlobalRows && !gathered) ? row_keys[s] * kTile : 0;
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float x = s_acc[nt][e] * scale_log2;
+        if (!full_now) {
+          const int col = nt * 8 + tig * 2 + (e & 1);
+          const uint8_t f = key_flag_s[buf * kTile + col];
+          bool ok = (f & kValid) != 0;
+          if (ok && !kGlobalRows && !gathered) {
+            const int i = q_first + warp * 16 + group + (e >> 1) * 8;
+            ok = local_allows(i, key_first + col, f, p.window, bits_now, p.layout_block);
+          }
+          if (!ok) x = -INFINITY;
+        }
+        s_acc[nt][e] = x;
+        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], x);
+      }
+    }
+    float correction[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      const float new_max = fmaxf(row_max[r], tile_max[r]);
+      const float use = new_max == -INFINITY ? 0.f : new_max;  // all masked so far: keep zeros
+      correction[r] = exp2f(row_max[r] - use);
+      row_max[r] = new_max;
+      row_sum[r] *= correction[r];
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        s_acc[nt][2 * r] = exp2f(s_acc[nt][2 * r] - use);
+        s_acc[nt][2 * r + 1] = exp2f(s_acc[nt][2 * r + 1] - use);
+        row_sum[r] += s_acc[nt][2 * r] + s_acc[nt][2 * r + 1];
+      }
+    }
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      o_acc[dt][0] *= correction[0];
+      o_acc[dt][1] *= correction[0];
+      o_acc[dt][2] *= correction[1];
+      o_acc[dt][3] *= correction[1];
+    }
+    // O += P V: P's accumulator layout is already the A-operand layout.
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      uint32_t a[4];
+      a[0] = Op::pack(s_acc[2 * kk][0], s_acc[2 * kk][1]);
+      a[1] = Op::pack(s_acc[2 * kk][2], s_acc[2 * kk][3]);
+      a[2] = Op::pack(s_acc[2 * kk + 1][0], s_acc[2 * kk + 1][1]);
+      a[3] = Op::pack(s_acc[2 * kk + 1][2], s_acc[2 * kk + 1][3]);
+#pragma unroll
+      for (int dt = 0; dt < D / 8; dt += 2) {
+        uint32_t vb[4];
+        ldmatrix_x4_trans(vb, v_s + (buf * kTile + kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * kRow + dt * 8 +
+                                  (lane / 16) * 8);
+        Op::mma(o_acc[dt], a, vb[0], vb[1]);
+        Op::mma(o_acc[dt + 1], a, vb[2], vb[3]);
+      }
+    }
+    __syncthreads();  // buffer `buf` is reloaded two steps later
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
+  }
+  T* out = static_cast<T*>(p.out) + base * D;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int local_row = warp * 16 + group + r * 8;
+    if constexpr (kGlobalRows) {
+      const int slot = q_first + local_row;
+      if (slot >= global_count) continue;
+      const std::size_t at = ((static_cast<std::size_t>(b) * p.heads + h) * p.max_global + slot) * p.splits + split;
+      float* acc = p.partial_acc + at * D;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        acc[dt * 8 + tig * 2] = o_acc[dt][2 * r];
+        acc[dt * 8 + tig * 2 + 1] = o_acc[dt][2 * r + 1];
+      }
+      if (tig == 0) {
+        p.partial_ml[at * 2] = row_max[r];
+        p.partial_ml[at * 2 + 1] = row_sum[r];
+      }
+    } else {
+      const int i = q_first + local_row;
+      if (i >= p.n) continue;
+      const uint8_t f = flags[i];
+      if ((f & kGlobal) && !overflowed) continue;  // written by the global pass
+      float factor = ((f & kValid) && row_sum[r] > 0.f) ? 1.f / row_sum[r] : 0.f;
+      if (overflowed) factor = NAN;
+      T* dst = out + static_cast<std::size_t>(i) * D;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        const uint32_t packed = Op::pack(o_acc[dt][2 * r] * factor, o_acc[dt][2 * r + 1] * factor);
+        *reinterpret_cast<uint32_t*>(dst + dt * 8 + tig * 2) = packed;
+      }
+    }
+  }
+}
+
+// 4. Merge the key splits of each global row: one warp per (row, head, sequence).
+template <typename T, int D>
+__global__ void combine_kernel(Params p) {
+  const int slot = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int h = blockIdx.y, b = blockIdx.z;
+  if (slot >= p.global_count[b] || p.overflow[b]) return;
+  const std::size_t at = ((static_cast<std::size_t>(b) * p.heads + h) * p.max_global + slot) * p.splits;
+  float m = -INFINITY;
+  for (int s = 0; s < p.splits; ++s) m = fmaxf(m, p.partial_ml[(at + s) * 2]);
+  float acc[D / 32] = {};
+  float sum = 0.f;
+  for (int s = 0; s < p.splits; ++s) {
+    const float split_max = p.partial_ml[(at + s) * 2];
+    if (split_max == -INFINITY) continue;  // a split with no valid key
+    const float w = exp2f(split_max - m);
+    sum += p.partial_ml[(at + s) * 2 + 1] * w;
+#pragma unroll
+    for (int x = 0; x < D / 32; ++x) acc[x] += p.partial_acc[(at + s) * D + x * 32 + lane] * w;
+  }
+  const int i = p.global_index[static_cast<std::size_t>(b) * p.max_global + slot];
+  T* dst = static_cast<T*>(p.out) + (head_base(p, b, h) + i) * D;
+#pragma unroll
+  for (int x = 0; x < D / 32; ++x) dst[x * 32 + lane] = Ops<T>::from_float(acc[x] / sum);
+}
+
+// ---------------------------------------------------------------------------------------
+// Exact top-k: one CTA per query row. Candidates are enumerated in the fused kernel's
+// order; scores are recomputed per pass (bit-identical), so no score buffer is needed.
+// A 4-pass radix select over order-preserving score keys finds the k-th largest score;
+// ties at that score are then cut by ascending key position (a second radix select).
+__device__ __forceinline__ uint32_t order_key(float x) {
+  const uint32_t u = __float_as_uint(x);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) topk_kernel(Params p) {
+  using Op = Ops<T>;
+  __shared__ float q_row[D];
+  __shared__ int hist[256];
+  __shared__ int select_state[2];
+  __shared__ float red_f[kThreads / 32];
+  __shared__ int red_i[kThreads / 32];
+  __shared__ float chunk_p[kThreads];
+  __shared__ int chunk_j[kThreads];
+  const int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int tid = threadIdx.x;
+  const std::size_t base = head_base(p, b, h);
+  const uint8_t* flags = p.flags + static_cast<std::size_t>(b) * p.n;
+  const int32_t* globals = p.global_index + static_cast<std::size_t>(b) * p.max_global;
+  const int global_count = p.global_count[b];
+  T* dst = static_cast<T*>(p.out) + (base + i) * D;
+  const uint8_t fi = flags[i];
+  if (p.overflow[b] || !(fi & kValid)) {
+    const float fill = p.overflow[b] ? NAN : 0.f;
+    for (int x = tid; x < D; x += kThreads) dst[x] = Op::from_float(fill);
+    return;
+  }
+  const bool is_global = (fi & kGlobal) != 0;
+  const T* q = static_cast<const T*>(is_global ? p.qg : p.q) + (base + i) * D;
+  const T* keys = static_cast<const T*>(is_global ? p.kg : p.k) + base * D;
+  const T* values = static_cast<const T*>(is_global ? p.vg : p.v) + base * D;
+  for (int x = tid; x < D; x += kThreads) q_row[x] = Op::to_float(q[x]) * p.scale;
+  const int prow = (h % p.plan_heads) * p.num_tiles + i / kTile;
+  const int32_t* row_keys = p.key_tile + p.row_ptr[prow];
+  const int listed = p.row_ptr[prow + 1] - p.row_ptr[prow];
+  const int total = is_global ? p.n : listed * kTile + global_count;
+  __syncthreads();
+
+  // Candidate c -> key position, or -1 when the pattern does not allow it.
+  auto key_of = [&](int c) -> int {
+    if (is_global) return (flags[c] & kValid) ? c : -1;
+    if (c < listed * kTile) {
+      const int e = c / kTile;
+      const int j = row_keys[e] * kTile + c % kTile;
+      if (j >= p.n || !(flags[j] & kValid)) return -1;
+      return local_allows(i, j, flags[j], p.window, p.layout_bits[p.row_ptr[prow] + e], p.layout_block) ? j : -1;
+    }
+    const int j = globals[c - listed * kTile];
+    return tile_listed(row_keys, row_keys + listed, j / kTile) ? -1 : j;
+  };
+  auto score_of = [&](int j) {
+    const T* kr = keys + static_cast<std::size_t>(j) * D;
+    float acc = 0.f;
+#pragma unroll 8
+    for (int x = 0; x < D; ++x) acc = fmaf(q_row[x], Op::to_float(kr[x]), acc);
+    return acc;
+  };
+  auto block_sum = [&](int v) {
+    for (int d = 16; d > 0; d /= 2) v += __shfl_xor_sync(0xffffffffu, v, d);
+    __syncthreads();
+    if (tid % 32 == 0) red_i[tid / 32] = v;
+    __syncthreads();
+    int s = 0;
+    for (int w = 0; w < kThreads / 32; ++w) s += red_i[w];
+    return s;
+  };
+  auto block_max = [&](float v) {
+    for (int d = 16; d > 0; d /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, d));
+    __syncthreads();
+    if (tid % 32 == 0) red_f[tid / 32] = v;
+    __syncthreads();
+    float s = -INFINITY;
+    for (int w = 0; w < kThreads / 32; ++w) s = fmaxf(s, red_f[w]);
+    return s;
+  };
+
+  int count = 0;
+  float best = -INFINITY;
+  for (int c = tid; c < total; c += kThreads) {
+    const int j = key_of(c);
+    if (j < 0) continue;
+    ++count;
+    best = fmaxf(best, score_of(j));
+  }
+  count = block_sum(count);
+  best = block_max(best);
+  if (count == 0) {
+    for (int x = tid; x < D; x += kThreads) dst[x] = Op::from_float(0.f);
+    return;
+  }
+  const int keep = min(p.top_k, count);
+
+  // Radix select of the `want`-th largest key among eligible candidates.
+  // key_fn(c, j) -> uint32 key; eligible(c, j) -> bool. Returns (threshold, how many
+  // candidates equal to the threshold are still to be taken).
+  auto radix_select = [&](auto key_fn, auto eligible, int want, uint32_t& threshold, int& remaining) {
+    uint32_t prefix = 0, mask = 0;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      for (int x = tid; x < 256; x += kThreads) hist[x] = 0;
+      __syncthreads();
+      for (int c = tid; c < total; c += kThreads) {
+        const int j = key_of(c);
+        if (j < 0 || !eligible(c, j)) continue;
+        const uint32_t key = key_fn(c, j);
+        if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1);
+      }
+      __syncthreads();
+      if (tid == 0) {
+        int above = 0, bin = 255;
+        for (; bin > 0; --bin) {
+          if (above + hist[bin] >= want) break;
+          above += hist[bin];
+        }
+        select_state[0] = bin;
+        select_state[1] = want - above;
+      }
+      __syncthreads();
+      prefix |= static_cast<uint32_t>(select_state[0]) << shift;
+      mask |= 255u << shift;
+      want = select_state[1];
+      __syncthreads();
+    }
+    threshold = prefix;
+    remaining = want;
+  };
+  auto score_key = [&](int, int j) { return order_key(score_of(j)); };
+  uint32_t score_threshold = 0;
+  int take_equal = 0;
+  radix_select(score_key, [](int, int) { return true; }, keep, score_threshold, take_equal);
+  // Among keys whose score equals the threshold, keep the take_equal lowest positions.
+  uint32_t position_threshold = 0xffffffffu;  // ~j >= threshold  <=>  j <= ~threshold
+  int unused = 0;
+  radix_select([](int, int j) { return ~static_cast<uint32_t>(j); },
+               [&](int, int j) { return order_key(score_of(j)) == score_threshold; }, take_equal,
+               position_threshold, unused);
+  const int last_equal_position = static_cast<int>(~position_threshold);
+
+  // Softmax over the kept keys and the weighted sum of their values, in chunks.
+  float acc = 0.f, sum = 0.f;
+  const int chunks = (total + kThreads - 1) / kThreads;
+  for (int chunk = 0; chunk < chunks; ++chunk) {
+    const int c = chunk * kThreads + tid;
+    float weight = 0.f;
+    int j = c < total ? key_of(c) : -1;
+    if (j >= 0) {
+      const float s = score_of(j);
+      const uint32_t key = order_key(s);
+      if (key > score_threshold || (key == score_threshold && j <= last_equal_position)) {
+        weight = exp2f((s - best) * kLog2e);
+      } else {
+        j = -1;
+      }
+    }
+    chunk_p[tid] = weight;
+    chunk_j[tid] = j;
+    __syncthreads();
+    if (tid < D) {
+      for (int x = 0; x < kThreads; ++x) {
+        if (chunk_j[x] < 0) continue;
+        sum += chunk_p[x];
+        acc = fmaf(chunk_p[x], Op::to_float(values[static_cast<std::size_t>(chunk_j[x]) * D + tid]), acc);
+      }
+    }
+    __syncthreads();
+  }
+  if (tid < D) dst[tid] = Op::from_float(acc / sum);
+}
+
+// ---------------------------------------------------------------------------------------
+struct DevicePlan {
+  int device = -1;
+  int32_t* row_ptr = nullptr;
+  int32_t* key_tile = nullptr;
+  uint64_t* layout_bits = nullptr;
+  ~DevicePlan() {
+    cudaFree(row_ptr);
+    cudaFree(key_tile);
+    cudaFree(layout_bits);
+  }
+};
+
+template <typename X>
+X* upload(const std::vector<X>& host) {
+  X* dev = nullptr;
+  const std::size_t bytes = std::max<std::size_t>(1, host.size()) * sizeof(X);
+  LDQA_CUDA_CHECK(cudaMalloc(&dev, bytes));
+  if (!host.empty()) LDQA_CUDA_CHECK(cudaMemcpy(dev, host.data(), host.size() * sizeof(X), cudaMemcpyHostToDevice));
+  return dev;
+}
+
+const DevicePlan& device_plan(const SparseAttention::Impl& impl) {
+  int device = 0;
+  LDQA_CUDA_CHECK(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(impl.device_plan_mutex);
+  auto* plan = static_cast<DevicePlan*>(impl.device_plan.get());
+  if (plan == nullptr || plan->device != device) {
+    auto fresh = std::make_shared<DevicePlan>();
+    fresh->device = device;
+    fresh->row_ptr = upload(impl.plan.row_ptr);
+    fresh->key_tile = upload(impl.plan.key_tile);
+    fresh->layout_bits = upload(impl.plan.layout_bits);
+    impl.device_plan = fresh;
+    plan = fresh.get();
+  }
+  return *plan;
+}
+
+int multiprocessors() {
+  int device = 0, count = 0;
+  LDQA_CUDA_CHECK(cudaGetDevice(&device));
+  LDQA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  return count;
+}
+
+struct Geometry {
+  int max_global, splits, tiles_per_split;
+};
+
+// Key splits for the global rows: enough CTAs to fill the GPU twice, each split at
+// least four key tiles long.
+Geometry geometry(const SparseAttention::Impl& impl, int batch, int max_global) {
+  Geometry g{std::max(1, max_global), 1, impl.plan.num_tiles};
+  const int num_tiles = impl.plan.num_tiles;
+  const int64_t row_ctas = static_cast<int64_t>(batch) * impl.num_heads * ((g.max_global + kTile - 1) / kTile);
+  const int64_t want = (2 * multiprocessors() + row_ctas - 1) / row_ctas;
+  g.splits = static_cast<int>(std::clamp<int64_t>(want, 1, std::max(1, num_tiles / 4)));
+  g.tiles_per_split = (num_tiles + g.splits - 1) / g.splits;
+  g.splits = (num_tiles + g.tiles_per_split - 1) / g.tiles_per_split;
+  return g;
+}
+
+std::size_t align256(std::size_t x) { return (x + 255) / 256 * 256; }
+
+struct WorkspaceLayout {
+  std::size_t flags, global_index, counts, partial_acc, partial_ml, total;
+};
+
+WorkspaceLayout workspace_layout(const SparseAttention::Impl& impl, int batch, const Geometry& g) {
+  WorkspaceLayout w{};
+  const std::size_t rows = static_cast<std::size_t>(batch) * impl.num_heads * g.max_global * g.splits;
+  w.flags = 0;
+  w.global_index = align256(static_cast<std::size_t>(batch) * impl.seq_len);
+  w.counts = w.global_index + align256(static_cast<std::size_t>(batch) * g.max_global * sizeof(int32_t));
+  w.partial_acc = w.counts + align256(2 * static_cast<std::size_t>(batch) * sizeof(int32_t));
+  w.partial_ml = w.partial_acc + align256(rows * impl.head_dim * sizeof(float));
+  w.total = w.partial_ml + align256(rows * 2 * sizeof(float));
+  return w;
+}
+
+template <typename T, int D>
+void launch(const Params& p, const Geometry& g, int batch, int heads, int num_tiles, bool top_k, cudaStream_t stream) {
+  if (top_k) {
+    topk_kernel<T, D><<<dim3(p.n, heads, batch), kThreads, 0, stream>>>(p);
+    LDQA_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
+  constexpr std::size_t smem = Smem<D>::kBytes;
+  // Per device and cheap: set on every launch rather than cached once per process.
+  LDQA_CUDA_CHECK(cudaFuncSetAttribute(fused_kernel<T, D, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(smem)));
+  LDQA_CUDA_CHECK(cudaFuncSetAttribute(fused_kernel<T, D, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(smem)));
+  fused_kernel<T, D, false><<<dim3(num_tiles, heads, batch), kThreads, smem, stream>>>(p);
+  LDQA_CUDA_CHECK(cudaGetLastError());
+  if (p.global_mask == nullptr) return;
+  const int row_tiles = (g.max_global + kTile - 1) / kTile;
+  fused_kernel<T, D, true><<<dim3(row_tiles * g.splits, heads, batch), kThreads, smem, stream>>>(p);
+  LDQA_CUDA_CHECK(cudaGetLastError());
+  constexpr int kRowsPerCta = 4;
+  combine_kernel<T, D><<<dim3((g.max_global + kRowsPerCta - 1) / kRowsPerCta, heads, batch), 32 * kRowsPerCta, 0,
+                         stream>>>(p);
+  LDQA_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename T>
+void launch_dtype(const Params& p, const Geometry& g, int batch, int heads, int num_tiles, bool top_k, int head_dim,
+                  cudaStream_t stream) {
+  switch (head_dim) {
+    case 32:
+      return launch<T, 32>(p, g, batch, heads, num_tiles, top_k, stream);
+    case 64:
+      return launch<T, 64>(p, g, batch, heads, num_tiles, top_k, stream);
+    case 128:
+      return launch<T, 128>(p, g, batch, heads, num_tiles, top_k, stream);
+    default:
+      fail("attention: head_dim ", head_dim, " has no CUDA kernel");
+  }
+}
+
+}  // namespace
+
+bool cuda_available() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+std::size_t cuda_workspace_bytes(const SparseAttention::Impl& impl, int batch, int max_global) {
+  return workspace_layout(impl, batch, geometry(impl, batch, max_global)).total;
+}
+
+void run_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, void* stream_ptr, void* workspace) {
+  auto stream = static_cast<cudaStream_t>(stream_ptr);
+  const DevicePlan& plan = device_plan(impl);
+  const int max_global = in.global_mask == nullptr ? 0 : (in.max_global < 0 ? impl.seq_len : in.max_global);
+  const Geometry g = geometry(impl, in.batch, max_global);
+  const WorkspaceLayout w = workspace_layout(impl, in.batch, g);
+  void* owned = nullptr;
+  if (workspace == nullptr) {
+    LDQA_CUDA_CHECK(cudaMallocAsync(&owned, w.total, stream));
+    workspace = owned;
+  }
+  auto* ws = static_cast<unsigned char*>(workspace);
+  Params p{};
+  p.q = in.q;
+  p.k = in.k;
+  p.v = in.v;
+  p.qg = in.q_global ? in.q_global : in.q;
+  p.kg = in.k_global ? in.k_global : in.k;
+  p.vg = in.v_global ? in.v_global : in.v;
+  p.out = in.out;
+  p.global_mask = in.global_mask;
+  p.valid_lengths = in.valid_lengths;
+  p.key_mask = in.key_mask;
+  p.flags = ws + w.flags;
+  p.global_index = reinterpret_cast<int32_t*>(ws + w.global_index);
+  p.global_count = reinterpret_cast<int32_t*>(ws + w.counts);
+  p.overflow = p.global_count + in.batch;
+  p.partial_acc = reinterpret_cast<float*>(ws + w.partial_acc);
+  p.partial_ml = reinterpret_cast<float*>(ws + w.partial_ml);
+  p.row_ptr = plan.row_ptr;
+  p.key_tile = plan.key_tile;
+  p.layout_bits = plan.layout_bits;
+  p.batch = in.batch;
+  p.heads = impl.num_heads;
+  p.n = impl.seq_len;
+  p.num_tiles = impl.plan.num_tiles;
+  p.plan_heads = impl.plan.plan_heads;
+  p.window = impl.plan.window;
+  p.layout_block = impl.plan.layout_block;
+  p.max_global = in.global_mask == nullptr ? 1 : max_global;  // without a mask the list stays empty
+  p.splits = g.splits;
+  p.tiles_per_split = g.tiles_per_split;
+  p.top_k = impl.pattern.top_k;
+  p.scale = effective_scale(impl, in);
+
+  prepare_kernel<<<in.batch, 1024, 0, stream>>>(p);
+  LDQA_CUDA_CHECK(cudaGetLastError());
+  if (in.dtype == DType::f16) {
+    launch_dtype<__half>(p, g, in.batch, impl.num_heads, impl.plan.num_tiles, p.top_k > 0, impl.head_dim, stream);
+  } else {
+    launch_dtype<__nv_bfloat16>(p, g, in.batch, impl.num_heads, impl.plan.num_tiles, p.top_k > 0, impl.head_dim,
+                                stream);
+  }
+  if (owned != nullptr) LDQA_CUDA_CHECK(cudaFreeAsync(owned, stream));
+}
+
+}  // namespace ldqa::attention::detail

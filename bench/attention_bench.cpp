@@ -1,0 +1,227 @@
+// Attention benchmark: median time over rotating input sets after warm-up, CUDA events
+// on the GPU, steady_clock on the CPU. Prints ms, useful TFLOP/s (4 * head_dim FLOPs per
+// attended pair: only pairs the pattern allows count) and tokens/s.
+//   ldqa_attention_bench --device cuda --batch 1,8 --n 1024,4096,16384,65536
+//   ldqa_attention_bench --device cpu --batch 1 --n 4096,16384 --heads 12
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "attention/attention.hpp"
+#ifdef LDQA_BENCH_CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#endif
+
+using namespace ldqa::attention;
+
+namespace {
+
+struct Options {
+  std::string device = "cpu";
+  std::vector<int> batches = {1};
+  std::vector<int> lengths = {1024, 4096};
+  int heads = 12, head_dim = 64, window = 256, globals = 64, reps = 20, sets = 3;
+};
+
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');) out.push_back(std::stoi(item));
+  return out;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string key = argv[i], value = argv[i + 1];
+    if (key == "--device") o.device = value;
+    else if (key == "--batch") o.batches = parse_list(value);
+    else if (key == "--n") o.lengths = parse_list(value);
+    else if (key == "--heads") o.heads = std::stoi(value);
+    else if (key == "--d") o.head_dim = std::stoi(value);
+    else if (key == "--window") o.window = std::stoi(value);
+    else if (key == "--globals") o.globals = std::stoi(value);
+    else if (key == "--reps") o.reps = std::stoi(value);
+    else if (key == "--sets") o.sets = std::stoi(value);
+    else {
+      std::fprintf(stderr, "unknown option %s\n", key.c_str());
+      std::exit(2);
+    }
+  }
+  return o;
+}
+
+// Scattered global positions (seeded), and the attended pairs they imply per head.
+std::vector<uint8_t> scattered_globals(int batch, int n, int count, std::mt19937_64& rng) {
+  std::vector<uint8_t> mask(static_cast<std::size_t>(batch) * n, 0);
+  for (int b = 0; b < batch; ++b)
+    for (int placed = 0; placed < std::min(count, n);) {
+      uint8_t& m = mask[static_cast<std::size_t>(b) * n + rng() % static_cast<uint64_t>(n)];
+      if (!m) {
+        m = 1;
+        ++placed;
+      }
+    }
+  return mask;
+}
+
+double attended_pairs(const std::vector<uint8_t>& mask, int batch, int n, int window) {
+  double pairs = 0;
+  for (int b = 0; b < batch; ++b) {
+    const uint8_t* g = mask.data() + static_cast<std::size_t>(b) * n;
+    std::vector<int> globals;
+    for (int j = 0; j < n; ++j)
+      if (g[j]) globals.push_back(j);
+    for (int i = 0; i < n; ++i) {
+      if (g[i]) {
+        pairs += n;
+        continue;
+      }
+      const int lo = std::max(0, i - window), hi = std::min(n - 1, i + window);
+      pairs += hi - lo + 1;
+      for (int j : globals) pairs += (j < lo || j > hi) ? 1 : 0;
+    }
+  }
+  return pairs;
+}
+
+double median(std::vector<double> x) {
+  std::sort(x.begin(), x.end());
+  return x[x.size() / 2];
+}
+
+void report(const char* device, int batch, int n, const Options& o, double pairs, double ms) {
+  const double tflops = 4.0 * o.head_dim * pairs * o.heads / (ms * 1e-3) / 1e12;
+  std::printf("| %s | %d | %d | %d | %d | %d | %d | %.3f | %.3g | %.3g |\n", device, batch, n, o.heads, o.head_dim,
+              o.window, o.globals, ms, tflops, batch * static_cast<double>(n) / (ms * 1e-3));
+  std::fflush(stdout);
+}
+
+void bench_cpu(const Options& o, int batch, int n, std::mt19937_64& rng) {
+  const std::size_t count = static_cast<std::size_t>(batch) * o.heads * n * o.head_dim;
+  std::uniform_real_distribution<float> dist(-2.f, 2.f);
+  std::vector<std::vector<float>> q(o.sets), k(o.sets), v(o.sets);
+  for (int s = 0; s < o.sets; ++s)
+    for (auto* x : {&q[s], &k[s], &v[s]}) {
+      x->resize(count);
+      for (auto& value : *x) value = dist(rng);
+    }
+  std::vector<float> out(count);
+  const auto mask = scattered_globals(batch, n, o.globals, rng);
+  SparseAttention attn(n, o.heads, o.head_dim, Pattern{o.window, nullptr, 0});
+  std::vector<double> times;
+  for (int r = -2; r < o.reps; ++r) {
+    const int s = (r + 2) % o.sets;
+    AttentionInputs in;
+    in.batch = batch;
+    in.q = q[s].data();
+    in.k = k[s].data();
+    in.v = v[s].data();
+    in.global_mask = mask.data();
+    in.out = out.data();
+    const auto t0 = std::chrono::steady_clock::now();
+    attn.run_cpu(in);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (r >= 0) times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  report("cpu f32", batch, n, o, attended_pairs(mask, batch, n, o.window), median(times));
+}
+
+#ifdef LDQA_BENCH_CUDA
+#define CHECK_CUDA(x)                                                                 \
+  do {                                                                                \
+    cudaError_t e_ = (x);                                                             \
+    if (e_ != cudaSuccess) {                                                          \
+      std::fprintf(stderr, "%s failed: %s\n", #x, cudaGetErrorString(e_));            \
+      std::exit(1);                                                                   \
+    }                                                                                 \
+  } while (0)
+
+void bench_cuda(const Options& o, int batch, int n, std::mt19937_64& rng) {
+  const std::size_t count = static_cast<std::size_t>(batch) * o.heads * n * o.head_dim;
+  // A random bf16 pool copied at a different offset into every tensor of every set.
+  constexpr std::size_t kPool = std::size_t{1} << 22;
+  std::vector<__nv_bfloat16> pool(kPool + 4096);
+  std::uniform_real_distribution<float> dist(-2.f, 2.f);
+  for (auto& x : pool) x = __float2bfloat16_rn(dist(rng));
+  auto fill = [&](void* dst, std::size_t offset) {
+    auto* d = static_cast<__nv_bfloat16*>(dst);
+    for (std::size_t at = 0; at < count; at += kPool)
+      CHECK_CUDA(cudaMemcpy(d + at, pool.data() + offset % 4096, std::min(kPool, count - at) * 2, cudaMemcpyHostToDevice));
+  };
+  std::vector<void*> tensors;
+  for (int s = 0; s < o.sets * 3; ++s) {
+    void* p = nullptr;
+    CHECK_CUDA(cudaMalloc(&p, count * 2));
+    fill(p, static_cast<std::size_t>(s) * 977);
+    tensors.push_back(p);
+  }
+  void *out = nullptr, *mask_dev = nullptr, *workspace = nullptr;
+  CHECK_CUDA(cudaMalloc(&out, count * 2));
+  const auto mask = scattered_globals(batch, n, o.globals, rng);
+  CHECK_CUDA(cudaMalloc(&mask_dev, mask.size()));
+  CHECK_CUDA(cudaMemcpy(mask_dev, mask.data(), mask.size(), cudaMemcpyHostToDevice));
+  SparseAttention attn(n, o.heads, o.head_dim, Pattern{o.window, nullptr, 0});
+  const std::size_t ws_bytes = attn.cuda_workspace_bytes(batch, o.globals);
+  CHECK_CUDA(cudaMalloc(&workspace, ws_bytes));
+  cudaEvent_t start, stop;
+  CHECK_CUDA(cudaEventCreate(&start));
+  CHECK_CUDA(cudaEventCreate(&stop));
+  std::vector<double> times;
+  for (int r = -5; r < o.reps; ++r) {
+    const int s = (r + 5) % o.sets;
+    AttentionInputs in;
+    in.batch = batch;
+    in.dtype = DType::bf16;
+    in.q = tensors[3 * s];
+    in.k = tensors[3 * s + 1];
+    in.v = tensors[3 * s + 2];
+    in.global_mask = static_cast<const uint8_t*>(mask_dev);
+    in.max_global = o.globals;
+    in.out = out;
+    CHECK_CUDA(cudaEventRecord(start));
+    attn.run_cuda(in, nullptr, workspace);
+    CHECK_CUDA(cudaEventRecord(stop));
+    CHECK_CUDA(cudaEventSynchronize(stop));
+    float ms = 0;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
+    if (r >= 0) times.push_back(ms);
+  }
+  report("cuda bf16", batch, n, o, attended_pairs(mask, batch, n, o.window), median(times));
+  for (void* p : tensors) cudaFree(p);
+  cudaFree(out);
+  cudaFree(mask_dev);
+  cudaFree(workspace);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+}
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  std::mt19937_64 rng(20261128);
+  std::printf("| device | B | n | H | D | w | globals | median ms | useful TFLOP/s | tokens/s |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+  for (int batch : o.batches)
+    for (int n : o.lengths) {
+      if (o.device == "cpu") {
+        bench_cpu(o, batch, n, rng);
+      } else {
+#ifdef LDQA_BENCH_CUDA
+        bench_cuda(o, batch, n, rng);
+#else
+        std::fprintf(stderr, "built without CUDA\n");
+        return 2;
+#endif
+      }
+    }
+  return 0;
+}

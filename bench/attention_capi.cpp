@@ -1,0 +1,69 @@
+// A C entry point over the attention library, so that benchmark scripts (PyTorch via
+// ctypes) run our kernels in their own process, on their own tensors and stream.
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+
+#include "attention/attention.hpp"
+
+using ldqa::attention::AttentionInputs;
+using ldqa::attention::DType;
+using ldqa::attention::Pattern;
+using ldqa::attention::SparseAttention;
+
+namespace {
+// One plan per shape, built on first use (outside any timed region once warmed up).
+const SparseAttention& cached(int n, int heads, int head_dim, int window, int top_k) {
+  static std::mutex mutex;
+  static std::map<std::tuple<int, int, int, int, int>, std::unique_ptr<SparseAttention>> plans;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& slot = plans[{n, heads, head_dim, window, top_k}];
+  if (!slot) slot = std::make_unique<SparseAttention>(n, heads, head_dim, Pattern{window, nullptr, top_k});
+  return *slot;
+}
+}  // namespace
+
+extern "C" {
+
+// dtype: 1 = f16, 2 = bf16. Optional pointers may be null. Returns 0, or 1 with the
+// message in err.
+int ldqa_attention_cuda(int batch, int heads, int n, int head_dim, int dtype, int window, int top_k,
+                        const void* q, const void* k, const void* v, const void* qg, const void* kg,
+                        const void* vg, const unsigned char* global_mask, int max_global,
+                        const int* valid_lengths, const unsigned char* key_mask, void* out, void* stream,
+                        void* workspace, char* err, int err_len) {
+  try {
+    AttentionInputs in;
+    in.batch = batch;
+    in.dtype = dtype == 1 ? DType::f16 : DType::bf16;
+    in.q = q;
+    in.k = k;
+    in.v = v;
+    in.q_global = qg;
+    in.k_global = kg;
+    in.v_global = vg;
+    in.global_mask = global_mask;
+    in.max_global = max_global;
+    in.valid_lengths = valid_lengths;
+    in.key_mask = key_mask;
+    in.out = out;
+    cached(n, heads, head_dim, window, top_k).run_cuda(in, stream, workspace);
+    return 0;
+  } catch (const std::exception& e) {
+    std::snprintf(err, static_cast<std::size_t>(err_len), "%s", e.what());
+    return 1;
+  }
+}
+
+long long ldqa_attention_workspace_bytes(int batch, int heads, int n, int head_dim, int window, int top_k,
+                                         int max_global) {
+  try {
+    return static_cast<long long>(cached(n, heads, head_dim, window, top_k).cuda_workspace_bytes(batch, max_global));
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what is needed, builds, and runs every test: the release build (with the
+# CUDA kernels when nvcc is present; GPU tests only run where a device is), then a
+# CPU build under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh build
+(cd build && ctest --output-on-failure)
+scripts/build.sh build-sanitize -DLDQA_CUDA=OFF -DLDQA_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+(cd build-sanitize && ctest --output-on-failure)

@@ -1,0 +1,168 @@
+#include "reference.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <numeric>
+#include <sstream>
+
+namespace ldqa::test {
+
+std::string AttentionCase::describe() const {
+  std::ostringstream s;
+  s << "B=" << batch << " H=" << heads << " n=" << seq_len << " D=" << head_dim << " w=" << pattern.window
+    << " topk=" << pattern.top_k << " layout=" << (pattern.layout ? std::to_string(pattern.layout->block_size()) : "none")
+    << " sepglobal=" << separate_global << " globals="
+    << std::count_if(global_mask.begin(), global_mask.end(), [](uint8_t g) { return g != 0; })
+    << " lengths=" << (valid_lengths.empty() ? "no" : "yes") << " keymask=" << (key_mask.empty() ? "no" : "yes");
+  return s.str();
+}
+
+ReferenceResult reference_attention(const AttentionCase& c, double tie_tolerance) {
+  const int n = c.seq_len, d = c.head_dim;
+  const double scale = c.scale > 0 ? c.scale : 1.0 / std::sqrt(static_cast<double>(d));
+  ReferenceResult res;
+  res.out.assign(static_cast<std::size_t>(c.batch) * c.heads * n * d, 0.0);
+  res.ambiguous.assign(static_cast<std::size_t>(c.batch) * c.heads * n, 0);
+  const attention::BlockLayout* layout = c.pattern.layout.get();
+  std::vector<std::pair<double, int>> scores;
+  for (int b = 0; b < c.batch; ++b) {
+    auto valid = [&](int i) {
+      if (!c.valid_lengths.empty() && i >= c.valid_lengths[b]) return false;
+      if (!c.key_mask.empty() && c.key_mask[static_cast<std::size_t>(b) * n + i] == 0) return false;
+      return true;
+    };
+    auto global = [&](int i) {
+      return valid(i) && !c.global_mask.empty() && c.global_mask[static_cast<std::size_t>(b) * n + i] != 0;
+    };
+    for (int h = 0; h < c.heads; ++h) {
+      const std::size_t base = (static_cast<std::size_t>(b) * c.heads + h) * n * d;
+      for (int i = 0; i < n; ++i) {
+        if (!valid(i)) continue;
+        const bool gi = global(i);
+        const auto& qs = gi && c.separate_global ? c.qg : c.q;
+        const auto& ks = gi && c.separate_global ? c.kg : c.k;
+        const auto& vs = gi && c.separate_global ? c.vg : c.v;
+        scores.clear();
+        for (int j = 0; j < n; ++j) {
+          if (!valid(j)) continue;
+          bool allowed = gi || global(j) || (c.pattern.window >= 0 && std::abs(i - j) <= c.pattern.window);
+          if (!allowed && layout != nullptr)
+            allowed = layout->allows(h, i / layout->block_size(), j / layout->block_size());
+          if (!allowed) continue;
+          double dot = 0;
+          for (int x = 0; x < d; ++x) dot += qs[base + static_cast<std::size_t>(i) * d + x] * ks[base + static_cast<std::size_t>(j) * d + x];
+          scores.emplace_back(dot * scale, j);
+        }
+        if (scores.empty()) continue;
+        std::size_t keep = scores.size();
+        if (c.pattern.top_k > 0 && static_cast<std::size_t>(c.pattern.top_k) < scores.size()) {
+          keep = static_cast<std::size_t>(c.pattern.top_k);
+          std::sort(scores.begin(), scores.end(), [](auto& a, auto& b2) {
+            return a.first > b2.first || (a.first == b2.first && a.second < b2.second);
+          });
+          if (scores[keep - 1].first - scores[keep].first <= tie_tolerance * (1 + std::abs(scores[keep].first))) {
+            res.ambiguous[(static_cast<std::size_t>(b) * c.heads + h) * n + i] = 1;
+            ++res.ambiguous_rows;
+          }
+        }
+        double mx = -INFINITY;
+        for (std::size_t s = 0; s < keep; ++s) mx = std::max(mx, scores[s].first);
+        double sum = 0;
+        double* dst = res.out.data() + base + static_cast<std::size_t>(i) * d;
+        for (std::size_t s = 0; s < keep; ++s) {
+          const double p = std::exp(scores[s].first - mx);
+          sum += p;
+          for (int x = 0; x < d; ++x) dst[x] += p * vs[base + static_cast<std::size_t>(scores[s].second) * d + x];
+        }
+        for (int x = 0; x < d; ++x) dst[x] /= sum;
+      }
+    }
+  }
+  return res;
+}
+
+std::vector<uint8_t> make_global_set(const std::string& kind, int batch, int n, std::mt19937_64& rng) {
+  std::vector<uint8_t> mask(static_cast<std::size_t>(batch) * n, 0);
+  for (int b = 0; b < batch; ++b) {
+    uint8_t* row = mask.data() + static_cast<std::size_t>(b) * n;
+    if (kind == "none") {
+      return {};
+    } else if (kind == "first") {
+      row[0] = 1;
+    } else if (kind == "first17") {
+      for (int i = 0; i < std::min(17, n); ++i) row[i] = 1;
+    } else if (kind == "scattered17") {  // distinct random positions, different per sequence
+      std::vector<int> order(n);
+      std::iota(order.begin(), order.end(), 0);
+      std::shuffle(order.begin(), order.end(), rng);
+      for (int i = 0; i < std::min(17, n); ++i) row[order[i]] = 1;
+    } else if (kind == "all") {
+      std::fill(row, row + n, uint8_t{1});
+    } else {
+      std::abort();
+    }
+  }
+  return mask;
+}
+
+void make_padding(const std::string& kind, AttentionCase& c, std::mt19937_64& rng) {
+  const int n = c.seq_len;
+  if (kind == "lengths") {
+    c.valid_lengths.resize(c.batch);
+    for (int b = 0; b < c.batch; ++b)  // one sequence unpadded, the others 1..n
+      c.valid_lengths[b] = b == 0 ? n : 1 + static_cast<int>(rng() % static_cast<uint64_t>(n));
+  } else if (kind == "mask") {
+    c.key_mask.assign(static_cast<std::size_t>(c.batch) * n, 1);
+    for (auto& m : c.key_mask) m = (rng() % 5) != 0 ? 1 : 0;
+  }
+}
+
+void fill_inputs(AttentionCase& c, std::mt19937_64& rng, double (*round)(double)) {
+  const std::size_t count = static_cast<std::size_t>(c.batch) * c.heads * c.seq_len * c.head_dim;
+  std::uniform_real_distribution<double> dist(-2.0, 2.0);
+  auto fill = [&](std::vector<double>& x) {
+    x.resize(count);
+    for (auto& value : x) {
+      do value = round(dist(rng));
+      while (value == 0.0);
+    }
+  };
+  fill(c.q);
+  fill(c.k);
+  fill(c.v);
+  if (c.separate_global) {
+    fill(c.qg);
+    fill(c.kg);
+    fill(c.vg);
+  }
+}
+
+Comparison compare(const std::vector<double>& out, const ReferenceResult& ref, int head_dim) {
+  Comparison cmp;
+  double err = 0, norm = 0;
+  for (std::size_t row = 0; row < ref.ambiguous.size(); ++row) {
+    if (ref.ambiguous[row]) continue;
+    ++cmp.compared_rows;
+    for (int x = 0; x < head_dim; ++x) {
+      const double o = out[row * head_dim + x], r = ref.out[row * head_dim + x];
+      if (!std::isfinite(o)) ++cmp.nan_count;
+      err += (o - r) * (o - r);
+      norm += r * r;
+    }
+  }
+  cmp.relative_error = norm > 0 ? std::sqrt(err / norm) : std::sqrt(err);
+  if (cmp.nan_count > 0) cmp.relative_error = INFINITY;
+  return cmp;
+}
+
+uint64_t test_seed() {
+  static const uint64_t seed = [] {
+    if (const char* env = std::getenv("LDQA_TEST_SEED")) return static_cast<uint64_t>(std::strtoull(env, nullptr, 10));
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  }();
+  return seed;
+}
+
+}  // namespace ldqa::test

@@ -1,0 +1,56 @@
+// Float64 dense masked attention: the definition in attention.hpp written out as
+// plainly as possible, independent of the tile plan, for checking every backend.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "attention/attention.hpp"
+
+namespace ldqa::test {
+
+struct AttentionCase {
+  int batch = 1, heads = 1, seq_len = 1, head_dim = 16;
+  attention::Pattern pattern;
+  bool separate_global = false;
+  std::vector<uint8_t> global_mask;   // [batch * n] or empty
+  std::vector<int32_t> valid_lengths; // [batch] or empty
+  std::vector<uint8_t> key_mask;      // [batch * n] or empty
+  // Inputs, exactly as the backend sees them (already rounded for 16-bit runs).
+  std::vector<double> q, k, v, qg, kg, vg;
+  double scale = 0;  // 0: 1/sqrt(head_dim)
+  std::string describe() const;
+};
+
+struct ReferenceResult {
+  std::vector<double> out;         // [batch, heads, n, head_dim]
+  // Rows whose top-k selection is decided by a gap below rounding: the k-th and the
+  // (k+1)-th score lie within `tie_tolerance`; any backend may pick either key.
+  std::vector<uint8_t> ambiguous;  // [batch * heads * n]
+  int ambiguous_rows = 0;
+};
+
+ReferenceResult reference_attention(const AttentionCase& c, double tie_tolerance = 1e-4);
+
+// Named global sets from the test grid: "none", "first", "first17", "scattered17", "all".
+std::vector<uint8_t> make_global_set(const std::string& kind, int batch, int n, std::mt19937_64& rng);
+// Named padding: "none", "lengths" (random per sequence, at least 1), "mask" (random holes).
+void make_padding(const std::string& kind, AttentionCase& c, std::mt19937_64& rng);
+// Random inputs in [-2, 2), never zero; round() is applied to every value (identity
+// for float32 runs, a round trip through fp16/bf16 for 16-bit runs).
+void fill_inputs(AttentionCase& c, std::mt19937_64& rng, double (*round)(double));
+
+struct Comparison {
+  double relative_error = 0;  // ||out - ref|| / ||ref|| over compared rows
+  int64_t nan_count = 0;      // NaN/Inf in compared or zero-expected rows
+  int64_t compared_rows = 0;
+};
+// out: the backend's result as doubles; rows flagged ambiguous are skipped.
+Comparison compare(const std::vector<double>& out, const ReferenceResult& ref, int head_dim);
+
+// Seed from LDQA_TEST_SEED if set, else fresh from std::random_device (printed on failure).
+uint64_t test_seed();
+
+}  // namespace ldqa::test

@@ -1,0 +1,133 @@
+// Layout builders against hand-worked layouts, and the tile plan's covering property.
+#include <catch2/catch.hpp>
+#include <random>
+#include <set>
+
+#include "attention/attention.hpp"
+#include "attention/tile_plan.hpp"
+#include "reference.hpp"
+
+using namespace ldqa::attention;
+
+namespace {
+std::set<std::pair<int, int>> pairs_of(const BlockLayout& layout, int head) {
+  std::set<std::pair<int, int>> out;
+  for (int r = 0; r < layout.num_blocks(); ++r)
+    for (int c = 0; c < layout.num_blocks(); ++c)
+      if (layout.allows(head, r, c)) out.emplace(r, c);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("bigbird layout: sliding window, global row and column", "[layout]") {
+  BigBirdLayoutConfig cfg;
+  cfg.num_random_blocks = 0;
+  const BlockLayout layout = make_bigbird_layout(8 * 16 - 3, 16, 4, cfg, 1, false);
+  REQUIRE(layout.num_blocks() == 8);
+  std::set<std::pair<int, int>> expected;
+  for (int r = 0; r < 8; ++r)
+    for (int c = 0; c < 8; ++c)
+      if (r == 0 || c == 0 || std::abs(r - c) <= 1) expected.emplace(r, c);
+  CHECK(pairs_of(layout, 0) == expected);
+  CHECK(pairs_of(layout, 3) == expected);  // shared by every head
+}
+
+TEST_CASE("fixed layout: local squares and per-window global columns", "[layout]") {
+  FixedLayoutConfig cfg;
+  cfg.num_local_blocks = 4;
+  cfg.num_global_blocks = 1;
+  const BlockLayout layout = make_fixed_layout(10 * 32, 32, 1, cfg);
+  std::set<std::pair<int, int>> expected;
+  for (int r = 0; r < 10; ++r)
+    for (int c = 0; c < 10; ++c)
+      if (r / 4 == c / 4 || c == 3 || c == 7 || c == 9) expected.emplace(r, c);
+  CHECK(pairs_of(layout, 0) == expected);
+}
+
+TEST_CASE("variable layout: growing local windows, global ranges, horizontal rows", "[layout]") {
+  VariableLayoutConfig cfg;
+  cfg.num_random_blocks = 0;
+  cfg.local_window_blocks = {1, 2};
+  cfg.global_block_indices = {5};
+  cfg.global_block_end_indices = {7};
+  cfg.horizontal_global = true;
+  const BlockLayout layout = make_variable_layout(9 * 16, 16, 2, cfg, 3, false);
+  auto window = [](int b) { return b == 0 ? 0 : 1 + (b - 1) / 2; };
+  std::set<std::pair<int, int>> expected;
+  for (int r = 0; r < 9; ++r)
+    for (int c = 0; c < 9; ++c)
+      if (window(r) == window(c) || c == 5 || c == 6 || r == 5 || r == 6) expected.emplace(r, c);
+  CHECK(pairs_of(layout, 1) == expected);
+}
+
+TEST_CASE("bslongformer layout: sliding window plus global blocks both ways", "[layout]") {
+  BSLongformerLayoutConfig cfg;
+  cfg.num_sliding_window_blocks = 5;
+  cfg.global_block_indices = {4};
+  const BlockLayout layout = make_bslongformer_layout(12 * 64, 64, 8, cfg);
+  std::set<std::pair<int, int>> expected;
+  for (int r = 0; r < 12; ++r)
+    for (int c = 0; c < 12; ++c)
+      if (std::abs(r - c) <= 2 || r == 4 || c == 4) expected.emplace(r, c);
+  CHECK(pairs_of(layout, 5) == expected);
+}
+
+TEST_CASE("random blocks are seeded, distinct per row and per head", "[layout]") {
+  BigBirdLayoutConfig cfg;
+  cfg.num_random_blocks = 3;
+  cfg.num_sliding_window_blocks = 1;
+  cfg.num_global_blocks = 0;
+  const auto a = make_bigbird_layout(64 * 16, 16, 4, cfg, 42, true);
+  const auto b = make_bigbird_layout(64 * 16, 16, 4, cfg, 42, true);
+  const auto c = make_bigbird_layout(64 * 16, 16, 4, cfg, 43, true);
+  CHECK(pairs_of(a, 2) == pairs_of(b, 2));
+  CHECK(pairs_of(a, 2) != pairs_of(c, 2));
+  CHECK(pairs_of(a, 0) != pairs_of(a, 1));
+  for (int r = 0; r < 64; ++r) {  // the diagonal plus 3 distinct random blocks (one may hit the diagonal)
+    const auto count = a.row_end(0, r) - a.row_begin(0, r);
+    CHECK(count >= 3);
+    CHECK(count <= 4);
+  }
+}
+
+TEST_CASE("tile plan lists every tile a local query can reach, and local_pairs counts them", "[layout][plan]") {
+  std::mt19937_64 rng(ldqa::test::test_seed());
+  for (int trial = 0; trial < 40; ++trial) {
+    const int n = 1 + static_cast<int>(rng() % 700);
+    const int heads = 2;
+    Pattern pattern;
+    pattern.window = static_cast<int>(rng() % 200) - 1;
+    const int block = 8 << (rng() % 6);  // 8..256
+    if (trial % 2 == 0) {
+      BigBirdLayoutConfig cfg;
+      cfg.num_random_blocks = 2;
+      pattern.layout = std::make_shared<BlockLayout>(make_bigbird_layout(n, block, heads, cfg, rng(), true));
+    }
+    const SparseAttention attn(n, heads, 16, pattern);
+    const auto plan = detail::build_tile_plan(n, heads, pattern);
+    int64_t brute_pairs = 0;
+    for (int h = 0; h < heads; ++h) {
+      const int row_base = (h % plan.plan_heads) * plan.num_tiles;
+      for (int i = 0; i < n; ++i) {
+        const int row = row_base + i / detail::kTile;
+        for (int j = 0; j < n; ++j) {
+          const bool allowed = (pattern.window >= 0 && std::abs(i - j) <= pattern.window) ||
+                               (pattern.layout && pattern.layout->allows(h, i / block, j / block));
+          // The plan's own mask must agree with the definition inside listed tiles...
+          bool planned = false;
+          for (int e = plan.row_ptr[row]; e < plan.row_ptr[row + 1]; ++e)
+            if (plan.key_tile[e] == j / detail::kTile)
+              planned = detail::local_allows(i, j, 0, plan.window, plan.layout_bits[e], plan.layout_block);
+          INFO("n=" << n << " w=" << pattern.window << " block=" << block << " i=" << i << " j=" << j);
+          REQUIRE(planned == allowed);  // ...and no allowed pair may lie outside them
+          brute_pairs += allowed ? 1 : 0;
+        }
+      }
+      // rows are sorted and unique
+      for (int t = 0; t < plan.num_tiles; ++t)
+        for (int e = plan.row_ptr[row_base + t] + 1; e < plan.row_ptr[row_base + t + 1]; ++e)
+          REQUIRE(plan.key_tile[e - 1] < plan.key_tile[e]);
+    }
+    CHECK(attn.local_pairs() == brute_pairs);
+  }
+}

@@ -1,0 +1,340 @@
+// CUDA backend against the float64 reference (and, at lengths the reference cannot
+// afford, against the CPU backend), fp16 and bf16, head_dim 32/64/128, fresh random
+// inputs each run, outputs poisoned with NaN before every launch.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <limits>
+
+#include "attention/attention.hpp"
+#include "ldqa/error.hpp"
+#include "reference.hpp"
+
+using namespace ldqa;
+using namespace ldqa::attention;
+
+namespace {
+
+#define CUDA_OK(expr) REQUIRE((expr) == cudaSuccess)
+
+double round_f16(double x) { return static_cast<double>(__half2float(__float2half_rn(static_cast<float>(x)))); }
+double round_bf16(double x) {
+  return static_cast<double>(__bfloat162float(__float2bfloat16_rn(static_cast<float>(x))));
+}
+
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  explicit DeviceBuffer(std::size_t bytes) { REQUIRE(cudaMalloc(&ptr, std::max<std::size_t>(bytes, 1)) == cudaSuccess); }
+  ~DeviceBuffer() { cudaFree(ptr); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+};
+
+std::vector<uint16_t> to_bits(const std::vector<double>& x, DType dtype) {
+  std::vector<uint16_t> bits(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (dtype == DType::f16) {
+      bits[i] = static_cast<__half_raw>(__float2half_rn(static_cast<float>(x[i]))).x;
+    } else {
+      bits[i] = static_cast<__nv_bfloat16_raw>(__float2bfloat16_rn(static_cast<float>(x[i]))).x;
+    }
+  }
+  return bits;
+}
+
+std::vector<double> from_bits(const std::vector<uint16_t>& bits, DType dtype) {
+  std::vector<double> x(bits.size());
+  for (std::size_t i = 0; i < bits.size(); ++i) {
+    if (dtype == DType::f16) {
+      __half_raw raw{};
+      raw.x = bits[i];
+      x[i] = __half2float(__half(raw));
+    } else {
+      __nv_bfloat16_raw raw{};
+      raw.x = bits[i];
+      x[i] = __bfloat162float(__nv_bfloat16(raw));
+    }
+  }
+  return x;
+}
+
+template <typename X>
+std::unique_ptr<DeviceBuffer> upload(const std::vector<X>& host) {
+  if (host.empty()) return nullptr;
+  auto buf = std::make_unique<DeviceBuffer>(host.size() * sizeof(X));
+  REQUIRE(cudaMemcpy(buf->ptr, host.data(), host.size() * sizeof(X), cudaMemcpyHostToDevice) == cudaSuccess);
+  return buf;
+}
+
+void* ptr(const std::unique_ptr<DeviceBuffer>& b) { return b ? b->ptr : nullptr; }
+
+struct GpuRun {
+  int max_global = -1;
+  bool own_workspace = false;
+};
+
+// Runs the case on the GPU and returns the output as doubles.
+std::vector<double> run_gpu(const test::AttentionCase& c, DType dtype, const GpuRun& opts = {}) {
+  SparseAttention attn(c.seq_len, c.heads, c.head_dim, c.pattern);
+  auto q = upload(to_bits(c.q, dtype)), k = upload(to_bits(c.k, dtype)), v = upload(to_bits(c.v, dtype));
+  std::unique_ptr<DeviceBuffer> qg, kg, vg;
+  if (c.separate_global) {
+    qg = upload(to_bits(c.qg, dtype));
+    kg = upload(to_bits(c.kg, dtype));
+    vg = upload(to_bits(c.vg, dtype));
+  }
+  auto global_mask = upload(c.global_mask), key_mask = upload(c.key_mask), lengths = upload(c.valid_lengths);
+  DeviceBuffer out(c.q.size() * 2);
+  CUDA_OK(cudaMemset(out.ptr, 0xFF, c.q.size() * 2));  // NaN in both fp16 and bf16
+  AttentionInputs in;
+  in.batch = c.batch;
+  in.dtype = dtype;
+  in.q = q->ptr;
+  in.k = k->ptr;
+  in.v = v->ptr;
+  in.q_global = ptr(qg);
+  in.k_global = ptr(kg);
+  in.v_global = ptr(vg);
+  in.global_mask = static_cast<const uint8_t*>(ptr(global_mask));
+  in.key_mask = static_cast<const uint8_t*>(ptr(key_mask));
+  in.valid_lengths = static_cast<const int32_t*>(ptr(lengths));
+  in.max_global = opts.max_global;
+  in.out = out.ptr;
+  in.scale = static_cast<float>(c.scale);
+  if (opts.own_workspace) {
+    DeviceBuffer ws(attn.cuda_workspace_bytes(c.batch, opts.max_global));
+    CUDA_OK(cudaMemset(ws.ptr, 0x7F, attn.cuda_workspace_bytes(c.batch, opts.max_global)));  // garbage, not zeros
+    attn.run_cuda(in, nullptr, ws.ptr);
+    CUDA_OK(cudaDeviceSynchronize());
+  } else {
+    attn.run_cuda(in);
+  }
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<uint16_t> bits(c.q.size());
+  CUDA_OK(cudaMemcpy(bits.data(), out.ptr, bits.size() * 2, cudaMemcpyDeviceToHost));
+  return from_bits(bits, dtype);
+}
+
+void check_case(test::AttentionCase& c, DType dtype, std::mt19937_64& rng) {
+  test::fill_inputs(c, rng, dtype == DType::f16 ? round_f16 : round_bf16);
+  const auto ref = test::reference_attention(c, 2e-4);
+  const auto cmp = test::compare(run_gpu(c, dtype), ref, c.head_dim);
+  INFO(c.describe() << (dtype == DType::f16 ? " f16" : " bf16") << " seed=" << test::test_seed());
+  CHECK(cmp.nan_count == 0);
+  CHECK(cmp.relative_error <= 1e-2);
+  CHECK(ref.ambiguous_rows * 20 <= static_cast<int64_t>(ref.ambiguous.size()) + 50);
+}
+
+const std::vector<int> kLengths = {1, 2, 7, 63, 64, 65, 257, 1000, 4099};
+const std::vector<std::string> kGlobalSets = {"none", "first", "first17", "scattered17", "all"};
+const std::vector<std::string> kPaddings = {"none", "lengths", "mask"};
+
+}  // namespace
+
+TEST_CASE("gpu: a CUDA device is usable", "[gpu]") { REQUIRE(SparseAttention::cuda_available()); }
+
+TEST_CASE("gpu window+global attention matches the float64 reference", "[gpu][attention]") {
+  std::mt19937_64 rng(test::test_seed());
+  int case_index = 0;
+  for (int n : kLengths)
+    for (int w : {0, 1, 3, 64, 256, n + 5})
+      for (const auto& globals : kGlobalSets)
+        for (const auto& padding : kPaddings)
+          for (bool separate : {false, true}) {
+            ++case_index;
+            const bool corner = globals == "all" && padding == "mask" && separate && w == 256;
+            if (n >= 1000 && !corner && rng() % (n >= 4000 ? 30 : 8) != 0) continue;
+            test::AttentionCase c;
+            c.batch = 2;
+            c.heads = 2;
+            c.seq_len = n;
+            c.head_dim = case_index % 3 == 0 ? 32 : (case_index % 3 == 1 ? 64 : 128);
+            c.pattern.window = w;
+            c.separate_global = separate;
+            c.global_mask = test::make_global_set(globals, c.batch, n, rng);
+            test::make_padding(padding, c, rng);
+            if (case_index % 7 == 0) c.scale = 0.3;
+            check_case(c, case_index % 2 ? DType::f16 : DType::bf16, rng);
+          }
+}
+
+TEST_CASE("gpu block-sparse layouts match the float64 reference", "[gpu][layout]") {
+  std::mt19937_64 rng(test::test_seed() + 1);
+  int case_index = 0;
+  for (int n : {63, 257, 1000})
+    for (int block : {16, 64, 128})
+      for (int kind = 0; kind < 4; ++kind)
+        for (int w : {-1, 3})
+          for (const char* globals : {"none", "scattered17"}) {
+            ++case_index;
+            test::AttentionCase c;
+            c.batch = 2;
+            c.heads = 3;
+            c.seq_len = n;
+            c.head_dim = case_index % 2 ? 64 : 32;
+            c.pattern.window = w;
+            const uint64_t seed = rng();
+            if (kind == 0) {
+              FixedLayoutConfig cfg;
+              cfg.num_local_blocks = 3;
+              cfg.horizontal_global = true;
+              cfg.num_different_global_patterns = 2;
+              c.pattern.layout = std::make_shared<BlockLayout>(make_fixed_layout(n, block, c.heads, cfg));
+            } else if (kind == 1) {
+              VariableLayoutConfig cfg;
+              cfg.num_random_blocks = 2;
+              cfg.local_window_blocks = {1, 2, 3};
+              cfg.global_block_indices = {1, 5};
+              cfg.global_block_end_indices = {2, 7};
+              c.pattern.layout = std::make_shared<BlockLayout>(make_variable_layout(n, block, c.heads, cfg, seed, true));
+            } else if (kind == 2) {
+              BigBirdLayoutConfig cfg;
+              cfg.num_random_blocks = 2;
+              c.pattern.layout = std::make_shared<BlockLayout>(make_bigbird_layout(n, block, c.heads, cfg, seed, true));
+            } else {
+              BSLongformerLayoutConfig cfg;
+              cfg.global_block_indices = {0, 3};
+              c.pattern.layout = std::make_shared<BlockLayout>(make_bslongformer_layout(n, block, c.heads, cfg));
+            }
+            c.separate_global = kind % 2 == 1;
+            c.global_mask = test::make_global_set(globals, c.batch, n, rng);
+            test::make_padding(case_index % 3 == 0 ? "mask" : "none", c, rng);
+            check_case(c, case_index % 2 ? DType::bf16 : DType::f16, rng);
+          }
+}
+
+TEST_CASE("gpu top-k attention is exact", "[gpu][topk]") {
+  std::mt19937_64 rng(test::test_seed() + 2);
+  int case_index = 0;
+  for (int n : {7, 65, 257, 1000})
+    for (int top_k : {1, 8, n})
+      for (int w : {0, 3, 64})
+        for (const char* globals : {"none", "first17", "scattered17"})
+          for (bool with_layout : {false, true}) {
+            ++case_index;
+            if (n == 1000 && rng() % 4 != 0) continue;
+            test::AttentionCase c;
+            c.batch = 2;
+            c.heads = 2;
+            c.seq_len = n;
+            c.head_dim = case_index % 3 == 0 ? 32 : (case_index % 3 == 1 ? 64 : 128);
+            c.pattern.window = w;
+            c.pattern.top_k = top_k;
+            if (with_layout) {
+              BigBirdLayoutConfig cfg;
+              c.pattern.layout = std::make_shared<BlockLayout>(make_bigbird_layout(n, 16, c.heads, cfg, rng(), true));
+            }
+            c.separate_global = true;
+            c.global_mask = test::make_global_set(globals, c.batch, n, rng);
+            test::make_padding(rng() % 2 ? "mask" : "lengths", c, rng);
+            check_case(c, case_index % 2 ? DType::f16 : DType::bf16, rng);
+          }
+}
+
+TEST_CASE("gpu: explicit workspace (filled with garbage) gives the same result", "[gpu]") {
+  std::mt19937_64 rng(test::test_seed() + 3);
+  test::AttentionCase c;
+  c.batch = 3;
+  c.heads = 2;
+  c.seq_len = 777;
+  c.head_dim = 64;
+  c.pattern.window = 40;
+  c.separate_global = true;
+  c.global_mask = test::make_global_set("scattered17", c.batch, c.seq_len, rng);
+  test::make_padding("lengths", c, rng);
+  test::fill_inputs(c, rng, round_bf16);
+  const auto pooled = run_gpu(c, DType::bf16, {17, false});
+  const auto owned = run_gpu(c, DType::bf16, {17, true});
+  CHECK(pooled == owned);
+  const auto cmp = test::compare(owned, test::reference_attention(c), c.head_dim);
+  CHECK(cmp.relative_error <= 1e-2);
+}
+
+TEST_CASE("gpu: a max_global bound below the real count poisons that sequence only", "[gpu]") {
+  std::mt19937_64 rng(test::test_seed() + 4);
+  test::AttentionCase c;
+  c.batch = 2;
+  c.heads = 1;
+  c.seq_len = 200;
+  c.head_dim = 32;
+  c.pattern.window = 8;
+  c.global_mask.assign(2 * 200, 0);
+  for (int i = 0; i < 10; ++i) c.global_mask[i * 7] = 1;  // sequence 0: 10 globals
+  for (int i = 0; i < 3; ++i) c.global_mask[200 + i * 50] = 1;  // sequence 1: 3 globals
+  test::fill_inputs(c, rng, round_f16);
+  const auto out = run_gpu(c, DType::f16, {5, false});
+  const auto ref = test::reference_attention(c);
+  int64_t nan_first = 0;
+  for (std::size_t x = 0; x < 200 * 32; ++x) nan_first += std::isnan(out[x]) ? 1 : 0;
+  CHECK(nan_first == 200 * 32);
+  double err = 0, norm = 0;
+  for (std::size_t x = 200 * 32; x < out.size(); ++x) {
+    err += (out[x] - ref.out[x]) * (out[x] - ref.out[x]);
+    norm += ref.out[x] * ref.out[x];
+  }
+  CHECK(std::sqrt(err / norm) <= 1e-2);
+}
+
+TEST_CASE("gpu matches the cpu backend on a 65k-token sequence", "[gpu][long]") {
+  std::mt19937_64 rng(test::test_seed() + 5);
+  for (DType dtype : {DType::bf16, DType::f16}) {
+    test::AttentionCase c;
+    c.batch = 1;
+    c.heads = 2;
+    c.seq_len = 65537;
+    c.head_dim = 64;
+    c.pattern.window = 256;
+    c.separate_global = true;
+    c.global_mask = test::make_global_set("scattered17", 1, c.seq_len, rng);
+    for (int i = 0; i < 64; ++i) c.global_mask[rng() % c.seq_len] = 1;
+    c.valid_lengths = {c.seq_len - 3};
+    test::fill_inputs(c, rng, dtype == DType::f16 ? round_f16 : round_bf16);
+    const auto gpu = run_gpu(c, dtype);
+    SparseAttention attn(c.seq_len, c.heads, c.head_dim, c.pattern);
+    std::vector<float> q(c.q.begin(), c.q.end()), k(c.k.begin(), c.k.end()), v(c.v.begin(), c.v.end());
+    std::vector<float> qg(c.qg.begin(), c.qg.end()), kg(c.kg.begin(), c.kg.end()), vg(c.vg.begin(), c.vg.end());
+    std::vector<float> out(q.size(), std::numeric_limits<float>::quiet_NaN());
+    AttentionInputs in;
+    in.batch = 1;
+    in.q = q.data();
+    in.k = k.data();
+    in.v = v.data();
+    in.q_global = qg.data();
+    in.k_global = kg.data();
+    in.v_global = vg.data();
+    in.global_mask = c.global_mask.data();
+    in.valid_lengths = c.valid_lengths.data();
+    in.out = out.data();
+    attn.run_cpu(in);
+    double err = 0, norm = 0;
+    int64_t bad = 0;
+    for (std::size_t x = 0; x < out.size(); ++x) {
+      if (!std::isfinite(gpu[x]) || !std::isfinite(out[x])) ++bad;
+      err += (gpu[x] - out[x]) * (gpu[x] - out[x]);
+      norm += static_cast<double>(out[x]) * out[x];
+    }
+    INFO("seed=" << test::test_seed());
+    CHECK(bad == 0);
+    CHECK(std::sqrt(err / norm) <= 1e-2);
+  }
+}
+
+TEST_CASE("gpu: bad arguments are refused before any launch", "[gpu][errors]") {
+  SparseAttention attn(100, 2, 48, {});
+  DeviceBuffer buf(100 * 2 * 48 * 2);
+  AttentionInputs in;
+  in.batch = 1;
+  in.dtype = DType::bf16;
+  in.q = in.k = in.v = buf.ptr;
+  in.out = buf.ptr;
+  CHECK_THROWS_WITH(attn.run_cuda(in), Catch::Contains("head_dim 32, 64 or 128, got 48"));
+  SparseAttention ok(100, 2, 64, {});
+  in.dtype = DType::f32;
+  CHECK_THROWS_WITH(ok.run_cuda(in), Catch::Contains("f16 or bf16"));
+  in.dtype = DType::f16;
+  in.max_global = 101;
+  CHECK_THROWS_WITH(ok.run_cuda(in), Catch::Contains("max_global 101"));
+}
