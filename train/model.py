@@ -1,0 +1,227 @@
+"""The ldqa encoder: a Longformer-style reader (docs/model-format.md is the contract
+with the C++ engine in model/).
+
+- Token + segment embeddings, LayerNorm; pre-LayerNorm layers; GELU (erf) FFN; final LN.
+- Attention: local rows see keys within a one-sided window w plus every global key;
+  global rows (a prefix: [CLS] question [SEP]) see every key through their own
+  projections (Longformer's Q_g, K_g, V_g). Padded rows are zero after attention.
+- Positions: rotary on the first `rotary_dims` of each head (NeoX "rotate half" pairs),
+  with frequencies base^(-i/half). Every period is at most ~470 tokens, so any relative
+  angle a 16k+ document produces was already seen in training at 512 tokens; the other
+  head dimensions carry no position at all. Nothing caps the document length.
+- Heads: MLM (dense, GELU, LN, decoder tied to the embeddings) and span (start/end).
+
+Attention runs through FlexAttention on the GPU (block mask: window + global keys) and
+through a plain masked dense path elsewhere (CPU smoke tests, fixtures); both compute
+the same function (checked at start-up of every GPU run).
+"""
+import dataclasses
+import json
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+try:  # torch >= 2.5 on the GPU machine; Debian's torch 1.13 has neither
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    HAVE_FLEX = True
+except ImportError:  # pragma: no cover
+    HAVE_FLEX = False
+
+
+@dataclasses.dataclass
+class Config:
+    vocab_size: int = 16000
+    hidden: int = 384
+    layers: int = 8
+    heads: int = 6
+    ffn: int = 1536
+    window: int = 128            # one-sided: |i - j| <= window
+    rotary_dims: int = 32        # of head_dim
+    rotary_base: float = 100.0
+    type_vocab: int = 2          # 0: [CLS] question [SEP], 1: context and final [SEP]
+    layer_norm_eps: float = 1e-5
+    pad_id: int = 0
+    unk_id: int = 1
+    cls_id: int = 2
+    sep_id: int = 3
+    mask_id: int = 4
+    max_question_tokens: int = 64
+    max_len: int = 4096          # tokens per window the model reads at once (trained up to this)
+
+    @property
+    def head_dim(self):
+        return self.hidden // self.heads
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+
+
+def rotary_tables(n, cfg, device, dtype=torch.float32):
+    half = cfg.rotary_dims // 2
+    inv = cfg.rotary_base ** (-torch.arange(half, dtype=torch.float64) / half)
+    ang = torch.arange(n, dtype=torch.float64)[:, None] * inv[None, :]
+    return ang.cos().to(device=device, dtype=dtype), ang.sin().to(device=device, dtype=dtype)
+
+
+def apply_rotary(x, cos, sin, rotary_dims):
+    """x: [B, H, n, D]; cos/sin: [n, rotary_dims/2] (positions of x's rows)."""
+    half = rotary_dims // 2
+    x1, x2, rest = x[..., :half], x[..., half:rotary_dims], x[..., rotary_dims:]
+    c, s = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat([x1 * c - x2 * s, x1 * s + x2 * c, rest], dim=-1)
+
+
+def local_mask_dense(valid, is_global, window):
+    """[B, 1, n, n] bool: local query i may attend key j."""
+    n = valid.shape[1]
+    idx = torch.arange(n, device=valid.device)
+    near = (idx[:, None] - idx[None, :]).abs() <= window
+    allowed = near[None] | is_global[:, None, :]
+    return (allowed & valid[:, None, :] & valid[:, :, None])[:, None]
+
+
+def masked_attention(q, k, v, mask):
+    """Dense reference: rows with no allowed key give zeros."""
+    scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    scores = scores.masked_fill(~mask, float("-inf"))
+    probs = torch.softmax(scores.float(), dim=-1).nan_to_num(0.0).to(v.dtype)
+    return probs @ v
+
+
+class AttentionPlan:
+    """Per-batch attention inputs shared by every layer."""
+
+    def __init__(self, valid, global_len, cfg, use_flex):
+        self.valid = valid                                   # [B, n] bool
+        b, n = valid.shape
+        idx = torch.arange(n, device=valid.device)
+        self.is_global = (idx[None, :] < global_len[:, None]) & valid  # prefix per sequence
+        self.global_rows = int(global_len.max().item())
+        self.cos, self.sin = rotary_tables(n, cfg, valid.device)
+        self.use_flex = use_flex
+        if use_flex:
+            valid_, glob_, w = self.valid, self.is_global, cfg.window
+
+            def mask_mod(bi, h, qi, kv):
+                return valid_[bi, kv] & valid_[bi, qi] & (((qi - kv).abs() <= w) | glob_[bi, kv])
+            self.block_mask = create_block_mask(mask_mod, b, None, n, n, device=valid.device, _compile=True)
+        else:
+            self.mask = local_mask_dense(valid, self.is_global, cfg.window)
+
+
+_flex_compiled = None
+
+
+def flex(q, k, v, block_mask):
+    global _flex_compiled
+    if _flex_compiled is None:
+        _flex_compiled = torch.compile(flex_attention, dynamic=False)
+    return _flex_compiled(q, k, v, block_mask=block_mask)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        h = cfg.hidden
+        self.cfg = cfg
+        self.query, self.key, self.value, self.out = (nn.Linear(h, h) for _ in range(4))
+        self.query_global, self.key_global, self.value_global = (nn.Linear(h, h) for _ in range(3))
+
+    def split(self, x):
+        b, n, _ = x.shape
+        return x.view(b, n, self.cfg.heads, self.cfg.head_dim).transpose(1, 2)
+
+    def forward(self, x, plan):
+        cfg = self.cfg
+        q = apply_rotary(self.split(self.query(x)), plan.cos, plan.sin, cfg.rotary_dims)
+        k = apply_rotary(self.split(self.key(x)), plan.cos, plan.sin, cfg.rotary_dims)
+        v = self.split(self.value(x))
+        if plan.use_flex:
+            ctx = flex(q, k, v, plan.block_mask)
+        else:
+            ctx = masked_attention(q, k, v, plan.mask)
+        g = plan.global_rows
+        if g > 0:
+            qg = apply_rotary(self.split(self.query_global(x[:, :g])), plan.cos[:g], plan.sin[:g], cfg.rotary_dims)
+            kg = apply_rotary(self.split(self.key_global(x)), plan.cos, plan.sin, cfg.rotary_dims)
+            vg = self.split(self.value_global(x))
+            gmask = plan.valid[:, None, None, :].expand(-1, 1, g, -1)
+            glob = masked_attention(qg, kg, vg, gmask)
+            rows = plan.is_global[:, None, :g, None]
+            ctx = torch.cat([torch.where(rows, glob, ctx[:, :, :g]), ctx[:, :, g:]], dim=2)
+        ctx = ctx * plan.valid[:, None, :, None].to(ctx.dtype)
+        b, _, n, _ = ctx.shape
+        return self.out(ctx.transpose(1, 2).reshape(b, n, cfg.hidden))
+
+    @torch.no_grad()
+    def init_global_from_local(self):
+        """Longformer: global projections start as copies of the local ones."""
+        for dst, src in ((self.query_global, self.query), (self.key_global, self.key), (self.value_global, self.value)):
+            dst.weight.copy_(src.weight)
+            dst.bias.copy_(src.bias)
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
+        self.attention = Attention(cfg)
+        self.ffn_norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
+        self.ffn_in = nn.Linear(cfg.hidden, cfg.ffn)
+        self.ffn_out = nn.Linear(cfg.ffn, cfg.hidden)
+
+    def forward(self, x, plan):
+        x = x + self.attention(self.attention_norm(x), plan)
+        return x + self.ffn_out(F.gelu(self.ffn_in(self.ffn_norm(x))))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.hidden)
+        self.type_embedding = nn.Embedding(cfg.type_vocab, cfg.hidden)
+        self.embedding_norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
+        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.layers))
+        self.final_norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
+        # MLM head (pretraining only; not exported)
+        self.mlm_dense = nn.Linear(cfg.hidden, cfg.hidden)
+        self.mlm_norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
+        self.mlm_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        # span head
+        self.span = nn.Linear(cfg.hidden, 2)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def plan(self, valid, global_len, use_flex):
+        return AttentionPlan(valid, global_len, self.cfg, use_flex)
+
+    def forward(self, ids, types, plan, keep_states=False):
+        x = self.embedding_norm(self.token_embedding(ids) + self.type_embedding(types))
+        states = [x] if keep_states else None
+        for layer in self.layers:
+            x = layer(x, plan)
+            if keep_states:
+                states.append(x)
+        x = self.final_norm(x)
+        return (x, states) if keep_states else x
+
+    def mlm_logits(self, hidden):
+        h = self.mlm_norm(F.gelu(self.mlm_dense(hidden)))
+        return h @ self.token_embedding.weight.t() + self.mlm_bias
+
+    def span_logits(self, hidden):
+        logits = self.span(hidden).float()
+        return logits[..., 0], logits[..., 1]
+
+    def exported_state(self):
+        """The tensors the C++ engine loads (no MLM head)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("mlm_")}

@@ -1,0 +1,450 @@
+#!/usr/bin/env python3
+"""The ldqa training recipe: MLM pretraining (short, then long sequences), SQuAD v1.1
+fine-tuning on paragraph AND whole-article contexts, evaluation in both settings, and
+export for the C++ engine. Entry point: train/run_gpu.sh (see train/README.md).
+
+Phases have wall-clock budgets; each learning-rate schedule is a function of the
+elapsed share of its budget, so a phase always completes its decay whatever the
+throughput. Seeds are fixed; data order is deterministic; step counts are logged.
+"""
+import argparse
+import dataclasses
+import gzip
+import json
+import math
+import multiprocessing as mp
+import os
+import pathlib
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import export  # noqa: E402
+import qa_data  # noqa: E402
+from model import Config, Encoder, HAVE_FLEX  # noqa: E402
+
+LOG = None
+
+
+def log(record):
+    record = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in record.items()}
+    print(json.dumps(record), flush=True)
+    if LOG is not None:
+        LOG.write(json.dumps(record) + "\n")
+        LOG.flush()
+
+
+# ----------------------------------------------------------------------------- corpus
+_TOK = None
+
+
+def _init_worker(model_path):
+    global _TOK
+    import sentencepiece as spm
+    _TOK = spm.SentencePieceProcessor()
+    _TOK.load(model_path)
+
+
+def _encode_docs(docs):
+    out = []
+    for doc in docs:
+        ids = []
+        for para in doc.split("\n"):
+            if para.strip():
+                ids.extend(_TOK.encode_as_ids(para))
+        out.append(np.asarray(ids, dtype=np.int32))
+    return out
+
+
+def corpus_stream(data_dir, tokenizer_path, cfg, limit_docs, workers):
+    docs = []
+    for shard in sorted((pathlib.Path(data_dir) / "corpus").glob("*.txt.gz")):
+        with gzip.open(shard, "rt", encoding="utf-8") as f:
+            docs.extend(d for d in f.read().split("\n\n<doc>\n") if d.strip())
+    if limit_docs:
+        docs = docs[:limit_docs]
+    chunks = [docs[i:i + 64] for i in range(0, len(docs), 64)]
+    with mp.Pool(workers, initializer=_init_worker, initargs=(tokenizer_path,)) as pool:
+        encoded = [a for part in pool.map(_encode_docs, chunks) for a in part]
+    sep = np.asarray([cfg.sep_id], dtype=np.int32)
+    stream = np.concatenate([x for a in encoded for x in (a, sep)])
+    return stream, len(docs)
+
+
+def lr_at(frac, peak, warmup):
+    return peak * max(0.0, min(frac / warmup, (1.0 - frac) / (1.0 - warmup)))
+
+
+def make_optimizer(model, lr, weight_decay=0.01):
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
+    kwargs = dict(lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    if torch.cuda.is_available():
+        kwargs["fused"] = True
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], **kwargs)
+
+
+def autocast(device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def pretrain(model, opt, stream, cfg, args, device, phase, length, batch, minutes, peak_lr):
+    g = torch.Generator(device="cpu").manual_seed(args.seed + length)
+    stream_t = torch.from_numpy(stream).to(device)
+    n_tokens = stream_t.numel()
+    offs = torch.arange(length - 1, device=device)
+    valid = torch.ones(batch, length, dtype=torch.bool, device=device)
+    glen = torch.ones(batch, dtype=torch.long, device=device)  # [CLS] is the global token
+    types = torch.ones(batch, length, dtype=torch.long, device=device)
+    types[:, 0] = 0
+    plan = model.plan(valid, glen, args.flex)  # same pattern for every batch of the phase
+    budget = minutes * 60.0
+    t0 = time.time()
+    step, seen = 0, 0
+    model.train()
+    while True:
+        frac = (time.time() - t0) / budget
+        if frac >= 1.0:
+            break
+        for group in opt.param_groups:
+            group["lr"] = lr_at(frac, peak_lr, 0.06)
+        starts = torch.randint(0, n_tokens - length, (batch,), generator=g).to(device)
+        body = stream_t[starts[:, None] + offs[None, :]].long()
+        ids = torch.cat([torch.full((batch, 1), cfg.cls_id, device=device, dtype=torch.long), body], 1)
+        special = (ids == cfg.cls_id) | (ids == cfg.sep_id)
+        r = torch.rand(ids.shape, device=device)
+        chosen = (r < 0.15) & ~special
+        labels = ids[chosen]
+        r2 = torch.rand(ids.shape, device=device)
+        inputs = ids.clone()
+        inputs[chosen & (r2 < 0.8)] = cfg.mask_id
+        rand_ids = torch.randint(5, cfg.vocab_size, ids.shape, device=device)
+        swap = chosen & (r2 >= 0.8) & (r2 < 0.9)
+        inputs[swap] = rand_ids[swap]
+        with autocast(device):
+            hidden = model(inputs, types, plan)
+            logits = model.mlm_logits(hidden[chosen])
+            loss = F.cross_entropy(logits.float(), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        seen += batch * length
+        if step % args.log_every == 0:
+            with torch.no_grad():
+                acc = (logits.argmax(-1) == labels).float().mean().item()
+            el = time.time() - t0
+            log(dict(phase=phase, step=step, elapsed=el, loss=loss.item(), mlm_acc=acc,
+                     lr=opt.param_groups[0]["lr"], tokens_per_s=seen / el))
+    log(dict(phase=phase, event="done", steps=step, tokens=seen, seconds=time.time() - t0))
+
+
+# ------------------------------------------------------------------------------- SQuAD
+def _tokenize_texts(args_):
+    model_path, texts = args_
+    tok = qa_data.Tokenizer(model_path)
+    return [tok.with_spans(t) for t in texts]
+
+
+def tokenize_many(model_path, texts, workers):
+    chunks = [(model_path, texts[i:i + 32]) for i in range(0, len(texts), 32)]
+    with mp.Pool(workers) as pool:
+        return [x for part in pool.map(_tokenize_texts, chunks) for x in part]
+
+
+def squad_items(articles):
+    """Per question: (qid, question, paragraph index, article index, answer char span in
+    paragraph, in article, reference texts)."""
+    paragraphs, article_texts, items = [], [], []
+    for ai, art in enumerate(articles):
+        offset = 0
+        texts = []
+        for para in art["paragraphs"]:
+            ctx = para["context"]
+            pi = len(paragraphs)
+            paragraphs.append(ctx)
+            for qa in para["qas"]:
+                ans = qa["answers"][0]
+                a0 = ans["answer_start"]
+                a1 = a0 + len(ans["text"])
+                qid = qa.get("id") or f"train-{len(items)}"
+                items.append((qid, qa["question"], pi, ai, (a0, a1), (offset + a0, offset + a1),
+                              [a["text"] for a in qa["answers"]]))
+            texts.append(ctx)
+            offset += len(ctx) + 2
+        article_texts.append("\n\n".join(texts))
+    return paragraphs, article_texts, items
+
+
+def finetune_features(cfg, args, tok, train_articles):
+    paragraphs, article_texts, items = squad_items(train_articles)
+    para_tok = tokenize_many(args.tokenizer, paragraphs, args.workers)
+    art_tok = tokenize_many(args.tokenizer, article_texts, args.workers)
+    rng = random.Random(args.seed)
+    para_feats, long_feats = [], []
+    long_every = max(1, round(1 / args.long_share)) if args.long_share > 0 else 0
+    for n, (qid, question, pi, ai, pspan, aspan, _) in enumerate(items):
+        q = tok.ids(question)
+        ctx = para_tok[pi]
+        ans = qa_data.answer_tokens(ctx[1], ctx[2], *pspan)
+        if ans is None:
+            continue
+        para_feats.extend(qa_data.make_features(cfg, q, ctx, args.para_len, 128, qid, ans))
+        if not long_every or n % long_every:
+            continue
+        actx = art_tok[ai]
+        aans = qa_data.answer_tokens(actx[1], actx[2], *aspan)
+        if aans is None:
+            continue
+        qq = q[:cfg.max_question_tokens]
+        budget = args.long_len - len(qq) - 3
+        total = len(actx[0])
+        if total <= budget:
+            w0 = 0
+        elif rng.random() < 0.25:  # a window without the answer: target [CLS]
+            choices = [s for s in (rng.randrange(0, total - budget + 1) for _ in range(8))
+                       if not (s <= aans[0] and aans[1] < s + budget)]
+            if not choices:
+                continue
+            w0 = choices[0]
+        else:
+            lo = max(0, aans[1] - budget + 1)
+            hi = min(aans[0], total - budget)
+            w0 = rng.randint(lo, max(lo, hi))
+        f = qa_data.Feature()
+        window = actx[0][w0:w0 + budget]
+        f.ids, f.types, f.global_len = qa_data.pack(cfg, qq, window)
+        f.context_first, f.window_start, f.n_window, f.qid = f.global_len, w0, len(window), qid
+        f.start = f.end = 0
+        if w0 <= aans[0] and aans[1] < w0 + len(window):
+            f.start, f.end = aans[0] - w0 + f.context_first, aans[1] - w0 + f.context_first
+        long_feats.append(f)
+    return para_feats, long_feats
+
+
+def span_loss(model, batch, args, device):
+    ids, types, valid, span_ok, glen, start, end = batch
+    plan = model.plan(valid, glen, args.flex)
+    with autocast(device):
+        hidden = model(ids, types, plan)
+    s, e = model.span_logits(hidden)
+    s = s.masked_fill(~span_ok, -1e4)
+    e = e.masked_fill(~span_ok, -1e4)
+    return (F.cross_entropy(s, start) + F.cross_entropy(e, end)) / 2
+
+
+def finetune(model, cfg, args, device, para_feats, long_feats):
+    rng = random.Random(args.seed + 1)
+    batches = [("para", para_feats[i:i + args.para_batch]) for i in range(0, len(para_feats), args.para_batch)]
+    batches += [("long", long_feats[i:i + args.long_batch]) for i in range(0, len(long_feats), args.long_batch)]
+    log(dict(phase="finetune", event="data", paragraph_features=len(para_feats), long_features=len(long_feats),
+             batches=len(batches)))
+    opt = make_optimizer(model, args.finetune_lr)
+    budget = args.finetune_minutes * 60.0
+    t0 = time.time()
+    step, epoch = 0, 0
+    model.train()
+    losses = {"para": [], "long": []}
+    while True:
+        order = list(range(len(batches)))
+        random.Random(args.seed + 100 + epoch).shuffle(order)
+        for bi in order:
+            frac = (time.time() - t0) / budget
+            if frac >= 1.0:
+                log(dict(phase="finetune", event="done", steps=step, epochs=epoch + bi / len(batches),
+                         seconds=time.time() - t0))
+                return
+            for group in opt.param_groups:
+                group["lr"] = lr_at(frac, args.finetune_lr, 0.08)
+            kind, feats = batches[bi]
+            length = args.para_len if kind == "para" else args.long_len
+            if len(feats) != (args.para_batch if kind == "para" else args.long_batch):
+                continue  # fixed shapes: the last short batch is skipped
+            loss = span_loss(model, qa_data.collate(feats, cfg, length, device), args, device)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            losses[kind].append(loss.item())
+            if step % args.log_every == 0:
+                log(dict(phase="finetune", step=step, elapsed=time.time() - t0,
+                         loss_para=float(np.mean(losses["para"][-50:])) if losses["para"] else None,
+                         loss_long=float(np.mean(losses["long"][-50:])) if losses["long"] else None,
+                         lr=opt.param_groups[0]["lr"]))
+        epoch += 1
+
+
+@torch.no_grad()
+def predict(model, cfg, args, device, features, length, batch, contexts):
+    """Best span per question over its windows; contexts[qid] = (text, ids, starts, ends)."""
+    model.eval()
+    best = {}
+    for i in range(0, len(features), batch):
+        feats = features[i:i + batch]
+        # fixed shapes (one compiled kernel): pad the last batch with copies, ignored below
+        padded = feats + [feats[-1]] * (batch - len(feats))
+        ids, types, valid, span_ok, glen, _, _ = qa_data.collate(padded, cfg, length, device)
+        plan = model.plan(valid, glen, args.flex)
+        with autocast(device):
+            hidden = model(ids, types, plan)
+        s, e = model.span_logits(hidden)
+        s, e = s.float().cpu().numpy(), e.float().cpu().numpy()
+        for k, f in enumerate(feats):
+            span = qa_data.best_span(s[k], e[k], f)
+            if span is not None and (f.qid not in best or span[0] > best[f.qid][0]):
+                best[f.qid] = span
+    out = {}
+    for qid, (score, first, last) in best.items():
+        text, _, starts, ends = contexts[qid]
+        out[qid] = dict(text=text[starts[first]:ends[last]].strip(), score=score, first=first, last=last)
+    return out
+
+
+def evaluate(model, cfg, args, device, tok, dev_articles, limit):
+    paragraphs, article_texts, items = squad_items(dev_articles)
+    if limit:
+        items = items[:limit]
+    para_tok = tokenize_many(args.tokenizer, paragraphs, args.workers)
+    art_tok = tokenize_many(args.tokenizer, article_texts, args.workers)
+    refs = {it[0]: it[6] for it in items}
+    results = {}
+    for setting, length, overlap, batch, toks, texts, index in (
+            ("paragraph", args.eval_para_len, 128, args.eval_para_batch, para_tok, paragraphs, 2),
+            ("document", args.long_len, 512, args.eval_long_batch, art_tok, article_texts, 3)):
+        feats, contexts = [], {}
+        for it in items:
+            ctx = toks[it[index]]
+            contexts[it[0]] = (texts[it[index]],) + ctx
+            feats.extend(qa_data.make_features(cfg, tok.ids(it[1]), ctx, length, overlap, it[0]))
+        feats.sort(key=lambda f: len(f.ids))
+        t0 = time.time()
+        preds = predict(model, cfg, args, device, feats, length, batch, contexts)
+        em, f1 = qa_data.squad_scores({q: p["text"] for q, p in preds.items()}, refs)
+        results[setting] = dict(em=em, f1=f1, questions=len(refs), windows=len(feats), seconds=time.time() - t0,
+                                max_len=length)
+        results[setting + "_predictions"] = preds
+        log(dict(phase="eval", setting=setting, em=em, f1=f1, questions=len(refs), windows=len(feats)))
+    return results
+
+
+@torch.no_grad()
+def check_flex_matches_dense(model, cfg, device):
+    """The GPU path (FlexAttention) and the dense reference compute the same function."""
+    g = torch.Generator(device="cpu").manual_seed(5)
+    b, n = 2, 640
+    ids = torch.randint(5, cfg.vocab_size, (b, n), generator=g).to(device)
+    types = torch.ones_like(ids)
+    valid = torch.ones(b, n, dtype=torch.bool, device=device)
+    valid[1, n // 2 + 5:] = False
+    glen = torch.tensor([9, 30], device=device)
+    outs = [model(ids, types, model.plan(valid, glen, flag)) for flag in (True, False)]
+    err = ((outs[0] - outs[1])[valid].norm() / outs[1][valid].norm()).item()
+    log(dict(phase="check", flex_vs_dense_rel_err=err))
+    if not err < 1e-3:
+        raise SystemExit(f"FlexAttention path disagrees with the dense reference: {err}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--tokenizer", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    ap.add_argument("--config", default="{}", help="JSON overrides of model.Config")
+    ap.add_argument("--pretrain-minutes", type=float, default=6.5)
+    ap.add_argument("--pretrain-long-minutes", type=float, default=1.5)
+    ap.add_argument("--finetune-minutes", type=float, default=4.5)
+    ap.add_argument("--pretrain-len", type=int, default=512)
+    ap.add_argument("--pretrain-batch", type=int, default=256)
+    ap.add_argument("--pretrain-long-len", type=int, default=2048)
+    ap.add_argument("--pretrain-long-batch", type=int, default=64)
+    ap.add_argument("--pretrain-lr", type=float, default=1e-3)
+    ap.add_argument("--para-len", type=int, default=384)
+    ap.add_argument("--para-batch", type=int, default=64)
+    ap.add_argument("--long-len", type=int, default=4096)
+    ap.add_argument("--long-batch", type=int, default=8)
+    ap.add_argument("--long-share", type=float, default=0.125, help="share of questions that also get a long window")
+    ap.add_argument("--finetune-lr", type=float, default=3e-4)
+    ap.add_argument("--eval-para-len", type=int, default=384)
+    ap.add_argument("--eval-para-batch", type=int, default=64)
+    ap.add_argument("--eval-long-batch", type=int, default=8)
+    ap.add_argument("--eval-limit", type=int, default=0)
+    ap.add_argument("--limit-docs", type=int, default=0)
+    ap.add_argument("--limit-articles", type=int, default=0)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--no-flex", action="store_true")
+    ap.add_argument("--pretrained", help="skip pretraining: load this checkpoint")
+    args = ap.parse_args()
+
+    global LOG
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    LOG = open(out / "train_log.jsonl", "a")
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    args.flex = device.type == "cuda" and HAVE_FLEX and not args.no_flex
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    cfg = Config(**json.loads(args.config))
+    cfg.max_len = args.long_len
+    model = Encoder(cfg).to(device)
+    n_params = sum(p.numel() for p in model.exported_state().values())
+    log(dict(phase="start", device=str(device), flex=args.flex, torch=torch.__version__, params_exported=n_params,
+             config=dataclasses.asdict(cfg)))
+    if args.flex:
+        check_flex_matches_dense(model, cfg, device)
+    t_start = time.time()
+
+    if args.pretrained:
+        model.load_state_dict(torch.load(args.pretrained, map_location=device))
+    else:
+        stream, n_docs = corpus_stream(args.data, args.tokenizer, cfg, args.limit_docs, args.workers)
+        log(dict(phase="corpus", documents=n_docs, tokens=int(stream.size), seconds=time.time() - t_start))
+        opt = make_optimizer(model, args.pretrain_lr)
+        pretrain(model, opt, stream, cfg, args, device, "pretrain-short", args.pretrain_len, args.pretrain_batch,
+                 args.pretrain_minutes, args.pretrain_lr)
+        pretrain(model, opt, stream, cfg, args, device, "pretrain-long", args.pretrain_long_len,
+                 args.pretrain_long_batch, args.pretrain_long_minutes, args.pretrain_lr / 2)
+        del opt, stream
+        torch.save(model.state_dict(), out / "pretrained.pt")
+
+    for layer in model.layers:
+        layer.attention.init_global_from_local()
+    tok = qa_data.Tokenizer(args.tokenizer)
+    train_articles = qa_data.load_squad(pathlib.Path(args.data) / "squad" / "train-v1.1.json.gz")
+    dev_articles = qa_data.load_squad(pathlib.Path(args.data) / "squad" / "dev-v1.1.json.gz")
+    if args.limit_articles:
+        train_articles, dev_articles = train_articles[:args.limit_articles], dev_articles[:args.limit_articles]
+    t0 = time.time()
+    para_feats, long_feats = finetune_features(cfg, args, tok, train_articles)
+    log(dict(phase="features", seconds=time.time() - t0))
+    finetune(model, cfg, args, device, para_feats, long_feats)
+    train_seconds = time.time() - t_start
+
+    results = evaluate(model, cfg, args, device, tok, dev_articles, args.eval_limit)
+    metrics = {k: v for k, v in results.items() if not k.endswith("_predictions")}
+    metrics["train_seconds"] = train_seconds
+    metrics["total_seconds"] = time.time() - t_start
+    metrics["device"] = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (out / "predictions_dev.json").write_text(json.dumps(
+        {k: {q: p["text"] for q, p in v.items()} for k, v in results.items() if k.endswith("_predictions")}))
+    export.export_model(model, cfg, out, shard_bytes=15 * 2**20, dtype=torch.bfloat16)
+    log(dict(phase="export", event="done", seconds=time.time() - t_start))
+
+
+if __name__ == "__main__":
+    main()
