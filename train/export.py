@@ -162,14 +162,74 @@ def tiny_fixture(out_dir):
     return names
 
 
+def load_model(model_dir):
+    """An exported model back as a float32 Encoder (what the C++ CPU path computes)."""
+    model_dir = pathlib.Path(model_dir)
+    meta = json.loads((model_dir / "config.json").read_text())
+    cfg = Config(**meta["model"])
+    model = Encoder(cfg)
+    state = {}
+    for name in meta["weights"]["files"]:
+        state.update({k: v.float() for k, v in read_safetensors(model_dir / name).items()})
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("mlm_") for k in missing):
+        raise SystemExit(f"weights do not match the architecture: missing {missing}, unexpected {unexpected}")
+    return model.eval(), cfg
+
+
+def squad_fixture(model_dir, data_dir, out_path, count):
+    """The shipped model on the first `count` SQuAD dev questions (paragraph setting),
+    float32 on the CPU: ids, the best span's token indices and its text."""
+    import qa_data
+    model, cfg = load_model(model_dir)
+    tok = qa_data.Tokenizer(str(pathlib.Path(model_dir) / "tokenizer.model"))
+    cases = []
+    for art in qa_data.load_squad(pathlib.Path(data_dir) / "squad" / "dev-v1.1.json.gz"):
+        for para in art["paragraphs"]:
+            ctx_text = para["context"]
+            ctx = tok.with_spans(ctx_text)
+            for qa in para["qas"]:
+                if len(cases) >= count:
+                    break
+                feats = qa_data.make_features(cfg, tok.ids(qa["question"]), ctx, 384, 128, qa["id"])
+                best = None
+                for f in feats:
+                    ids = torch.tensor([f.ids])
+                    plan = model.plan(torch.ones_like(ids, dtype=torch.bool), torch.tensor([f.global_len]), use_flex=False)
+                    with torch.no_grad():
+                        s, e = model.span_logits(model(ids, torch.tensor([f.types]), plan))
+                    span = qa_data.best_span(s[0].numpy(), e[0].numpy(), f)
+                    if span and (best is None or span[0] > best[0][0]):
+                        best = (span, f)
+                (score, first, last), f = best
+                cases.append(dict(id=qa["id"], question=qa["question"], context=ctx_text,
+                                  answers=[a["text"] for a in qa["answers"]], ids=[int(x) for x in f.ids],
+                                  global_len=f.global_len, window_start=f.window_start,
+                                  start_token=first - f.window_start + f.context_first,
+                                  end_token=last - f.window_start + f.context_first,
+                                  char_start=int(ctx[1][first]), char_end=int(ctx[2][last]),
+                                  text=ctx_text[ctx[1][first]:ctx[2][last]].strip(), score=score))
+    pathlib.Path(out_path).write_text(json.dumps({"model": str(model_dir), "setting": "paragraph, max_len 384",
+                                                  "precision": "float32, CPU, dense attention", "cases": cases},
+                                                 indent=1, ensure_ascii=False))
+    return len(cases)
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("tiny-fixture")
     t.add_argument("--out", required=True)
+    q = sub.add_parser("squad-fixture")
+    q.add_argument("--model", required=True)
+    q.add_argument("--data", required=True)
+    q.add_argument("--out", required=True)
+    q.add_argument("--count", type=int, default=8)
     args = ap.parse_args()
     if args.cmd == "tiny-fixture":
         print(tiny_fixture(args.out))
+    else:
+        print(squad_fixture(args.model, args.data, args.out, args.count), "cases")
 
 
 if __name__ == "__main__":

@@ -24,17 +24,23 @@ class Tokenizer:
         import sentencepiece as spm
         self.sp = spm.SentencePieceProcessor()
         self.sp.load(model_path)
-        probe = self.sp.encode_as_immutable_proto("\u00e9")
+        probe = self._proto("\u00e9")
         self.byte_offsets = probe.pieces[-1].end == 2
 
     def ids(self, text):
         return self.sp.encode_as_ids(text)
 
+    def _proto(self, text):
+        try:  # sentencepiece 0.1.9x
+            return self.sp.encode_as_immutable_proto(text)
+        except ValueError:  # 0.2.x dropped it for the protobuf message
+            return self.sp.encode(text, out_type="proto")
+
     def with_spans(self, text):
         """ids and, per token, [start, end) character offsets into `text`. The C++
         library reports byte offsets; this Python wrapper reports code points (checked
         once, below). Byte-fallback pieces of one character: the last carries its span."""
-        proto = self.sp.encode_as_immutable_proto(text)
+        proto = self._proto(text)
         ids = np.fromiter((p.id for p in proto.pieces), dtype=np.int32)
         starts = np.fromiter((p.begin for p in proto.pieces), dtype=np.int64)
         ends = np.fromiter((p.end for p in proto.pieces), dtype=np.int64)
