@@ -7,6 +7,7 @@ packages=(
   libeigen3-dev catch2
   libboost-program-options-dev libsqlite3-dev
   libsentencepiece-dev sentencepiece
+  libgumbo-dev libpoppler-cpp-dev libssl-dev sqlite3
 )
 missing=()
 for p in "${packages[@]}"; do

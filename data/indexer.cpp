@@ -1,0 +1,382 @@
+// Folder indexing: discovery (globs, symlink loops, unreadable entries), change
+// detection (size + mtime, then SHA-256), parallel read/parse/split, one writer.
+#include <fnmatch.h>
+#include <openssl/evp.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <unordered_set>
+
+#include "data/store.hpp"
+#include "ldqa/error.hpp"
+
+namespace ldqa::data {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int64_t kMaxFileBytes = int64_t{512} << 20;
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string sha256_hex(std::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr) != 1) fail("SHA-256 failed");
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out.push_back(hex[digest[i] >> 4]);
+    out.push_back(hex[digest[i] & 15]);
+  }
+  return out;
+}
+
+bool glob_match(const std::string& pattern, const std::string& name, const std::string& relative) {
+  const bool path_pattern = pattern.find('/') != std::string::npos;
+  return fnmatch(pattern.c_str(), path_pattern ? relative.c_str() : name.c_str(), 0) == 0;
+}
+
+bool any_match(const std::vector<std::string>& globs, const std::string& name, const std::string& relative) {
+  for (const auto& g : globs)
+    if (glob_match(g, name, relative)) return true;
+  return false;
+}
+
+struct Candidate {
+  std::string path;  // absolute, lexically normal
+  int64_t size = 0;
+  int64_t mtime_ns = 0;
+};
+
+struct Walker {
+  const IndexOptions& options;
+  std::vector<Candidate>& files;
+  IndexSummary& summary;
+  std::set<std::pair<dev_t, ino_t>> visited_dirs;
+
+  void add_file(const fs::path& path, const struct stat& st) {
+    files.push_back({path.string(), static_cast<int64_t>(st.st_size),
+                     static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec});
+  }
+
+  void visit(const fs::path& path, const std::string& relative, bool is_root) {
+    struct stat st{};
+    if (::stat(path.c_str(), &st) != 0) {  // follows symlinks
+      summary.skipped.emplace_back(path.string(), errno == ENOENT ? "broken symbolic link or vanished"
+                                                                  : std::string("cannot stat: ") + std::strerror(errno));
+      return;
+    }
+    const std::string name = path.filename().string();
+    if (!is_root) {
+      if (name.size() > 1 && name[0] == '.') return;  // hidden files and folders (.git, ...)
+      if (any_match(options.exclude, name, relative)) return;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      if (!visited_dirs.insert({st.st_dev, st.st_ino}).second) {
+        summary.skipped.emplace_back(path.string(), "symbolic link loop (folder already visited)");
+        return;
+      }
+      std::error_code ec;
+      fs::directory_iterator it(path, fs::directory_options::none, ec);
+      if (ec) {
+        summary.skipped.emplace_back(path.string(), "cannot read folder: " + ec.message());
+        return;
+      }
+      std::vector<fs::path> children;
+      for (; it != fs::directory_iterator(); it.increment(ec)) {
+        if (ec) {
+          summary.skipped.emplace_back(path.string(), "cannot list folder: " + ec.message());
+          break;
+        }
+        children.push_back(it->path());
+      }
+      std::sort(children.begin(), children.end());
+      for (const auto& child : children)
+        visit(child, relative.empty() ? child.filename().string() : relative + "/" + child.filename().string(), false);
+      return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+      summary.skipped.emplace_back(path.string(), "not a regular file");
+      return;
+    }
+    if (!options.include.empty() && !any_match(options.include, name, relative.empty() ? name : relative)) return;
+    add_file(path, st);
+  }
+};
+
+bool has_text_extension(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  static const std::set<std::string> known = {".txt", ".text", ".md", ".markdown", ".html", ".htm", ".xhtml", ".pdf"};
+  return known.count(ext) > 0;
+}
+
+// What a reader thread hands to the writer.
+struct Result {
+  enum Kind { kIndex, kTouch, kFailed, kSkipped } kind = kFailed;
+  Candidate file;
+  std::string hash;
+  std::string message;
+  ExtractedText text;
+  std::vector<Passage> passages;
+};
+
+Result process(const Candidate& file, const std::optional<DocumentRecord>& known, const PassageOptions& options) {
+  Result r;
+  r.file = file;
+  if (file.size > kMaxFileBytes) {
+    r.kind = Result::kSkipped;
+    r.message = "larger than 512 MiB";
+    return r;
+  }
+  std::ifstream in(file.path, std::ios::binary);
+  if (!in) {
+    r.message = std::string("cannot read: ") + std::strerror(errno);
+    return r;
+  }
+  if (!has_text_extension(file.path)) {  // only a PDF (by content) is read whatever its name
+    char magic[5] = {};
+    in.read(magic, 5);
+    if (std::string_view(magic, static_cast<std::size_t>(in.gcount())) != "%PDF-") {
+      r.kind = Result::kSkipped;
+      r.message = "unsupported file type " + fs::path(file.path).extension().string();
+      return r;
+    }
+    in.seekg(0);
+  }
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) {
+    r.message = "read error";
+    return r;
+  }
+  r.hash = sha256_hex(bytes);
+  if (known && known->hash == r.hash && known->status == "indexed") {
+    r.kind = Result::kTouch;
+    return r;
+  }
+  try {
+    auto extracted = extract_text(file.path, bytes);
+    if (auto* skip = std::get_if<SkipReason>(&extracted)) {
+      r.kind = Result::kSkipped;
+      r.message = skip->reason;
+      return r;
+    }
+    r.text = std::move(std::get<ExtractedText>(extracted));
+    r.passages = split_passages(r.text.text, r.text.pages, options);
+    r.kind = Result::kIndex;
+  } catch (const std::exception& e) {
+    r.kind = Result::kFailed;
+    r.message = e.what();
+  }
+  return r;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string IndexSummary::to_json() const {
+  std::ostringstream o;
+  o << "{\"indexed\":" << indexed << ",\"unchanged\":" << unchanged << ",\"removed\":" << removed
+    << ",\"bytes_read\":" << bytes_read << ",\"seconds\":" << seconds << ",\"skipped\":[";
+  for (std::size_t i = 0; i < skipped.size(); ++i)
+    o << (i ? "," : "") << "{\"path\":\"" << json_escape(skipped[i].first) << "\",\"reason\":\""
+      << json_escape(skipped[i].second) << "\"}";
+  o << "],\"failed\":[";
+  for (std::size_t i = 0; i < failed.size(); ++i)
+    o << (i ? "," : "") << "{\"path\":\"" << json_escape(failed[i].first) << "\",\"error\":\""
+      << json_escape(failed[i].second) << "\"}";
+  o << "]}";
+  return o.str();
+}
+
+IndexSummary index_paths(Store& store, const std::vector<fs::path>& roots, const IndexOptions& options,
+                         const std::function<void(const IndexProgress&)>& progress) {
+  const double t0 = now();
+  IndexSummary summary;
+  std::vector<Candidate> files;
+  std::vector<std::string> root_paths;
+  Walker walker{options, files, summary, {}};
+  for (const auto& root : roots) {
+    std::error_code ec;
+    const fs::path absolute = fs::absolute(root, ec).lexically_normal();
+    fs::path clean = absolute;
+    if (clean.has_filename() == false && clean.has_parent_path()) clean = clean.parent_path();
+    root_paths.push_back(clean.string());
+    walker.visit(clean, "", true);
+  }
+  // Unchanged files need no reading at all.
+  std::vector<std::pair<Candidate, std::optional<DocumentRecord>>> work;
+  IndexProgress prog;
+  for (const auto& f : files) {
+    auto known = store.find(f.path);
+    if (known && known->size == f.size && known->mtime_ns == f.mtime_ns) {
+      ++summary.unchanged;
+      continue;
+    }
+    prog.bytes_total += f.size;
+    work.emplace_back(f, std::move(known));
+  }
+  prog.files_total = static_cast<int64_t>(work.size());
+  std::string roots_text;
+  for (const auto& r : root_paths) roots_text += (roots_text.empty() ? "" : "\n") + r;
+  const int64_t run_id = store.begin_run(roots_text);
+
+  const int threads =
+      std::max(1, options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency()));
+  std::mutex mutex;
+  std::condition_variable ready, room;
+  std::deque<Result> queue;
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> stop{false};
+  int running = threads;
+  const std::size_t max_queue = static_cast<std::size_t>(threads) * 2;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (std::size_t i; !stop && (i = next++) < work.size();) {
+        Result r = process(work[i].first, work[i].second, options.passages);
+        std::unique_lock<std::mutex> lock(mutex);
+        room.wait(lock, [&] { return queue.size() < max_queue || stop; });
+        queue.push_back(std::move(r));
+        ready.notify_one();
+      }
+      std::lock_guard<std::mutex> lock(mutex);
+      --running;
+      ready.notify_one();
+    });
+  }
+  auto writer_error = std::exception_ptr();
+  try {
+    for (;;) {
+      std::unique_lock<std::mutex> lock(mutex);
+      ready.wait(lock, [&] { return !queue.empty() || running == 0; });
+      if (queue.empty()) break;
+      Result r = std::move(queue.front());
+      queue.pop_front();
+      room.notify_one();
+      lock.unlock();
+      DocumentRecord rec;
+      rec.path = r.file.path;
+      rec.size = r.file.size;
+      rec.mtime_ns = r.file.mtime_ns;
+      rec.hash = r.hash;
+      switch (r.kind) {
+        case Result::kIndex:
+          store.put(rec, r.text, r.passages, run_id);
+          ++summary.indexed;
+          break;
+        case Result::kTouch:
+          store.touch(rec.path, rec.mtime_ns);
+          ++summary.unchanged;
+          break;
+        case Result::kSkipped:
+          summary.skipped.emplace_back(rec.path, r.message);
+          if (store.find(rec.path)) store.remove(rec.path);  // was a document, is no longer one
+          break;
+        case Result::kFailed:
+          rec.format = "unknown";
+          rec.error = r.message;
+          if (rec.hash.empty()) rec.hash = "-";
+          store.put_failed(rec, run_id);
+          summary.failed.emplace_back(rec.path, r.message);
+          break;
+      }
+      ++prog.files_done;
+      prog.bytes_done += r.file.size;
+      summary.bytes_read += r.file.size;
+      prog.current = r.file.path;
+      if (progress) progress(prog);
+    }
+  } catch (...) {
+    writer_error = std::current_exception();
+    stop = true;
+    room.notify_all();
+  }
+  for (auto& t : pool) t.join();
+  if (writer_error) {
+    store.end_run(run_id, "failed", "{}");
+    std::rethrow_exception(writer_error);
+  }
+  if (options.prune) {
+    for (const auto& doc : store.documents()) {
+      const bool under_root = std::any_of(root_paths.begin(), root_paths.end(), [&](const std::string& r) {
+        return doc.path == r || doc.path.rfind(r.back() == '/' ? r : r + "/", 0) == 0;
+      });
+      std::error_code ec;
+      if (under_root && !fs::exists(doc.path, ec) && store.remove(doc.path)) ++summary.removed;
+    }
+  }
+  summary.seconds = now() - t0;
+  store.end_run(run_id, "done", summary.to_json());
+  return summary;
+}
+
+// ------------------------------------------------------------------- progress bar
+ProgressBar::ProgressBar(std::FILE* out) : out_(out), start_(now()) {}
+
+void ProgressBar::update(const IndexProgress& p) {
+  const double t = now();
+  if (t - last_draw_ < 0.1 && p.files_done < p.files_total) return;
+  last_draw_ = t;
+  int width = 100;
+  struct winsize ws{};
+  if (ioctl(fileno(out_), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20) width = ws.ws_col;
+  const double elapsed = std::max(1e-6, t - start_);
+  const double mbps = static_cast<double>(p.bytes_done) / 1e6 / elapsed;
+  const double fraction = p.bytes_total > 0 ? static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total)
+                                            : (p.files_total > 0 ? static_cast<double>(p.files_done) / static_cast<double>(p.files_total) : 1.0);
+  const int eta = fraction > 0 ? static_cast<int>(elapsed * (1 - fraction) / fraction) : 0;
+  constexpr int kBar = 20;
+  const int filled = static_cast<int>(fraction * kBar);
+  char head[160];
+  std::snprintf(head, sizeof head, "[%.*s%.*s] %lld/%lld files %6.1f MB/s ETA %d:%02d ", filled,
+                "####################", kBar - filled, "....................", static_cast<long long>(p.files_done),
+                static_cast<long long>(p.files_total), mbps, eta / 60, eta % 60);
+  std::string line = head;
+  const int room = width - 1 - static_cast<int>(line.size());
+  if (room > 5) {
+    std::string cur = p.current;
+    if (static_cast<int>(cur.size()) > room) cur = "..." + cur.substr(cur.size() - static_cast<std::size_t>(room - 3));
+    line += cur;
+  }
+  std::fprintf(out_, "\r\033[K%s", line.c_str());
+  std::fflush(out_);
+}
+
+void ProgressBar::finish() {
+  std::fprintf(out_, "\r\033[K");
+  std::fflush(out_);
+}
+
+}  // namespace ldqa::data
