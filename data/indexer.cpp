@@ -159,7 +159,9 @@ Result process(const Candidate& file, const std::optional<DocumentRecord>& known
     }
     in.seekg(0);
   }
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string bytes(static_cast<std::size_t>(file.size), '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  bytes.resize(static_cast<std::size_t>(in.gcount()));  // the file may have shrunk since stat
   if (in.bad()) {
     r.message = "read error";
     return r;
@@ -252,19 +254,21 @@ IndexSummary index_paths(Store& store, const std::vector<fs::path>& roots, const
   for (const auto& r : root_paths) roots_text += (roots_text.empty() ? "" : "\n") + r;
   const int64_t run_id = store.begin_run(roots_text);
 
-  const int threads =
-      std::max(1, options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency()));
+  // Readers/parsers; by default one core is left to the writer (SQLite/FTS5 is the bottleneck).
+  const int threads = std::max(
+      1, options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency()) - 1);
   std::mutex mutex;
   std::condition_variable ready, room;
   std::deque<Result> queue;
   std::atomic<std::size_t> next{0};
   std::atomic<bool> stop{false};
+  auto cancelled = [&] { return options.cancel != nullptr && options.cancel->load(); };
   int running = threads;
   const std::size_t max_queue = static_cast<std::size_t>(threads) * 2;
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&] {
-      for (std::size_t i; !stop && (i = next++) < work.size();) {
+      for (std::size_t i; !stop && !cancelled() && (i = next++) < work.size();) {
         Result r = process(work[i].first, work[i].second, options.passages);
         std::unique_lock<std::mutex> lock(mutex);
         room.wait(lock, [&] { return queue.size() < max_queue || stop; });
@@ -278,10 +282,24 @@ IndexSummary index_paths(Store& store, const std::vector<fs::path>& roots, const
   }
   auto writer_error = std::exception_ptr();
   try {
+    store.begin_batch();
+    double batch_start = now();
+    int batch_size = 0;
     for (;;) {
+      if (batch_size > 0 && (batch_size >= 2048 || now() - batch_start > 2.0)) {
+        store.commit_batch();
+        store.begin_batch();
+        batch_start = now();
+        batch_size = 0;
+      }
       std::unique_lock<std::mutex> lock(mutex);
       ready.wait(lock, [&] { return !queue.empty() || running == 0; });
       if (queue.empty()) break;
+      if (cancelled()) {  // drop what is queued; the workers stop on their own
+        queue.clear();
+        room.notify_all();
+        continue;
+      }
       Result r = std::move(queue.front());
       queue.pop_front();
       room.notify_one();
@@ -312,12 +330,14 @@ IndexSummary index_paths(Store& store, const std::vector<fs::path>& roots, const
           summary.failed.emplace_back(rec.path, r.message);
           break;
       }
+      ++batch_size;
       ++prog.files_done;
       prog.bytes_done += r.file.size;
       summary.bytes_read += r.file.size;
       prog.current = r.file.path;
       if (progress) progress(prog);
     }
+    store.commit_batch();
   } catch (...) {
     writer_error = std::current_exception();
     stop = true;
@@ -328,7 +348,8 @@ IndexSummary index_paths(Store& store, const std::vector<fs::path>& roots, const
     store.end_run(run_id, "failed", "{}");
     std::rethrow_exception(writer_error);
   }
-  if (options.prune) {
+  summary.interrupted = cancelled();
+  if (options.prune && !summary.interrupted) {
     for (const auto& doc : store.documents()) {
       const bool under_root = std::any_of(root_paths.begin(), root_paths.end(), [&](const std::string& r) {
         return doc.path == r || doc.path.rfind(r.back() == '/' ? r : r + "/", 0) == 0;
@@ -338,7 +359,7 @@ IndexSummary index_paths(Store& store, const std::vector<fs::path>& roots, const
     }
   }
   summary.seconds = now() - t0;
-  store.end_run(run_id, "done", summary.to_json());
+  store.end_run(run_id, summary.interrupted ? "interrupted" : "done", summary.to_json());
   return summary;
 }
 

@@ -62,6 +62,12 @@ Statement& Statement::bind(int index, std::string_view value) {
     sqlite_fail(db_, "bind", sqlite3_sql(stmt_));
   return *this;
 }
+Statement& Statement::bind_static(int index, std::string_view value) {
+  if (sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_STATIC, SQLITE_UTF8) != SQLITE_OK)
+    sqlite_fail(db_, "bind", sqlite3_sql(stmt_));
+  return *this;
+}
+
 Statement& Statement::bind_null(int index) {
   if (sqlite3_bind_null(stmt_, index) != SQLITE_OK) sqlite_fail(db_, "bind", sqlite3_sql(stmt_));
   return *this;
@@ -92,14 +98,17 @@ std::string_view Statement::text_view(int col) const {
   return p ? std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col))) : std::string_view();
 }
 
-Transaction::Transaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+Transaction::Transaction(Database& db) : db_(db), nested_(sqlite3_get_autocommit(db.handle()) == 0) {
+  db_.exec(nested_ ? "SAVEPOINT unit" : "BEGIN IMMEDIATE");
+}
 
 Transaction::~Transaction() {
-  if (!done_) sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+  if (done_) return;
+  sqlite3_exec(db_.handle(), nested_ ? "ROLLBACK TO unit; RELEASE unit" : "ROLLBACK", nullptr, nullptr, nullptr);
 }
 
 void Transaction::commit() {
-  db_.exec("COMMIT");
+  db_.exec(nested_ ? "RELEASE unit" : "COMMIT");
   done_ = true;
 }
 

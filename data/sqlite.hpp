@@ -45,6 +45,8 @@ class Statement {
   Statement& bind(int index, int value) { return bind(index, static_cast<int64_t>(value)); }
   Statement& bind(int index, double value);
   Statement& bind(int index, std::string_view value);
+  // No copy: `value` must stay alive until the statement is reset (run() resets).
+  Statement& bind_static(int index, std::string_view value);
   Statement& bind_null(int index);
   // Steps once: true while a row is available.
   bool step();
@@ -64,6 +66,8 @@ class Statement {
 };
 
 // BEGIN IMMEDIATE ... COMMIT, rolled back if not committed (exceptions included).
+// Inside an open transaction it becomes a SAVEPOINT, so a unit of work stays
+// all-or-nothing within a larger batch.
 class Transaction {
  public:
   explicit Transaction(Database& db);
@@ -72,6 +76,7 @@ class Transaction {
 
  private:
   Database& db_;
+  bool nested_ = false;
   bool done_ = false;
 };
 

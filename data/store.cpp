@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "data/sqlite.hpp"
@@ -52,7 +53,12 @@ CREATE TABLE passages(
   page INTEGER NOT NULL DEFAULT 0,
   UNIQUE (document_id, ordinal));
 -- Porter stemming over unicode61 with diacritics folded: "Résumés" finds "resume".
-CREATE VIRTUAL TABLE passages_fts USING fts5(body, tokenize = 'porter unicode61 remove_diacritics 2');
+-- Contentless: the passage text lives once, in texts; deletes pass the old text back.
+CREATE VIRTUAL TABLE passages_fts USING fts5(body, content = '', tokenize = 'porter unicode61 remove_diacritics 2');
+-- Bulk-friendly: a larger in-memory term buffer and page size, merges less often.
+INSERT INTO passages_fts(passages_fts, rank) VALUES ('hashsize', 33554432);
+INSERT INTO passages_fts(passages_fts, rank) VALUES ('pgsz', 4000);
+INSERT INTO passages_fts(passages_fts, rank) VALUES ('automerge', 8);
 )sql",
 };
 constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -97,17 +103,31 @@ constexpr const char* kRecordColumns =
 struct Store::Impl {
   sql::Database db;
   bool read_only;
+  // Prepared once per connection: the indexer runs these for every document.
+  std::unordered_map<std::string, std::unique_ptr<sql::Statement>> statements;
   Impl(const std::string& path, bool ro) : db(path, ro), read_only(ro) {}
 
+  sql::Statement& cached(const std::string& text) {
+    auto& slot = statements[text];
+    if (!slot) slot = std::make_unique<sql::Statement>(db.prepare(text));
+    slot->reset();
+    return *slot;
+  }
+
   void delete_passages(int64_t document_id) {
-    db.prepare("DELETE FROM passages_fts WHERE rowid IN (SELECT id FROM passages WHERE document_id = ?)")
-        .bind(1, document_id)
-        .run();
-    db.prepare("DELETE FROM passages WHERE document_id = ?").bind(1, document_id).run();
+    // Contentless FTS5: each row is removed by giving back the text it indexed.
+    auto& old = cached(
+        "SELECT p.id, substr(CAST(t.body AS BLOB), p.byte_start + 1, p.byte_end - p.byte_start) FROM passages p"
+        " JOIN texts t ON t.document_id = p.document_id WHERE p.document_id = ?");
+    old.bind(1, document_id);
+    auto& del = cached("INSERT INTO passages_fts(passages_fts, rowid, body) VALUES ('delete', ?, ?)");
+    while (old.step()) del.bind(1, old.int64(0)).bind(2, old.text_view(1)).run();
+    old.reset();
+    cached("DELETE FROM passages WHERE document_id = ?").bind(1, document_id).run();
   }
 
   int64_t upsert(const DocumentRecord& r, int64_t run_id) {
-    auto st = db.prepare(
+    auto& st = cached(
         "INSERT INTO documents(path, size, mtime_ns, hash, format, title, status, error, chars, passages, replaced,"
         " run_id, indexed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
         " ON CONFLICT(path) DO UPDATE SET size = ?2, mtime_ns = ?3, hash = ?4, format = ?5, title = ?6, status = ?7,"
@@ -144,6 +164,8 @@ Store Store::open(const std::filesystem::path& db_path, bool read_only) {
   auto impl = std::make_unique<Impl>(db_path.string(), read_only);
   sql::Database& db = impl->db;
   db.exec("PRAGMA foreign_keys = ON");
+  if (read_only) db.exec("PRAGMA mmap_size = 1073741824");  // readers only: the writer gains nothing
+  db.exec("PRAGMA temp_store = MEMORY");
   const int version = db.user_version();
   if (version > kSchemaVersion)
     fail("database ", db_path.string(), " has schema version ", version, ", newer than this ldqa (", kSchemaVersion, ")");
@@ -152,8 +174,11 @@ Store Store::open(const std::filesystem::path& db_path, bool read_only) {
       fail("database ", db_path.string(), " has schema version ", version, "; open it for writing once to migrate");
     return Store(std::move(impl));
   }
+  if (version == 0) db.exec("PRAGMA page_size = 16384");  // only takes effect before the first table
   db.exec("PRAGMA journal_mode = WAL");
+  db.exec("PRAGMA wal_autocheckpoint = 4000");
   db.exec("PRAGMA synchronous = NORMAL");  // WAL: a crash loses at most the last commits, never consistency
+  db.exec("PRAGMA cache_size = -65536");
   for (int v = version; v < kSchemaVersion; ++v) {
     sql::Transaction tx(db);
     db.exec(kMigrations[v]);
@@ -164,10 +189,12 @@ Store Store::open(const std::filesystem::path& db_path, bool read_only) {
 }
 
 std::optional<DocumentRecord> Store::find(const std::string& path) {
-  auto st = impl_->db.prepare(std::string("SELECT ") + kRecordColumns + " FROM documents WHERE path = ?");
+  auto& st = impl_->cached(std::string("SELECT ") + kRecordColumns + " FROM documents WHERE path = ?");
   st.bind(1, path);
   if (!st.step()) return std::nullopt;
-  return read_record(st);
+  DocumentRecord r = read_record(st);
+  st.reset();
+  return r;
 }
 
 std::vector<DocumentRecord> Store::documents() {
@@ -191,17 +218,17 @@ int64_t Store::put(const DocumentRecord& record, const ExtractedText& text, cons
   r.chars = passages.empty() ? 0 : passages.back().char_end;
   const int64_t id = impl_->upsert(r, run_id);
   impl_->delete_passages(id);
-  db.prepare("INSERT OR REPLACE INTO texts(document_id, body) VALUES (?, ?)").bind(1, id).bind(2, text.text).run();
-  auto ins = db.prepare(
+  impl_->cached("INSERT OR REPLACE INTO texts(document_id, body) VALUES (?, ?)").bind(1, id).bind_static(2, text.text).run();
+  auto& ins = impl_->cached(
       "INSERT INTO passages(document_id, ordinal, byte_start, byte_end, char_start, char_end, page)"
       " VALUES (?, ?, ?, ?, ?, ?, ?)");
-  auto fts = db.prepare("INSERT INTO passages_fts(rowid, body) VALUES (?, ?)");
+  auto& fts = impl_->cached("INSERT INTO passages_fts(rowid, body) VALUES (?, ?)");
   for (const Passage& p : passages) {
     ins.bind(1, id).bind(2, p.ordinal).bind(3, p.byte_start).bind(4, p.byte_end).bind(5, p.char_start);
     ins.bind(6, p.char_end).bind(7, p.page).run();
     const int64_t pid = db.last_insert_rowid();
     fts.bind(1, pid)
-        .bind(2, std::string_view(text.text).substr(static_cast<std::size_t>(p.byte_start),
+        .bind_static(2, std::string_view(text.text).substr(static_cast<std::size_t>(p.byte_start),
                                                     static_cast<std::size_t>(p.byte_end - p.byte_start)))
         .run();
   }
@@ -220,8 +247,12 @@ void Store::put_failed(const DocumentRecord& record, int64_t run_id) {
   tx.commit();
 }
 
+void Store::begin_batch() { impl_->db.exec("BEGIN IMMEDIATE"); }
+
+void Store::commit_batch() { impl_->db.exec("COMMIT"); }
+
 void Store::touch(const std::string& path, int64_t mtime_ns) {
-  impl_->db.prepare("UPDATE documents SET mtime_ns = ? WHERE path = ?").bind(1, mtime_ns).bind(2, path).run();
+  impl_->cached("UPDATE documents SET mtime_ns = ? WHERE path = ?").bind(1, mtime_ns).bind(2, path).run();
 }
 
 bool Store::remove(const std::string& path) {
@@ -265,9 +296,11 @@ void Store::end_run(int64_t run_id, const std::string& status, const std::string
       .run();
 }
 
-std::string Store::fts_query(std::string_view question) {
-  // Terms are runs of ASCII letters/digits or non-ASCII bytes; each is quoted, so no
-  // FTS5 syntax (quotes, AND/OR/NOT/NEAR, *, ^, -, :, parentheses) survives.
+namespace {
+
+// Terms are runs of ASCII letters/digits or non-ASCII bytes, lower-cased, de-duplicated;
+// stopwords are dropped unless nothing else is left.
+std::vector<std::string> question_terms(std::string_view question) {
   std::vector<std::string> terms, kept;
   std::string term;
   auto flush = [&] {
@@ -285,25 +318,70 @@ std::string Store::fts_query(std::string_view question) {
   flush();
   for (const auto& t : terms)
     if (!stopwords().count(t)) kept.push_back(t);
-  if (kept.empty()) kept = terms;  // a question of stopwords only still searches
+  if (kept.empty()) kept = terms;
   if (kept.size() > 32) kept.resize(32);
+  return kept;
+}
+
+// Each term quoted, so no FTS5 syntax (quotes, AND/OR/NOT/NEAR, *, ^, -, :, parentheses)
+// survives from the question.
+std::string or_query(const std::vector<std::string>& terms) {
   std::string query;
-  for (const auto& t : kept) {
+  for (const auto& t : terms) {
     if (!query.empty()) query += " OR ";
     query += '"' + t + '"';
   }
   return query;
 }
 
+}  // namespace
+
+std::string Store::fts_query(std::string_view question) { return or_query(question_terms(question)); }
+
 std::vector<Hit> Store::search(std::string_view question, int k) {
-  const std::string query = fts_query(question);
   std::vector<Hit> hits;
-  if (query.empty() || k <= 0) return hits;
-  auto st = impl_->db.prepare(
+  std::vector<std::string> terms = question_terms(question);
+  if (terms.empty() || k <= 0) return hits;
+  sql::Database& db = impl_->db;
+  // Each term's document frequency, counted only up to what a query may afford (FTS5
+  // stops reading the doclist there): a common word costs no more than a rare one.
+  constexpr std::size_t kMaxTerms = 6;
+  constexpr int64_t kMaxPostings = 4000;
+  std::vector<int64_t> df(terms.size(), 0);
+  auto& count = impl_->cached(
+      "SELECT count(*) FROM (SELECT 1 FROM passages_fts WHERE passages_fts MATCH ? LIMIT ?)");
+  for (std::size_t i = 0; i < terms.size(); ++i) {
+    count.bind(1, '"' + terms[i] + '"').bind(2, kMaxPostings + 1);
+    if (count.step()) df[i] = count.int64(0);
+    count.reset();
+  }
+  std::vector<std::size_t> order(terms.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return df[a] < df[b]; });
+  // The rarest terms decide: at most kMaxTerms, each in at most kMaxPostings passages and
+  // together in at most twice that. BM25 then ranks a bounded candidate set whatever the
+  // size of the index; common terms would add little to the ranking and most of the
+  // cost. Only a question made of common words alone searches one of them.
+  std::vector<std::string> kept;
+  int64_t postings = 0;
+  for (std::size_t i : order) {
+    if (df[i] == 0 || df[i] > kMaxPostings || kept.size() >= kMaxTerms) continue;
+    if (!kept.empty() && postings + df[i] > 2 * kMaxPostings) break;
+    kept.push_back(terms[i]);
+    postings += df[i];
+  }
+  if (kept.empty())
+    for (std::size_t i : order)
+      if (df[i] > 0) {
+        kept.push_back(terms[i]);
+        break;
+      }
+  if (kept.empty()) return hits;
+  auto st = db.prepare(
       "WITH top AS (SELECT rowid AS id, rank FROM passages_fts WHERE passages_fts MATCH ?1 ORDER BY rank LIMIT ?2)"
       " SELECT p.id, top.rank, p.document_id, p.ordinal, p.byte_start, p.byte_end, p.char_start, p.char_end, p.page,"
       " d.path FROM top JOIN passages p ON p.id = top.id JOIN documents d ON d.id = p.document_id ORDER BY top.rank");
-  st.bind(1, query).bind(2, k);
+  st.bind(1, or_query(kept)).bind(2, k);
   while (st.step()) {
     Hit h;
     h.passage_id = st.int64(0);

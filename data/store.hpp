@@ -18,6 +18,7 @@
 // before or after its transaction.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -136,6 +137,10 @@ class Store {
               int64_t run_id);
   void put_failed(const DocumentRecord& record, int64_t run_id);
   void touch(const std::string& path, int64_t mtime_ns);  // same content, new mtime
+  // Groups several documents into one commit (each still all-or-nothing inside it):
+  // fewer commits while indexing; a crash loses the open batch, nothing else.
+  void begin_batch();
+  void commit_batch();
   bool remove(const std::string& path);
   std::string text(int64_t document_id, int64_t byte_start, int64_t byte_end);
 
@@ -165,8 +170,9 @@ struct IndexOptions {
   std::vector<std::string> include;  // globs; empty: every supported file
   std::vector<std::string> exclude;  // globs (a glob without '/' matches the file or directory name)
   bool prune = false;                // remove documents under the roots whose files are gone
-  int threads = 0;                   // readers/parsers; 0: hardware threads
+  int threads = 0;                   // readers/parsers; 0: all cores but one (the writer's)
   PassageOptions passages;
+  const std::atomic<bool>* cancel = nullptr;  // set (e.g. on Ctrl-C): stop after the current file
 };
 
 struct IndexProgress {
@@ -179,6 +185,7 @@ struct IndexSummary {
   int64_t indexed = 0, unchanged = 0, removed = 0;
   int64_t bytes_read = 0;
   double seconds = 0;
+  bool interrupted = false;  // cancelled: what was written is complete, the rest is not started
   std::vector<std::pair<std::string, std::string>> skipped;  // path, reason
   std::vector<std::pair<std::string, std::string>> failed;   // path, error
   std::string to_json() const;

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Installs what is needed, builds, and runs the main job on the bundled defaults.
-# Today the main job is the attention core on this machine's CPU (a small benchmark
-# run); the document QA command (`ldqa index` / `ldqa ask`) replaces it once the app
-# lands (see the README's status table).
+# Installs what is needed, builds, and runs the main job on the bundled defaults: index
+# the sample documents (data/samples: txt, md, html, pdf) and ask a question. Until the
+# reader model runs in C++ (see the README's status), the answer is the best matching
+# passage, with its source: file, character offsets, page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh build
-build/bench/ldqa_attention_bench --device cpu --batch 1 --n 1024,4096 --heads 12 --reps 3
+db=build/demo/index.db
+mkdir -p build/demo
+build/app/ldqa --db "$db" index data/samples
+question=${1:-"Who kept the Harrow Point light after 1890?"}
+echo "Q: $question"
+build/app/ldqa --db "$db" search -k 2 "$question"

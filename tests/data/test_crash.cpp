@@ -44,6 +44,10 @@ std::string query_all(const fs::path& db, const std::string& sql) {
 
 void check_consistent(const fs::path& db) {
   CHECK(query_all(db, "PRAGMA integrity_check") == "ok\n");
+  if (query_all(db, "PRAGMA user_version") == "0\n") {  // killed before the schema was created
+    CHECK(query_all(db, "SELECT count(*) FROM sqlite_schema") == "0\n");
+    return;
+  }
   CHECK(query_all(db, "PRAGMA foreign_key_check").empty());
   query_all(db, "INSERT INTO passages_fts(passages_fts) VALUES ('integrity-check')");
   // every indexed document is whole: its passage count, text and FTS rows
