@@ -231,9 +231,8 @@ IndexSummary index_paths(Store& store, const std::vector<fs::path>& roots, const
   Walker walker{options, files, summary, {}};
   for (const auto& root : roots) {
     std::error_code ec;
-    const fs::path absolute = fs::absolute(root, ec).lexically_normal();
-    fs::path clean = absolute;
-    if (clean.has_filename() == false && clean.has_parent_path()) clean = clean.parent_path();
+    fs::path clean = fs::absolute(root, ec).lexically_normal();
+    if (!clean.has_filename() && clean.has_parent_path()) clean = clean.parent_path();  // "docs/" -> "docs"
     root_paths.push_back(clean.string());
     walker.visit(clean, "", true);
   }

@@ -135,11 +135,12 @@ ExtractedText read_html(std::string_view bytes) {
   if (doc == nullptr) fail("HTML parser gave up");
   std::string raw;
   node_text(doc->document, raw, false);
-  if (const GumboNode* title = find_tag(doc->document, GUMBO_TAG_TITLE)) {
+  // The head is dropped from the text; its title is read on its own (or the first h1).
+  const GumboNode* title = find_tag(doc->document, GUMBO_TAG_TITLE);
+  if (title == nullptr) title = find_tag(doc->document, GUMBO_TAG_H1);
+  if (title != nullptr) {
     std::string t;
-    GumboNode copy = *title;
-    copy.v.element.tag = GUMBO_TAG_SPAN;  // the head is dropped; read the title on its own
-    node_text(&copy, t, false);
+    node_text(title, t, false);
     out.title = tidy_paragraphs(t);
   }
   gumbo_destroy_output(&kGumboDefaultOptions, doc);
