@@ -129,7 +129,8 @@ int cmd_index(const Global& g, const std::vector<std::string>& args) {
                  static_cast<double>(summary.bytes_read) / 1e6, summary.seconds);
     for (const auto& [reason, count] : reasons) std::fprintf(stderr, "  skipped %d: %s\n", count, reason.c_str());
     if (g.verbose)
-      for (const auto& s : summary.skipped) std::fprintf(stderr, "  skipped %s: %s\n", s.first.c_str(), s.second.c_str());
+      for (const auto& s : summary.skipped)
+        std::fprintf(stderr, "  skipped %s: %s\n", s.first.c_str(), s.second.c_str());
     for (const auto& f : summary.failed) std::fprintf(stderr, "  FAILED %s: %s\n", f.first.c_str(), f.second.c_str());
   }
   if (summary.interrupted) {
@@ -160,11 +161,11 @@ int cmd_search(const Global& g, const std::vector<std::string>& args) {
     const auto& h = hits[i];
     const std::string text = store.text(h.document_id, h.passage.byte_start, h.passage.byte_end);
     if (g.json) {
-      std::printf("%s{\"path\":%s,\"score\":%.4f,\"passage\":%d,\"char_start\":%lld,\"char_end\":%lld,\"page\":%d,"
-                  "\"text\":%s}",
-                  i ? "," : "", json_string(h.path).c_str(), h.score, h.ordinal,
-                  static_cast<long long>(h.passage.char_start), static_cast<long long>(h.passage.char_end),
-                  h.passage.page, json_string(text).c_str());
+      std::printf(
+          "%s{\"path\":%s,\"score\":%.4f,\"passage\":%d,\"char_start\":%lld,\"char_end\":%lld,\"page\":%d,"
+          "\"text\":%s}",
+          i ? "," : "", json_string(h.path).c_str(), h.score, h.ordinal, static_cast<long long>(h.passage.char_start),
+          static_cast<long long>(h.passage.char_end), h.passage.page, json_string(text).c_str());
     } else {
       std::printf("%.2f  %s  chars %lld-%lld%s\n  %s\n\n", h.score, h.path.c_str(),
                   static_cast<long long>(h.passage.char_start), static_cast<long long>(h.passage.char_end),
@@ -184,15 +185,15 @@ int cmd_list(const Global& g) {
   for (std::size_t i = 0; i < docs.size(); ++i) {
     const auto& d = docs[i];
     if (g.json) {
-      std::printf("%s{\"path\":%s,\"status\":%s,\"format\":%s,\"title\":%s,\"size\":%lld,\"passages\":%lld,"
-                  "\"error\":%s}",
-                  i ? "," : "", json_string(d.path).c_str(), json_string(d.status).c_str(),
-                  json_string(d.format).c_str(), json_string(d.title).c_str(), static_cast<long long>(d.size),
-                  static_cast<long long>(d.passages), json_string(d.error).c_str());
+      std::printf(
+          "%s{\"path\":%s,\"status\":%s,\"format\":%s,\"title\":%s,\"size\":%lld,\"passages\":%lld,"
+          "\"error\":%s}",
+          i ? "," : "", json_string(d.path).c_str(), json_string(d.status).c_str(), json_string(d.format).c_str(),
+          json_string(d.title).c_str(), static_cast<long long>(d.size), static_cast<long long>(d.passages),
+          json_string(d.error).c_str());
     } else {
       std::printf("%-8s %-5s %6lld passages  %s%s%s\n", d.status.c_str(), d.format.c_str(),
-                  static_cast<long long>(d.passages), d.path.c_str(), d.error.empty() ? "" : "  -- ",
-                  d.error.c_str());
+                  static_cast<long long>(d.passages), d.path.c_str(), d.error.empty() ? "" : "  -- ", d.error.c_str());
     }
   }
   if (g.json) std::printf("]\n");
@@ -203,18 +204,19 @@ int cmd_stats(const Global& g) {
   data::Store store = data::Store::open(g.db, true);
   const auto s = store.stats();
   if (g.json) {
-    std::printf("{\"db\":%s,\"documents\":%lld,\"failed\":%lld,\"passages\":%lld,\"text_bytes\":%lld,"
-                "\"file_bytes\":%lld,\"schema_version\":%d,\"integrity\":%s,\"last_run\":%s}\n",
-                json_string(g.db.string()).c_str(), static_cast<long long>(s.documents),
-                static_cast<long long>(s.failed), static_cast<long long>(s.passages),
-                static_cast<long long>(s.text_bytes), static_cast<long long>(s.file_bytes), s.schema_version,
-                json_string(s.integrity).c_str(), json_string(s.last_run_status).c_str());
+    std::printf(
+        "{\"db\":%s,\"documents\":%lld,\"failed\":%lld,\"passages\":%lld,\"text_bytes\":%lld,"
+        "\"file_bytes\":%lld,\"schema_version\":%d,\"integrity\":%s,\"last_run\":%s}\n",
+        json_string(g.db.string()).c_str(), static_cast<long long>(s.documents), static_cast<long long>(s.failed),
+        static_cast<long long>(s.passages), static_cast<long long>(s.text_bytes), static_cast<long long>(s.file_bytes),
+        s.schema_version, json_string(s.integrity).c_str(), json_string(s.last_run_status).c_str());
   } else {
-    std::printf("index      %s\ndocuments  %lld (%lld failed)\npassages   %lld\ntext       %.1f MB\n"
-                "schema     %d\nintegrity  %s\nlast run   %s\n",
-                g.db.c_str(), static_cast<long long>(s.documents), static_cast<long long>(s.failed),
-                static_cast<long long>(s.passages), static_cast<double>(s.text_bytes) / 1e6, s.schema_version,
-                s.integrity.c_str(), s.last_run_status.c_str());
+    std::printf(
+        "index      %s\ndocuments  %lld (%lld failed)\npassages   %lld\ntext       %.1f MB\n"
+        "schema     %d\nintegrity  %s\nlast run   %s\n",
+        g.db.c_str(), static_cast<long long>(s.documents), static_cast<long long>(s.failed),
+        static_cast<long long>(s.passages), static_cast<double>(s.text_bytes) / 1e6, s.schema_version,
+        s.integrity.c_str(), s.last_run_status.c_str());
   }
   return s.integrity == "ok" ? kExitOk : kExitError;
 }
@@ -238,7 +240,8 @@ int cmd_remove(const Global& g, const std::vector<std::string>& args) {
 int main(int argc, char** argv) {
   std::signal(SIGINT, [](int) { g_interrupted = true; });
   po::options_description global("global options");
-  global.add_options()("help,h", "this text")("db", po::value<std::string>(), "index database (default: $XDG_DATA_HOME/ldqa/index.db)")(
+  global.add_options()("help,h", "this text")("db", po::value<std::string>(),
+                                              "index database (default: $XDG_DATA_HOME/ldqa/index.db)")(
       "json", "machine-readable output")("quiet,q", "no progress, no summary")("verbose,v", "list every skipped file")(
       "threads", po::value<int>()->default_value(0), "worker threads (0: all cores)");
   po::options_description hidden;

@@ -69,7 +69,8 @@ int64_t SparseAttention::local_pairs() const {
         const int u = plan.key_tile[e];
         for (int i = t * detail::kTile; i < std::min(plan.seq_len, (t + 1) * detail::kTile); ++i)
           for (int j = u * detail::kTile; j < std::min(plan.seq_len, (u + 1) * detail::kTile); ++j)
-            pairs += detail::local_allows(i, j, 0, plan.window, plan.layout_bits[e], plan.layout_block) ? heads_per_plan : 0;
+            pairs +=
+                detail::local_allows(i, j, 0, plan.window, plan.layout_bits[e], plan.layout_block) ? heads_per_plan : 0;
       }
     }
   }

@@ -85,15 +85,14 @@ struct BSLongformerLayoutConfig {
 };
 
 BlockLayout make_fixed_layout(int seq_len, int block_size, int num_heads, const FixedLayoutConfig&);
-BlockLayout make_variable_layout(int seq_len, int block_size, int num_heads, const VariableLayoutConfig&,
-                                 uint64_t seed, bool different_per_head);
-BlockLayout make_bigbird_layout(int seq_len, int block_size, int num_heads, const BigBirdLayoutConfig&,
-                                uint64_t seed, bool different_per_head);
-BlockLayout make_bslongformer_layout(int seq_len, int block_size, int num_heads,
-                                     const BSLongformerLayoutConfig&);
+BlockLayout make_variable_layout(int seq_len, int block_size, int num_heads, const VariableLayoutConfig&, uint64_t seed,
+                                 bool different_per_head);
+BlockLayout make_bigbird_layout(int seq_len, int block_size, int num_heads, const BigBirdLayoutConfig&, uint64_t seed,
+                                bool different_per_head);
+BlockLayout make_bslongformer_layout(int seq_len, int block_size, int num_heads, const BSLongformerLayoutConfig&);
 
 struct Pattern {
-  int window = 0;  // one-sided window w >= 0; -1: no token window (layout/global only)
+  int window = 0;                             // one-sided window w >= 0; -1: no token window (layout/global only)
   std::shared_ptr<const BlockLayout> layout;  // optional; block size a power of two in [8, 1024]
   int top_k = 0;                              // 0: plain softmax over every allowed key
 };

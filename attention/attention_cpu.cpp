@@ -19,8 +19,8 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Per-position flags and the sorted valid global positions of every sequence.
 struct Positions {
-  std::vector<uint8_t> flags;              // [batch * n]
-  std::vector<std::vector<int>> globals;   // [batch]
+  std::vector<uint8_t> flags;             // [batch * n]
+  std::vector<std::vector<int>> globals;  // [batch]
 };
 
 Positions read_positions(const AttentionInputs& in, int n) {
@@ -45,10 +45,10 @@ Positions read_positions(const AttentionInputs& in, int n) {
 
 // Running softmax state for up to kTile query rows.
 struct OnlineSoftmax {
-  RowMat acc;                // rows x head_dim, unnormalised
-  Eigen::VectorXf row_max;   // -inf until a key is allowed
+  RowMat acc;               // rows x head_dim, unnormalised
+  Eigen::VectorXf row_max;  // -inf until a key is allowed
   Eigen::VectorXf row_sum;
-  RowMat probs;              // scratch for one key tile
+  RowMat probs;  // scratch for one key tile
 
   void reset(int rows, int head_dim) {
     acc.setZero(rows, head_dim);
@@ -107,9 +107,8 @@ void write_rows(const Views& io, std::size_t base, int first, int count, const O
 }
 
 // Local queries of one tile: listed key tiles, then global keys outside them.
-void local_tile(const TilePlan& plan, const Views& io, std::size_t base, int b, int h, int t,
-                const Positions& pos, OnlineSoftmax& state, RowMat& q_tile, RowMat& gathered_k,
-                RowMat& gathered_v, RowMat& scores) {
+void local_tile(const TilePlan& plan, const Views& io, std::size_t base, int b, int h, int t, const Positions& pos,
+                OnlineSoftmax& state, RowMat& q_tile, RowMat& gathered_k, RowMat& gathered_v, RowMat& scores) {
   const int n = io.n;
   const int first = t * kTile;
   const int rows = std::min(kTile, n - first);
@@ -122,7 +121,8 @@ void local_tile(const TilePlan& plan, const Views& io, std::size_t base, int b, 
   for (int e = plan.row_ptr[row]; e < plan.row_ptr[row + 1]; ++e) {
     const int key_first = plan.key_tile[e] * kTile;
     const int cols = std::min(kTile, n - key_first);
-    scores.noalias() = q_tile * ConstRows(io.k + base + static_cast<std::size_t>(key_first) * io.d, cols, io.d).transpose();
+    scores.noalias() =
+        q_tile * ConstRows(io.k + base + static_cast<std::size_t>(key_first) * io.d, cols, io.d).transpose();
     for (int r = 0; r < rows; ++r)
       for (int c = 0; c < cols; ++c) {
         const int j = key_first + c;
@@ -151,19 +151,22 @@ void local_tile(const TilePlan& plan, const Views& io, std::size_t base, int b, 
 }
 
 // Up to kTile global queries (positions globals[first..]) against every valid key.
-void global_chunk(const Views& io, std::size_t base, int b, int first, const Positions& pos,
-                  OnlineSoftmax& state, RowMat& q_tile, RowMat& scores) {
+void global_chunk(const Views& io, std::size_t base, int b, int first, const Positions& pos, OnlineSoftmax& state,
+                  RowMat& q_tile, RowMat& scores) {
   const int n = io.n;
   const std::vector<int>& globals = pos.globals[b];
   const uint8_t* flags = pos.flags.data() + static_cast<std::size_t>(b) * n;
   const int rows = std::min<int>(kTile, static_cast<int>(globals.size()) - first);
   q_tile.resize(rows, io.d);
   for (int r = 0; r < rows; ++r)
-    q_tile.row(r) = Eigen::Map<const Eigen::RowVectorXf>(io.qg + base + static_cast<std::size_t>(globals[first + r]) * io.d, io.d) * io.scale;
+    q_tile.row(r) =
+        Eigen::Map<const Eigen::RowVectorXf>(io.qg + base + static_cast<std::size_t>(globals[first + r]) * io.d, io.d) *
+        io.scale;
   state.reset(rows, io.d);
   for (int key_first = 0; key_first < n; key_first += kTile) {
     const int cols = std::min(kTile, n - key_first);
-    scores.noalias() = q_tile * ConstRows(io.kg + base + static_cast<std::size_t>(key_first) * io.d, cols, io.d).transpose();
+    scores.noalias() =
+        q_tile * ConstRows(io.kg + base + static_cast<std::size_t>(key_first) * io.d, cols, io.d).transpose();
     for (int c = 0; c < cols; ++c)
       if ((flags[key_first + c] & kValid) == 0) scores.col(c).setConstant(kNegInf);
     state.add(scores, ConstRows(io.vg + base + static_cast<std::size_t>(key_first) * io.d, cols, io.d));
@@ -188,7 +191,8 @@ void topk_row(const TilePlan& plan, const Views& io, std::size_t base, int b, in
   const float* values = is_global ? io.vg : io.v;
   const Eigen::Map<const Eigen::VectorXf> q_row(q, io.d);
   auto score = [&](int j) {
-    return io.scale * q_row.dot(Eigen::Map<const Eigen::VectorXf>(keys + base + static_cast<std::size_t>(j) * io.d, io.d));
+    return io.scale *
+           q_row.dot(Eigen::Map<const Eigen::VectorXf>(keys + base + static_cast<std::size_t>(j) * io.d, io.d));
   };
   if ((flags[i] & kValid) != 0) {
     if (is_global) {
@@ -214,7 +218,8 @@ void topk_row(const TilePlan& plan, const Views& io, std::size_t base, int b, in
     return x.first > y.first || (x.first == y.first && x.second < y.second);
   };
   const std::size_t keep = std::min<std::size_t>(static_cast<std::size_t>(top_k), candidates.size());
-  std::nth_element(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(keep - 1), candidates.end(), better);
+  std::nth_element(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(keep - 1), candidates.end(),
+                   better);
   float max_score = kNegInf;
   for (std::size_t c = 0; c < keep; ++c) max_score = std::max(max_score, candidates[c].first);
   Eigen::Map<Eigen::RowVectorXf> out_row(dst, io.d);
@@ -223,7 +228,8 @@ void topk_row(const TilePlan& plan, const Views& io, std::size_t base, int b, in
   for (std::size_t c = 0; c < keep; ++c) {
     const float p = std::exp(candidates[c].first - max_score);
     sum += p;
-    out_row += p * Eigen::Map<const Eigen::RowVectorXf>(values + base + static_cast<std::size_t>(candidates[c].second) * io.d, io.d);
+    out_row += p * Eigen::Map<const Eigen::RowVectorXf>(
+                       values + base + static_cast<std::size_t>(candidates[c].second) * io.d, io.d);
   }
   out_row /= sum;
 }

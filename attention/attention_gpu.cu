@@ -22,9 +22,9 @@ namespace ldqa::attention::detail {
 
 namespace {
 
-#define LDQA_CUDA_CHECK(expr)                                                                  \
-  do {                                                                                         \
-    const cudaError_t status_ = (expr);                                                        \
+#define LDQA_CUDA_CHECK(expr)                                                                   \
+  do {                                                                                          \
+    const cudaError_t status_ = (expr);                                                         \
     if (status_ != cudaSuccess) fail("CUDA error: ", #expr, ": ", cudaGetErrorString(status_)); \
   } while (0)
 
@@ -190,8 +190,8 @@ __global__ void __launch_bounds__(kThreads) fused_kernel(Params p) {
   constexpr int kRow = Smem<D>::kRow;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* q_s = reinterpret_cast<T*>(smem_raw);
-  T* k_s = q_s + Smem<D>::kTileHalves;      // [2][64][kRow]
-  T* v_s = k_s + 2 * Smem<D>::kTileHalves;  // [2][64][kRow]
+  T* k_s = q_s + Smem<D>::kTileHalves;                                               // [2][64][kRow]
+  T* v_s = k_s + 2 * Smem<D>::kTileHalves;                                           // [2][64][kRow]
   uint8_t* key_flag_s = reinterpret_cast<uint8_t*>(v_s + 2 * Smem<D>::kTileHalves);  // [2][64]
 
   const int h = blockIdx.y, b = blockIdx.z;
@@ -389,8 +389,8 @@ __global__ void __launch_bounds__(kThreads) fused_kernel(Params p) {
 #pragma unroll
       for (int dt = 0; dt < D / 8; dt += 2) {
         uint32_t vb[4];
-        ldmatrix_x4_trans(vb, v_s + (buf * kTile + kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * kRow + dt * 8 +
-                                  (lane / 16) * 8);
+        ldmatrix_x4_trans(
+            vb, v_s + (buf * kTile + kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * kRow + dt * 8 + (lane / 16) * 8);
         Op::mma(o_acc[dt], a, vb[0], vb[1]);
         Op::mma(o_acc[dt + 1], a, vb[2], vb[3]);
       }
@@ -598,13 +598,14 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(Params p) {
   auto score_key = [&](int, int j) { return order_key(score_of(j)); };
   uint32_t score_threshold = 0;
   int take_equal = 0;
-  radix_select(score_key, [](int, int) { return true; }, keep, score_threshold, take_equal);
+  radix_select(
+      score_key, [](int, int) { return true; }, keep, score_threshold, take_equal);
   // Among keys whose score equals the threshold, keep the take_equal lowest positions.
   uint32_t position_threshold = 0xffffffffu;  // ~j >= threshold  <=>  j <= ~threshold
   int unused = 0;
   radix_select([](int, int j) { return ~static_cast<uint32_t>(j); },
-               [&](int, int j) { return order_key(score_of(j)) == score_threshold; }, take_equal,
-               position_threshold, unused);
+               [&](int, int j) { return order_key(score_of(j)) == score_threshold; }, take_equal, position_threshold,
+               unused);
   const int last_equal_position = static_cast<int>(~position_threshold);
 
   // Softmax over the kept keys and the weighted sum of their values, in chunks.
@@ -739,8 +740,8 @@ void launch(const Params& p, const Geometry& g, int batch, int heads, int num_ti
   fused_kernel<T, D, true><<<dim3(row_tiles * g.splits, heads, batch), kThreads, smem, stream>>>(p);
   LDQA_CUDA_CHECK(cudaGetLastError());
   constexpr int kRowsPerCta = 4;
-  combine_kernel<T, D><<<dim3((g.max_global + kRowsPerCta - 1) / kRowsPerCta, heads, batch), 32 * kRowsPerCta, 0,
-                         stream>>>(p);
+  combine_kernel<T, D>
+      <<<dim3((g.max_global + kRowsPerCta - 1) / kRowsPerCta, heads, batch), 32 * kRowsPerCta, 0, stream>>>(p);
   LDQA_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -138,8 +138,7 @@ BlockLayout make_fixed_layout(int seq_len, int block_size, int num_heads, const 
     for (int i = 0; i < num_blocks; i += cfg.num_local_blocks)
       add_square(rows, i, std::min(i + cfg.num_local_blocks, num_blocks));
     // The last num_global_blocks of each local window (shifted per pattern) are global.
-    const int first =
-        cfg.num_local_blocks - (1 + h % cfg.num_different_global_patterns) * cfg.num_global_blocks;
+    const int first = cfg.num_local_blocks - (1 + h % cfg.num_different_global_patterns) * cfg.num_global_blocks;
     const int full_end = num_blocks - num_blocks % cfg.num_local_blocks;
     std::vector<int> globals;
     for (int i = first; i < full_end; i += cfg.num_local_blocks)
@@ -204,8 +203,7 @@ BlockLayout make_bigbird_layout(int seq_len, int block_size, int num_heads, cons
   return BlockLayout(block_size, std::move(all));
 }
 
-BlockLayout make_bslongformer_layout(int seq_len, int block_size, int num_heads,
-                                     const BSLongformerLayoutConfig& cfg) {
+BlockLayout make_bslongformer_layout(int seq_len, int block_size, int num_heads, const BSLongformerLayoutConfig& cfg) {
   (void)num_heads;  // one layout serves every head
   const int num_blocks = blocks_for(seq_len, block_size);
   Rows rows(num_blocks);

@@ -38,7 +38,8 @@ TilePlan build_tile_plan(int seq_len, int num_heads, const Pattern& pattern) {
       if (layout != nullptr) {
         const int block = plan.layout_block;
         for (int64_t qb = first_row / block; qb <= last_row / block; ++qb) {
-          for (const int32_t* kb = layout->row_begin(h, static_cast<int>(qb)); kb != layout->row_end(h, static_cast<int>(qb)); ++kb) {
+          for (const int32_t* kb = layout->row_begin(h, static_cast<int>(qb));
+               kb != layout->row_end(h, static_cast<int>(qb)); ++kb) {
             const int64_t key_first = static_cast<int64_t>(*kb) * block;
             const int64_t key_last = std::min<int64_t>(seq_len, key_first + block) - 1;
             for (int64_t u = key_first / kTile; u <= key_last / kTile; ++u) {

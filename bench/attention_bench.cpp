@@ -40,15 +40,24 @@ Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = argv[i], value = argv[i + 1];
-    if (key == "--device") o.device = value;
-    else if (key == "--batch") o.batches = parse_list(value);
-    else if (key == "--n") o.lengths = parse_list(value);
-    else if (key == "--heads") o.heads = std::stoi(value);
-    else if (key == "--d") o.head_dim = std::stoi(value);
-    else if (key == "--window") o.window = std::stoi(value);
-    else if (key == "--globals") o.globals = std::stoi(value);
-    else if (key == "--reps") o.reps = std::stoi(value);
-    else if (key == "--sets") o.sets = std::stoi(value);
+    if (key == "--device")
+      o.device = value;
+    else if (key == "--batch")
+      o.batches = parse_list(value);
+    else if (key == "--n")
+      o.lengths = parse_list(value);
+    else if (key == "--heads")
+      o.heads = std::stoi(value);
+    else if (key == "--d")
+      o.head_dim = std::stoi(value);
+    else if (key == "--window")
+      o.window = std::stoi(value);
+    else if (key == "--globals")
+      o.globals = std::stoi(value);
+    else if (key == "--reps")
+      o.reps = std::stoi(value);
+    else if (key == "--sets")
+      o.sets = std::stoi(value);
     else {
       std::fprintf(stderr, "unknown option %s\n", key.c_str());
       std::exit(2);
@@ -134,13 +143,13 @@ void bench_cpu(const Options& o, int batch, int n, std::mt19937_64& rng) {
 }
 
 #ifdef LDQA_BENCH_CUDA
-#define CHECK_CUDA(x)                                                                 \
-  do {                                                                                \
-    cudaError_t e_ = (x);                                                             \
-    if (e_ != cudaSuccess) {                                                          \
-      std::fprintf(stderr, "%s failed: %s\n", #x, cudaGetErrorString(e_));            \
-      std::exit(1);                                                                   \
-    }                                                                                 \
+#define CHECK_CUDA(x)                                                      \
+  do {                                                                     \
+    cudaError_t e_ = (x);                                                  \
+    if (e_ != cudaSuccess) {                                               \
+      std::fprintf(stderr, "%s failed: %s\n", #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                        \
+    }                                                                      \
   } while (0)
 
 void bench_cuda(const Options& o, int batch, int n, std::mt19937_64& rng) {
@@ -153,7 +162,8 @@ void bench_cuda(const Options& o, int batch, int n, std::mt19937_64& rng) {
   auto fill = [&](void* dst, std::size_t offset) {
     auto* d = static_cast<__nv_bfloat16*>(dst);
     for (std::size_t at = 0; at < count; at += kPool)
-      CHECK_CUDA(cudaMemcpy(d + at, pool.data() + offset % 4096, std::min(kPool, count - at) * 2, cudaMemcpyHostToDevice));
+      CHECK_CUDA(
+          cudaMemcpy(d + at, pool.data() + offset % 4096, std::min(kPool, count - at) * 2, cudaMemcpyHostToDevice));
   };
   std::vector<void*> tensors;
   for (int s = 0; s < o.sets * 3; ++s) {

@@ -30,11 +30,11 @@ extern "C" {
 
 // dtype: 1 = f16, 2 = bf16. Optional pointers may be null. Returns 0, or 1 with the
 // message in err.
-int ldqa_attention_cuda(int batch, int heads, int n, int head_dim, int dtype, int window, int top_k,
-                        const void* q, const void* k, const void* v, const void* qg, const void* kg,
-                        const void* vg, const unsigned char* global_mask, int max_global,
-                        const int* valid_lengths, const unsigned char* key_mask, void* out, void* stream,
-                        void* workspace, char* err, int err_len) {
+int ldqa_attention_cuda(int batch, int heads, int n, int head_dim, int dtype, int window, int top_k, const void* q,
+                        const void* k, const void* v, const void* qg, const void* kg, const void* vg,
+                        const unsigned char* global_mask, int max_global, const int* valid_lengths,
+                        const unsigned char* key_mask, void* out, void* stream, void* workspace, char* err,
+                        int err_len) {
   try {
     AttentionInputs in;
     in.batch = batch;

@@ -25,8 +25,8 @@ struct Vocabulary {
   std::vector<std::string> words;
   std::vector<double> cdf;
   explicit Vocabulary(std::mt19937_64& rng, int size) {
-    static const char* onsets[] = {"b", "c", "d", "f", "g", "h", "l", "m", "n", "p", "r", "s", "t", "v", "w",
-                                   "br", "st", "tr", "ch", "th", "sh", "gr", "pl", "cl"};
+    static const char* onsets[] = {"b", "c", "d", "f",  "g",  "h",  "l",  "m",  "n",  "p",  "r",  "s",
+                                   "t", "v", "w", "br", "st", "tr", "ch", "th", "sh", "gr", "pl", "cl"};
     static const char* vowels[] = {"a", "e", "i", "o", "u", "ea", "ou", "ai", "io"};
     static const char* codas[] = {"", "n", "r", "s", "t", "l", "nd", "st", "rk", "ng"};
     double total = 0;
@@ -84,7 +84,8 @@ int run_queries(Store& store, const Vocabulary& vocab, std::mt19937_64& rng, int
     context_ms.push_back(c_ms);
     hits_total += hits.size();
   }
-  std::printf("\n| queries | top-k | mean hits | search p50 ms | search p95 ms | contexts p50 ms | contexts p95 ms |\n");
+  std::printf(
+      "\n| queries | top-k | mean hits | search p50 ms | search p95 ms | contexts p50 ms | contexts p95 ms |\n");
   std::printf("|---|---|---|---|---|---|---|\n| %d | 20 | %.1f | %.2f | %.2f | %.2f | %.2f |\n", queries,
               static_cast<double>(hits_total) / queries, percentile(search_ms, 0.5), percentile(search_ms, 0.95),
               percentile(context_ms, 0.5), percentile(context_ms, 0.95));
@@ -100,12 +101,18 @@ int main(int argc, char** argv) {
   double mb = 520;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = argv[i], value = argv[i + 1];
-    if (key == "--dir") dir = value;
-    else if (key == "--files") files = std::stoi(value);
-    else if (key == "--mb") mb = std::stod(value);
-    else if (key == "--queries") queries = std::stoi(value);
-    else if (key == "--threads") threads = std::stoi(value);
-    else if (key == "--reuse") reuse = value == "1";
+    if (key == "--dir")
+      dir = value;
+    else if (key == "--files")
+      files = std::stoi(value);
+    else if (key == "--mb")
+      mb = std::stod(value);
+    else if (key == "--queries")
+      queries = std::stoi(value);
+    else if (key == "--threads")
+      threads = std::stoi(value);
+    else if (key == "--reuse")
+      reuse = value == "1";
   }
   std::mt19937_64 rng(20261128);
   const Vocabulary vocab(rng, 30000);
@@ -152,7 +159,9 @@ int main(int argc, char** argv) {
   const auto again = index_paths(store, {docs}, options);
   const double rerun_s = seconds_since(t0);
   const auto stats = store.stats();
-  std::printf("| indexed files | MB | passages | index s | MB/s | unchanged re-run s | db MB |\n|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "| indexed files | MB | passages | index s | MB/s | unchanged re-run s | db MB "
+      "|\n|---|---|---|---|---|---|---|\n");
   std::printf("| %lld | %.1f | %lld | %.1f | %.1f | %.2f (%lld unchanged) | %.0f |\n",
               static_cast<long long>(summary.indexed), static_cast<double>(total) / 1e6,
               static_cast<long long>(stats.passages), index_s, static_cast<double>(total) / 1e6 / index_s, rerun_s,

@@ -29,9 +29,7 @@ namespace {
 
 constexpr int64_t kMaxFileBytes = int64_t{512} << 20;
 
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 std::string sha256_hex(std::string_view bytes) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -75,10 +73,11 @@ struct Walker {
   }
 
   void visit(const fs::path& path, const std::string& relative, bool is_root) {
-    struct stat st{};
+    struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {  // follows symlinks
-      summary.skipped.emplace_back(path.string(), errno == ENOENT ? "broken symbolic link or vanished"
-                                                                  : std::string("cannot stat: ") + std::strerror(errno));
+      summary.skipped.emplace_back(path.string(), errno == ENOENT
+                                                      ? "broken symbolic link or vanished"
+                                                      : std::string("cannot stat: ") + std::strerror(errno));
       return;
     }
     const std::string name = path.filename().string();
@@ -254,8 +253,8 @@ IndexSummary index_paths(Store& store, const std::vector<fs::path>& roots, const
   const int64_t run_id = store.begin_run(roots_text);
 
   // Readers/parsers; by default one core is left to the writer (SQLite/FTS5 is the bottleneck).
-  const int threads = std::max(
-      1, options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency()) - 1);
+  const int threads =
+      std::max(1, options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency()) - 1);
   std::mutex mutex;
   std::condition_variable ready, room;
   std::deque<Result> queue;
@@ -370,18 +369,20 @@ void ProgressBar::update(const IndexProgress& p) {
   if (t - last_draw_ < 0.1 && p.files_done < p.files_total) return;
   last_draw_ = t;
   int width = 100;
-  struct winsize ws{};
+  struct winsize ws {};
   if (ioctl(fileno(out_), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20) width = ws.ws_col;
   const double elapsed = std::max(1e-6, t - start_);
   const double mbps = static_cast<double>(p.bytes_done) / 1e6 / elapsed;
-  const double fraction = p.bytes_total > 0 ? static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total)
-                                            : (p.files_total > 0 ? static_cast<double>(p.files_done) / static_cast<double>(p.files_total) : 1.0);
+  const double fraction =
+      p.bytes_total > 0
+          ? static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total)
+          : (p.files_total > 0 ? static_cast<double>(p.files_done) / static_cast<double>(p.files_total) : 1.0);
   const int eta = fraction > 0 ? static_cast<int>(elapsed * (1 - fraction) / fraction) : 0;
   constexpr int kBar = 20;
   const int filled = static_cast<int>(fraction * kBar);
   char head[160];
-  std::snprintf(head, sizeof head, "[%.*s%.*s] %lld/%lld files %6.1f MB/s ETA %d:%02d ", filled,
-                "####################", kBar - filled, "....................", static_cast<long long>(p.files_done),
+  std::snprintf(head, sizeof head, "[%.*s%.*s] %lld/%lld files %6.1f MB/s ETA %d:%02d ", filled, "####################",
+                kBar - filled, "....................", static_cast<long long>(p.files_done),
                 static_cast<long long>(p.files_total), mbps, eta / 60, eta % 60);
   std::string line = head;
   const int room = width - 1 - static_cast<int>(line.size());

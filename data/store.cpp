@@ -72,11 +72,12 @@ int64_t now_seconds() {
 
 const std::set<std::string>& stopwords() {
   static const std::set<std::string> words = {
-      "a", "about", "after", "all", "also", "an", "and", "any", "are", "as", "at", "be", "been", "before", "but",
-      "by", "can", "could", "did", "do", "does", "for", "from", "had", "has", "have", "he", "her", "his", "how",
-      "i", "if", "in", "into", "is", "it", "its", "of", "on", "or", "she", "so", "than", "that", "the", "their",
-      "them", "there", "these", "they", "this", "to", "was", "we", "were", "what", "when", "where", "which",
-      "who", "whom", "whose", "why", "will", "with", "would", "you"};
+      "a",     "about",  "after", "all",  "also", "an",    "and",  "any",  "are",  "as",    "at",    "be",
+      "been",  "before", "but",   "by",   "can",  "could", "did",  "do",   "does", "for",   "from",  "had",
+      "has",   "have",   "he",    "her",  "his",  "how",   "i",    "if",   "in",   "into",  "is",    "it",
+      "its",   "of",     "on",    "or",   "she",  "so",    "than", "that", "the",  "their", "them",  "there",
+      "these", "they",   "this",  "to",   "was",  "we",    "were", "what", "when", "where", "which", "who",
+      "whom",  "whose",  "why",   "will", "with", "would", "you"};
   return words;
 }
 
@@ -158,8 +159,7 @@ Store Store::open(const std::filesystem::path& db_path, bool read_only) {
   if (!read_only) {
     const auto dir = db_path.parent_path();
     std::error_code ec;
-    if (!dir.empty() && !std::filesystem::exists(dir, ec))
-      fail("database folder ", dir.string(), " does not exist");
+    if (!dir.empty() && !std::filesystem::exists(dir, ec)) fail("database folder ", dir.string(), " does not exist");
   } else if (!std::filesystem::exists(db_path)) {
     fail("no index at ", db_path.string(), " (run `ldqa index` first)");
   }
@@ -170,7 +170,8 @@ Store Store::open(const std::filesystem::path& db_path, bool read_only) {
   db.exec("PRAGMA temp_store = MEMORY");
   const int version = db.user_version();
   if (version > kSchemaVersion)
-    fail("database ", db_path.string(), " has schema version ", version, ", newer than this ldqa (", kSchemaVersion, ")");
+    fail("database ", db_path.string(), " has schema version ", version, ", newer than this ldqa (", kSchemaVersion,
+         ")");
   if (read_only) {
     if (version < kSchemaVersion)
       fail("database ", db_path.string(), " has schema version ", version, "; open it for writing once to migrate");
@@ -220,7 +221,10 @@ int64_t Store::put(const DocumentRecord& record, const ExtractedText& text, cons
   r.chars = passages.empty() ? 0 : passages.back().char_end;
   const int64_t id = impl_->upsert(r, run_id);
   impl_->delete_passages(id);
-  impl_->cached("INSERT OR REPLACE INTO texts(document_id, body) VALUES (?, ?)").bind(1, id).bind_static(2, text.text).run();
+  impl_->cached("INSERT OR REPLACE INTO texts(document_id, body) VALUES (?, ?)")
+      .bind(1, id)
+      .bind_static(2, text.text)
+      .run();
   auto& ins = impl_->cached(
       "INSERT INTO passages(document_id, ordinal, byte_start, byte_end, char_start, char_end, page)"
       " VALUES (?, ?, ?, ?, ?, ?, ?)");
@@ -231,7 +235,7 @@ int64_t Store::put(const DocumentRecord& record, const ExtractedText& text, cons
     const int64_t pid = db.last_insert_rowid();
     fts.bind(1, pid)
         .bind_static(2, std::string_view(text.text).substr(static_cast<std::size_t>(p.byte_start),
-                                                    static_cast<std::size_t>(p.byte_end - p.byte_start)))
+                                                           static_cast<std::size_t>(p.byte_end - p.byte_start)))
         .run();
   }
   tx.commit();
@@ -350,8 +354,7 @@ std::vector<Hit> Store::search(std::string_view question, int k) {
   constexpr std::size_t kMaxTerms = 6;
   constexpr int64_t kMaxPostings = 4000;
   std::vector<int64_t> df(terms.size(), 0);
-  auto& count = impl_->cached(
-      "SELECT count(*) FROM (SELECT 1 FROM passages_fts WHERE passages_fts MATCH ? LIMIT ?)");
+  auto& count = impl_->cached("SELECT count(*) FROM (SELECT 1 FROM passages_fts WHERE passages_fts MATCH ? LIMIT ?)");
   for (std::size_t i = 0; i < terms.size(); ++i) {
     count.bind(1, '"' + terms[i] + '"').bind(2, kMaxPostings + 1);
     if (count.step()) df[i] = count.int64(0);
@@ -414,14 +417,16 @@ std::vector<Context> Store::build_contexts(const std::vector<Hit>& hits, int bud
   for (const Hit& h : hits) by_document[h.document_id].push_back(&h);
   std::vector<Context> out;
   for (auto& [doc_id, doc_hits] : by_document) {
-    auto meta = impl_->db.prepare("SELECT d.path, d.title, t.body FROM documents d JOIN texts t ON t.document_id = d.id"
-                                  " WHERE d.id = ?");
+    auto meta = impl_->db.prepare(
+        "SELECT d.path, d.title, t.body FROM documents d JOIN texts t ON t.document_id = d.id"
+        " WHERE d.id = ?");
     meta.bind(1, doc_id);
     if (!meta.step()) continue;  // re-indexed or removed since the search
     const std::string path = meta.text(0), title = meta.text(1), body = meta.text(2);
     std::vector<Passage> passages;
-    auto ps = impl_->db.prepare("SELECT ordinal, byte_start, byte_end, char_start, char_end, page FROM passages"
-                                " WHERE document_id = ? ORDER BY ordinal");
+    auto ps = impl_->db.prepare(
+        "SELECT ordinal, byte_start, byte_end, char_start, char_end, page FROM passages"
+        " WHERE document_id = ? ORDER BY ordinal");
     ps.bind(1, doc_id);
     while (ps.step())
       passages.push_back({static_cast<int>(ps.int64(0)), ps.int64(1), ps.int64(2), ps.int64(3), ps.int64(4),
@@ -429,10 +434,10 @@ std::vector<Context> Store::build_contexts(const std::vector<Hit>& hits, int bud
     const int n = static_cast<int>(passages.size());
     std::vector<int> cost(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i)
-      cost[static_cast<std::size_t>(i)] =
-          tokens(std::string_view(body).substr(static_cast<std::size_t>(passages[static_cast<std::size_t>(i)].byte_start),
-                                               static_cast<std::size_t>(passages[static_cast<std::size_t>(i)].byte_end -
-                                                                        passages[static_cast<std::size_t>(i)].byte_start)));
+      cost[static_cast<std::size_t>(i)] = tokens(
+          std::string_view(body).substr(static_cast<std::size_t>(passages[static_cast<std::size_t>(i)].byte_start),
+                                        static_cast<std::size_t>(passages[static_cast<std::size_t>(i)].byte_end -
+                                                                 passages[static_cast<std::size_t>(i)].byte_start)));
     std::sort(doc_hits.begin(), doc_hits.end(), [](const Hit* a, const Hit* b) { return a->score > b->score; });
     struct Window {
       int first, last;

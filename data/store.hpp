@@ -84,7 +84,7 @@ struct DocumentRecord {
   std::string path;
   int64_t size = 0;
   int64_t mtime_ns = 0;
-  std::string hash;    // SHA-256 hex of the file's bytes
+  std::string hash;  // SHA-256 hex of the file's bytes
   std::string format;
   std::string title;
   std::string status;  // "indexed" or "failed"

@@ -3,7 +3,7 @@
 # everything is already there.
 set -euo pipefail
 packages=(
-  cmake ninja-build g++ pkg-config git
+  cmake ninja-build g++ pkg-config git clang-format python3
   libeigen3-dev catch2
   libboost-program-options-dev libsqlite3-dev
   libsentencepiece-dev sentencepiece

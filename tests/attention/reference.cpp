@@ -11,9 +11,10 @@ namespace ldqa::test {
 std::string AttentionCase::describe() const {
   std::ostringstream s;
   s << "B=" << batch << " H=" << heads << " n=" << seq_len << " D=" << head_dim << " w=" << pattern.window
-    << " topk=" << pattern.top_k << " layout=" << (pattern.layout ? std::to_string(pattern.layout->block_size()) : "none")
-    << " sepglobal=" << separate_global << " globals="
-    << std::count_if(global_mask.begin(), global_mask.end(), [](uint8_t g) { return g != 0; })
+    << " topk=" << pattern.top_k
+    << " layout=" << (pattern.layout ? std::to_string(pattern.layout->block_size()) : "none")
+    << " sepglobal=" << separate_global
+    << " globals=" << std::count_if(global_mask.begin(), global_mask.end(), [](uint8_t g) { return g != 0; })
     << " lengths=" << (valid_lengths.empty() ? "no" : "yes") << " keymask=" << (key_mask.empty() ? "no" : "yes");
   return s.str();
 }
@@ -51,7 +52,8 @@ ReferenceResult reference_attention(const AttentionCase& c, double tie_tolerance
             allowed = layout->allows(h, i / layout->block_size(), j / layout->block_size());
           if (!allowed) continue;
           double dot = 0;
-          for (int x = 0; x < d; ++x) dot += qs[base + static_cast<std::size_t>(i) * d + x] * ks[base + static_cast<std::size_t>(j) * d + x];
+          for (int x = 0; x < d; ++x)
+            dot += qs[base + static_cast<std::size_t>(i) * d + x] * ks[base + static_cast<std::size_t>(j) * d + x];
           scores.emplace_back(dot * scale, j);
         }
         if (scores.empty()) continue;

@@ -15,9 +15,9 @@ struct AttentionCase {
   int batch = 1, heads = 1, seq_len = 1, head_dim = 16;
   attention::Pattern pattern;
   bool separate_global = false;
-  std::vector<uint8_t> global_mask;   // [batch * n] or empty
-  std::vector<int32_t> valid_lengths; // [batch] or empty
-  std::vector<uint8_t> key_mask;      // [batch * n] or empty
+  std::vector<uint8_t> global_mask;    // [batch * n] or empty
+  std::vector<int32_t> valid_lengths;  // [batch] or empty
+  std::vector<uint8_t> key_mask;       // [batch * n] or empty
   // Inputs, exactly as the backend sees them (already rounded for 16-bit runs).
   std::vector<double> q, k, v, qg, kg, vg;
   double scale = 0;  // 0: 1/sqrt(head_dim)
@@ -25,7 +25,7 @@ struct AttentionCase {
 };
 
 struct ReferenceResult {
-  std::vector<double> out;         // [batch, heads, n, head_dim]
+  std::vector<double> out;  // [batch, heads, n, head_dim]
   // Rows whose top-k selection is decided by a gap below rounding: the k-th and the
   // (k+1)-th score lie within `tie_tolerance`; any backend may pick either key.
   std::vector<uint8_t> ambiguous;  // [batch * heads * n]

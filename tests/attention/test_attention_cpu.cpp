@@ -119,11 +119,13 @@ TEST_CASE("cpu block-sparse layouts match the float64 reference", "[attention][c
                 cfg.local_window_blocks = {1, 2, 3};
                 cfg.global_block_indices = {1, 5};
                 cfg.global_block_end_indices = {2, 7};
-                c.pattern.layout = std::make_shared<BlockLayout>(make_variable_layout(n, block, c.heads, cfg, seed, true));
+                c.pattern.layout =
+                    std::make_shared<BlockLayout>(make_variable_layout(n, block, c.heads, cfg, seed, true));
               } else if (kind == 2) {
                 BigBirdLayoutConfig cfg;
                 cfg.num_random_blocks = 2;
-                c.pattern.layout = std::make_shared<BlockLayout>(make_bigbird_layout(n, block, c.heads, cfg, seed, true));
+                c.pattern.layout =
+                    std::make_shared<BlockLayout>(make_bigbird_layout(n, block, c.heads, cfg, seed, true));
               } else {
                 BSLongformerLayoutConfig cfg;
                 cfg.global_block_indices = {0, 3};
@@ -190,8 +192,7 @@ TEST_CASE("rows with no allowed key are zero, not NaN", "[attention][cpu]") {
   c.seq_len = 96;
   c.head_dim = 8;
   c.pattern.window = -1;  // only the layout: block 1 sees nothing
-  c.pattern.layout = std::make_shared<BlockLayout>(
-      32, std::vector<std::vector<std::vector<int>>>{{{0}, {}, {0, 2}}});
+  c.pattern.layout = std::make_shared<BlockLayout>(32, std::vector<std::vector<std::vector<int>>>{{{0}, {}, {0, 2}}});
   test::fill_inputs(c, rng, as_float32);
   const auto ref = test::reference_attention(c);
   const auto cmp = run_cpu_case(c, ref);

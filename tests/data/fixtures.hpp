@@ -81,9 +81,9 @@ inline std::string make_pdf(const std::vector<std::vector<std::string>>& pages, 
 
 // English-like filler: random words from a small fixed vocabulary.
 inline std::string filler(std::mt19937_64& rng, int words) {
-  static const char* vocab[] = {"river", "stone", "market", "winter", "engine", "garden", "letter", "silver",
-                                "harbor", "council", "forest", "signal", "voyage", "castle", "meadow", "lantern",
-                                "copper", "theory", "window", "bridge", "valley", "orchard", "compass", "ledger"};
+  static const char* vocab[] = {"river",  "stone",   "market", "winter", "engine", "garden",  "letter",  "silver",
+                                "harbor", "council", "forest", "signal", "voyage", "castle",  "meadow",  "lantern",
+                                "copper", "theory",  "window", "bridge", "valley", "orchard", "compass", "ledger"};
   std::string out;
   for (int i = 0; i < words; ++i) {
     if (i) out += (i % 12 == 11) ? ". " : " ";

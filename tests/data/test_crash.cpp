@@ -68,16 +68,17 @@ void check_consistent(const fs::path& db) {
                                     "AS TEXT) LIKE '%") +
                             word + "%' ORDER BY p.id"));
   }
-  CHECK(query_all(db, "SELECT count(*) FROM passages p JOIN texts t ON t.document_id = p.document_id WHERE "
-                      "p.byte_end > length(CAST(t.body AS BLOB))") == "0\n");
+  CHECK(query_all(db,
+                  "SELECT count(*) FROM passages p JOIN texts t ON t.document_id = p.document_id WHERE "
+                  "p.byte_end > length(CAST(t.body AS BLOB))") == "0\n");
 }
 
 std::string final_state(const fs::path& db) {
-  return query_all(db,
-                   "SELECT path, status, hash, passages, chars, format FROM documents ORDER BY path") +
-         query_all(db,
-                   "SELECT d.path, p.ordinal, p.byte_start, p.byte_end, p.char_start, p.char_end, p.page FROM passages p "
-                   "JOIN documents d ON d.id = p.document_id ORDER BY d.path, p.ordinal") +
+  return query_all(db, "SELECT path, status, hash, passages, chars, format FROM documents ORDER BY path") +
+         query_all(
+             db,
+             "SELECT d.path, p.ordinal, p.byte_start, p.byte_end, p.char_start, p.char_end, p.page FROM passages p "
+             "JOIN documents d ON d.id = p.document_id ORDER BY d.path, p.ordinal") +
          query_all(db, "SELECT count(*) FROM passages_fts WHERE passages_fts MATCH 'harbor OR council'");
 }
 
@@ -140,8 +141,8 @@ TEST_CASE("SIGKILL at random points never corrupts the index, and a re-run compl
   for (int trial = 0; trial < 16; ++trial) {
     const fs::path db = dir / ("trial" + std::to_string(trial) + ".db");
     if (trial % 2) fs::copy_file(old_db, db);
-    const auto delay = std::chrono::microseconds(static_cast<int64_t>(
-        std::uniform_real_distribution<double>(0.0, 1.1)(rng) * seconds * 1e6));
+    const auto delay = std::chrono::microseconds(
+        static_cast<int64_t>(std::uniform_real_distribution<double>(0.0, 1.1)(rng) * seconds * 1e6));
     const pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {

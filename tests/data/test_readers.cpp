@@ -77,8 +77,9 @@ TEST_CASE("pdf: text per page with page spans; corrupt and truncated PDFs fail c
   REQUIRE(p.pages.size() == 2);  // the empty page has no span
   CHECK(p.pages[0].page == 1);
   CHECK(p.pages[1].page == 3);
-  CHECK(p.text.substr(static_cast<std::size_t>(p.pages[0].byte_start),
-                      static_cast<std::size_t>(p.pages[0].byte_end - p.pages[0].byte_start))
+  CHECK(p.text
+            .substr(static_cast<std::size_t>(p.pages[0].byte_start),
+                    static_cast<std::size_t>(p.pages[0].byte_end - p.pages[0].byte_start))
             .find("Alpha line two") != std::string::npos);
   CHECK(p.text.substr(static_cast<std::size_t>(p.pages[1].byte_start)) == "Gamma page three");
   // a PDF named .txt is still a PDF (content wins)

@@ -70,7 +70,7 @@ TEST_CASE("indexing a folder: formats, failures reported, odd names, hidden file
   CHECK(hit_paths(s, "zebra").empty());  // script text is not indexed
   CHECK(hit_paths(s, "auditor").front() == "report.pdf");
   CHECK(s.search("auditor", 1)[0].passage.page == 2);
-  CHECK(hit_paths(s, "resume").front() == "na\xC3\xAFve caf\xC3\xA9 notes.txt");  // diacritics folded
+  CHECK(hit_paths(s, "resume").front() == "na\xC3\xAFve caf\xC3\xA9 notes.txt");     // diacritics folded
   CHECK(hit_paths(s, "reviewing").front() == "na\xC3\xAFve caf\xC3\xA9 notes.txt");  // porter stemming
   CHECK(hit_paths(s, "secret").empty());
   CHECK(s.find((c.docs() / "invalid.txt").string())->replaced == 2);
@@ -231,8 +231,10 @@ TEST_CASE("a reader sees each document before or after its transaction (WAL)", "
   // hold a write transaction open on a raw connection while the reader reads
   sqlite3* raw = nullptr;
   REQUIRE(sqlite3_open(c.db().c_str(), &raw) == SQLITE_OK);
-  REQUIRE(sqlite3_exec(raw, "BEGIN IMMEDIATE; INSERT INTO passages_fts(passages_fts) VALUES ('delete-all'); DELETE FROM passages;", nullptr, nullptr,
-                       nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(
+              raw,
+              "BEGIN IMMEDIATE; INSERT INTO passages_fts(passages_fts) VALUES ('delete-all'); DELETE FROM passages;",
+              nullptr, nullptr, nullptr) == SQLITE_OK);
   CHECK(hit_paths(reader, "aardvark").size() == 1);  // old version still visible
   sqlite3_exec(raw, "COMMIT", nullptr, nullptr, nullptr);
   sqlite3_close(raw);

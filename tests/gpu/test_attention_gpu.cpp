@@ -27,7 +27,9 @@ double round_bf16(double x) {
 
 struct DeviceBuffer {
   void* ptr = nullptr;
-  explicit DeviceBuffer(std::size_t bytes) { REQUIRE(cudaMalloc(&ptr, std::max<std::size_t>(bytes, 1)) == cudaSuccess); }
+  explicit DeviceBuffer(std::size_t bytes) {
+    REQUIRE(cudaMalloc(&ptr, std::max<std::size_t>(bytes, 1)) == cudaSuccess);
+  }
   ~DeviceBuffer() { cudaFree(ptr); }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
@@ -189,7 +191,8 @@ TEST_CASE("gpu block-sparse layouts match the float64 reference", "[gpu][layout]
               cfg.local_window_blocks = {1, 2, 3};
               cfg.global_block_indices = {1, 5};
               cfg.global_block_end_indices = {2, 7};
-              c.pattern.layout = std::make_shared<BlockLayout>(make_variable_layout(n, block, c.heads, cfg, seed, true));
+              c.pattern.layout =
+                  std::make_shared<BlockLayout>(make_variable_layout(n, block, c.heads, cfg, seed, true));
             } else if (kind == 2) {
               BigBirdLayoutConfig cfg;
               cfg.num_random_blocks = 2;
@@ -262,7 +265,7 @@ TEST_CASE("gpu: a max_global bound below the real count poisons that sequence on
   c.head_dim = 32;
   c.pattern.window = 8;
   c.global_mask.assign(2 * 200, 0);
-  for (int i = 0; i < 10; ++i) c.global_mask[i * 7] = 1;  // sequence 0: 10 globals
+  for (int i = 0; i < 10; ++i) c.global_mask[i * 7] = 1;        // sequence 0: 10 globals
   for (int i = 0; i < 3; ++i) c.global_mask[200 + i * 50] = 1;  // sequence 1: 3 globals
   test::fill_inputs(c, rng, round_f16);
   const auto out = run_gpu(c, DType::f16, {5, false});
