@@ -7,7 +7,7 @@ packages=(
   libeigen3-dev catch2
   libboost-program-options-dev libsqlite3-dev
   libsentencepiece-dev sentencepiece
-  libgumbo-dev libpoppler-cpp-dev libssl-dev sqlite3
+  libgumbo-dev libpoppler-cpp-dev libssl-dev sqlite3 nlohmann-json3-dev
 )
 missing=()
 for p in "${packages[@]}"; do
