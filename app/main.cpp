@@ -14,6 +14,7 @@
 
 #include "data/store.hpp"
 #include "ldqa/error.hpp"
+#include "ldqa/json.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -37,23 +38,6 @@ fs::path default_db() {
   if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg && *xdg) return fs::path(xdg) / "ldqa" / "index.db";
   if (const char* home = std::getenv("HOME"); home && *home) return fs::path(home) / ".local/share/ldqa/index.db";
   return fs::path("ldqa-index.db");
-}
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
 }
 
 const char* kUsage =
@@ -164,8 +148,8 @@ int cmd_search(const Global& g, const std::vector<std::string>& args) {
       std::printf(
           "%s{\"path\":%s,\"score\":%.4f,\"passage\":%d,\"char_start\":%lld,\"char_end\":%lld,\"page\":%d,"
           "\"text\":%s}",
-          i ? "," : "", json_string(h.path).c_str(), h.score, h.ordinal, static_cast<long long>(h.passage.char_start),
-          static_cast<long long>(h.passage.char_end), h.passage.page, json_string(text).c_str());
+          i ? "," : "", json_quote(h.path).c_str(), h.score, h.ordinal, static_cast<long long>(h.passage.char_start),
+          static_cast<long long>(h.passage.char_end), h.passage.page, json_quote(text).c_str());
     } else {
       std::printf("%.2f  %s  chars %lld-%lld%s\n  %s\n\n", h.score, h.path.c_str(),
                   static_cast<long long>(h.passage.char_start), static_cast<long long>(h.passage.char_end),
@@ -188,9 +172,9 @@ int cmd_list(const Global& g) {
       std::printf(
           "%s{\"path\":%s,\"status\":%s,\"format\":%s,\"title\":%s,\"size\":%lld,\"passages\":%lld,"
           "\"error\":%s}",
-          i ? "," : "", json_string(d.path).c_str(), json_string(d.status).c_str(), json_string(d.format).c_str(),
-          json_string(d.title).c_str(), static_cast<long long>(d.size), static_cast<long long>(d.passages),
-          json_string(d.error).c_str());
+          i ? "," : "", json_quote(d.path).c_str(), json_quote(d.status).c_str(), json_quote(d.format).c_str(),
+          json_quote(d.title).c_str(), static_cast<long long>(d.size), static_cast<long long>(d.passages),
+          json_quote(d.error).c_str());
     } else {
       std::printf("%-8s %-5s %6lld passages  %s%s%s\n", d.status.c_str(), d.format.c_str(),
                   static_cast<long long>(d.passages), d.path.c_str(), d.error.empty() ? "" : "  -- ", d.error.c_str());
@@ -207,9 +191,9 @@ int cmd_stats(const Global& g) {
     std::printf(
         "{\"db\":%s,\"documents\":%lld,\"failed\":%lld,\"passages\":%lld,\"text_bytes\":%lld,"
         "\"file_bytes\":%lld,\"schema_version\":%d,\"integrity\":%s,\"last_run\":%s}\n",
-        json_string(g.db.string()).c_str(), static_cast<long long>(s.documents), static_cast<long long>(s.failed),
+        json_quote(g.db.string()).c_str(), static_cast<long long>(s.documents), static_cast<long long>(s.failed),
         static_cast<long long>(s.passages), static_cast<long long>(s.text_bytes), static_cast<long long>(s.file_bytes),
-        s.schema_version, json_string(s.integrity).c_str(), json_string(s.last_run_status).c_str());
+        s.schema_version, json_quote(s.integrity).c_str(), json_quote(s.last_run_status).c_str());
   } else {
     std::printf(
         "index      %s\ndocuments  %lld (%lld failed)\npassages   %lld\ntext       %.1f MB\n"

@@ -20,6 +20,7 @@
 
 #include "data/store.hpp"
 #include "ldqa/error.hpp"
+#include "ldqa/json.hpp"
 
 namespace ldqa::data {
 
@@ -187,23 +188,6 @@ Result process(const Candidate& file, const std::optional<DocumentRecord>& known
   return r;
 }
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 std::string IndexSummary::to_json() const {
@@ -211,12 +195,12 @@ std::string IndexSummary::to_json() const {
   o << "{\"indexed\":" << indexed << ",\"unchanged\":" << unchanged << ",\"removed\":" << removed
     << ",\"bytes_read\":" << bytes_read << ",\"seconds\":" << seconds << ",\"skipped\":[";
   for (std::size_t i = 0; i < skipped.size(); ++i)
-    o << (i ? "," : "") << "{\"path\":\"" << json_escape(skipped[i].first) << "\",\"reason\":\""
-      << json_escape(skipped[i].second) << "\"}";
+    o << (i ? "," : "") << "{\"path\":" << json_quote(skipped[i].first)
+      << ",\"reason\":" << json_quote(skipped[i].second) << "}";
   o << "],\"failed\":[";
   for (std::size_t i = 0; i < failed.size(); ++i)
-    o << (i ? "," : "") << "{\"path\":\"" << json_escape(failed[i].first) << "\",\"error\":\""
-      << json_escape(failed[i].second) << "\"}";
+    o << (i ? "," : "") << "{\"path\":" << json_quote(failed[i].first) << ",\"error\":" << json_quote(failed[i].second)
+      << "}";
   o << "]}";
   return o.str();
 }

@@ -158,6 +158,34 @@ Comparison compare(const std::vector<double>& out, const ReferenceResult& ref, i
   return cmp;
 }
 
+std::shared_ptr<const attention::BlockLayout> make_test_layout(int kind, int n, int block, int heads, uint64_t seed) {
+  using namespace attention;
+  if (kind == 0) {
+    FixedLayoutConfig cfg;
+    cfg.num_local_blocks = 3;
+    cfg.num_global_blocks = 1;
+    cfg.horizontal_global = true;
+    cfg.num_different_global_patterns = 2;
+    return std::make_shared<BlockLayout>(make_fixed_layout(n, block, heads, cfg));
+  }
+  if (kind == 1) {
+    VariableLayoutConfig cfg;
+    cfg.num_random_blocks = 2;
+    cfg.local_window_blocks = {1, 2, 3};
+    cfg.global_block_indices = {1, 5};
+    cfg.global_block_end_indices = {2, 7};
+    return std::make_shared<BlockLayout>(make_variable_layout(n, block, heads, cfg, seed, true));
+  }
+  if (kind == 2) {
+    BigBirdLayoutConfig cfg;
+    cfg.num_random_blocks = 2;
+    return std::make_shared<BlockLayout>(make_bigbird_layout(n, block, heads, cfg, seed, true));
+  }
+  BSLongformerLayoutConfig cfg;
+  cfg.global_block_indices = {0, 3};
+  return std::make_shared<BlockLayout>(make_bslongformer_layout(n, block, heads, cfg));
+}
+
 uint64_t test_seed() {
   static const uint64_t seed = [] {
     if (const char* env = std::getenv("LDQA_TEST_SEED")) return static_cast<uint64_t>(std::strtoull(env, nullptr, 10));

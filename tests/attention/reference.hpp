@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -49,6 +50,10 @@ struct Comparison {
 };
 // out: the backend's result as doubles; rows flagged ambiguous are skipped.
 Comparison compare(const std::vector<double>& out, const ReferenceResult& ref, int head_dim);
+
+// The four DeepSpeed-style layouts the tests use (kind 0 Fixed, 1 Variable, 2 BigBird,
+// 3 BSLongformer), with settings that give global rows, random blocks and odd windows.
+std::shared_ptr<const attention::BlockLayout> make_test_layout(int kind, int n, int block, int heads, uint64_t seed);
 
 // Seed from LDQA_TEST_SEED if set, else fresh from std::random_device (printed on failure).
 uint64_t test_seed();

@@ -179,29 +179,7 @@ TEST_CASE("gpu block-sparse layouts match the float64 reference", "[gpu][layout]
             c.head_dim = case_index % 2 ? 64 : 32;
             c.pattern.window = w;
             const uint64_t seed = rng();
-            if (kind == 0) {
-              FixedLayoutConfig cfg;
-              cfg.num_local_blocks = 3;
-              cfg.horizontal_global = true;
-              cfg.num_different_global_patterns = 2;
-              c.pattern.layout = std::make_shared<BlockLayout>(make_fixed_layout(n, block, c.heads, cfg));
-            } else if (kind == 1) {
-              VariableLayoutConfig cfg;
-              cfg.num_random_blocks = 2;
-              cfg.local_window_blocks = {1, 2, 3};
-              cfg.global_block_indices = {1, 5};
-              cfg.global_block_end_indices = {2, 7};
-              c.pattern.layout =
-                  std::make_shared<BlockLayout>(make_variable_layout(n, block, c.heads, cfg, seed, true));
-            } else if (kind == 2) {
-              BigBirdLayoutConfig cfg;
-              cfg.num_random_blocks = 2;
-              c.pattern.layout = std::make_shared<BlockLayout>(make_bigbird_layout(n, block, c.heads, cfg, seed, true));
-            } else {
-              BSLongformerLayoutConfig cfg;
-              cfg.global_block_indices = {0, 3};
-              c.pattern.layout = std::make_shared<BlockLayout>(make_bslongformer_layout(n, block, c.heads, cfg));
-            }
+            c.pattern.layout = test::make_test_layout(kind, n, block, c.heads, seed);
             c.separate_global = kind % 2 == 1;
             c.global_mask = test::make_global_set(globals, c.batch, n, rng);
             test::make_padding(case_index % 3 == 0 ? "mask" : "none", c, rng);
