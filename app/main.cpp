@@ -40,6 +40,13 @@ fs::path default_db() {
   return fs::path("ldqa-index.db");
 }
 
+// At most `bytes` bytes of text, never cutting a UTF-8 character.
+std::string preview(const std::string& text, std::size_t bytes) {
+  if (text.size() <= bytes) return text;
+  while (bytes > 0 && (static_cast<unsigned char>(text[bytes]) & 0xC0) == 0x80) --bytes;
+  return text.substr(0, bytes) + "...";
+}
+
 const char* kUsage =
     "usage: ldqa [--db PATH] [--json] [-q|-v] [--threads N] <command> [args]\n"
     "\n"
@@ -154,7 +161,7 @@ int cmd_search(const Global& g, const std::vector<std::string>& args) {
       std::printf("%.2f  %s  chars %lld-%lld%s\n  %s\n\n", h.score, h.path.c_str(),
                   static_cast<long long>(h.passage.char_start), static_cast<long long>(h.passage.char_end),
                   h.passage.page ? (" page " + std::to_string(h.passage.page)).c_str() : "",
-                  text.substr(0, 300).c_str());
+                  preview(text, 300).c_str());
     }
   }
   if (g.json) std::printf("]\n");
