@@ -1,0 +1,173 @@
+// The C++ CPU encoder against PyTorch: the tiny random model's outputs after the
+// embeddings, after each layer, after the final norm and at the logits (float32,
+// relative error <= 1e-4), and the shipped model's best spans on SQuAD dev questions.
+// Bad model folders fail with the file and tensor named.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "fixtures.hpp"
+#include "ldqa/error.hpp"
+#include "model/model.hpp"
+#include "tokenizer/tokenizer.hpp"
+
+using namespace ldqa;
+namespace fs = std::filesystem;
+
+namespace {
+const fs::path kModels = fs::path(LDQA_SOURCE_DIR) / "models";
+
+// The fixture's tensors (F32 or I32), read independently of the engine's loader.
+struct Tensor {
+  std::vector<int64_t> shape;
+  std::vector<float> f32;
+  std::vector<int32_t> i32;
+};
+std::map<std::string, Tensor> read_cases(const fs::path& path) {
+  const std::string raw = test::read_file(path);
+  uint64_t n = 0;
+  std::memcpy(&n, raw.data(), 8);
+  const auto header = nlohmann::json::parse(raw.substr(8, n));
+  std::map<std::string, Tensor> out;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") continue;
+    Tensor t;
+    t.shape = it.value()["shape"].get<std::vector<int64_t>>();
+    const auto off = it.value()["data_offsets"].get<std::vector<std::size_t>>();
+    const char* p = raw.data() + 8 + n + off[0];
+    const std::size_t count = (off[1] - off[0]) / 4;
+    if (it.value()["dtype"] == "F32") {
+      t.f32.resize(count);
+      std::memcpy(t.f32.data(), p, count * 4);
+    } else {
+      t.i32.resize(count);
+      std::memcpy(t.i32.data(), p, count * 4);
+    }
+    out[it.key()] = std::move(t);
+  }
+  return out;
+}
+
+// Relative error over the rows of valid tokens only ([B, n, width] row-major).
+double rel_err(const std::vector<float>& got, const std::vector<float>& want, const std::vector<int32_t>& valid, int n,
+               int width) {
+  double err = 0, norm = 0;
+  for (std::size_t b = 0; b < valid.size(); ++b)
+    for (int i = 0; i < valid[b]; ++i)
+      for (int x = 0; x < width; ++x) {
+        const std::size_t at =
+            (b * static_cast<std::size_t>(n) + static_cast<std::size_t>(i)) * static_cast<std::size_t>(width) +
+            static_cast<std::size_t>(x);
+        if (!std::isfinite(got[at])) return INFINITY;
+        err += (got[at] - want[at]) * static_cast<double>(got[at] - want[at]);
+        norm += static_cast<double>(want[at]) * want[at];
+      }
+  return std::sqrt(err / norm);
+}
+}  // namespace
+
+TEST_CASE("cpu encoder matches PyTorch layer by layer on the tiny model", "[model]") {
+  const auto encoder = model::Encoder::load(kModels / "fixtures/tiny");
+  const auto cases = read_cases(kModels / "fixtures/tiny/cases.safetensors");
+  const int layers = encoder.config().layers, h = encoder.config().hidden;
+  for (const char* name : {"case0.", "case1."}) {
+    const std::string p = name;
+    const auto& ids = cases.at(p + "ids");
+    model::Batch batch;
+    batch.batch = static_cast<int>(ids.shape[0]);
+    batch.n = static_cast<int>(ids.shape[1]);
+    batch.ids = ids.i32;
+    batch.types = cases.at(p + "types").i32;
+    batch.valid_len = cases.at(p + "valid_len").i32;
+    batch.global_len = cases.at(p + "global_len").i32;
+    const auto out = encoder.forward_cpu(batch, true);
+    REQUIRE(static_cast<int>(out.states.size()) == layers + 2);
+    INFO(p);
+    CHECK(rel_err(out.states[0], cases.at(p + "embeddings").f32, batch.valid_len, batch.n, h) <= 1e-4);
+    for (int l = 0; l < layers; ++l) {
+      INFO("layer " << l);
+      CHECK(rel_err(out.states[static_cast<std::size_t>(l + 1)], cases.at(p + "layer" + std::to_string(l)).f32,
+                    batch.valid_len, batch.n, h) <= 1e-4);
+    }
+    CHECK(rel_err(out.states.back(), cases.at(p + "final_norm").f32, batch.valid_len, batch.n, h) <= 1e-4);
+    CHECK(rel_err(out.start_logits, cases.at(p + "start_logits").f32, batch.valid_len, batch.n, 1) <= 1e-4);
+    CHECK(rel_err(out.end_logits, cases.at(p + "end_logits").f32, batch.valid_len, batch.n, 1) <= 1e-4);
+  }
+}
+
+TEST_CASE("the shipped model finds PyTorch's spans on SQuAD dev questions", "[model]") {
+  const auto encoder = model::Encoder::load(kModels / "ldqa-small");
+  const auto tok = tokenizer::Tokenizer::load(kModels / "ldqa-small/tokenizer.model");
+  std::ifstream in(kModels / "fixtures/ldqa-small-squad.json");
+  const auto fixture = nlohmann::json::parse(in);
+  for (const auto& c : fixture["cases"]) {
+    INFO(c["id"].get<std::string>());
+    model::Batch batch;
+    batch.batch = 1;
+    batch.ids = c["ids"].get<std::vector<int32_t>>();
+    batch.n = static_cast<int>(batch.ids.size());
+    const int g = c["global_len"].get<int>();
+    batch.types.assign(batch.ids.size(), 1);
+    std::fill(batch.types.begin(), batch.types.begin() + g, 0);
+    batch.valid_len = {batch.n};
+    batch.global_len = {g};
+    const auto out = encoder.forward_cpu(batch);
+    const auto span = model::best_span(out.start_logits.data(), out.end_logits.data(), g, batch.n - g - 1);
+    REQUIRE(span);
+    CHECK(span->first == c["start_token"].get<int>());
+    CHECK(span->last == c["end_token"].get<int>());
+    CHECK(std::abs(span->score - c["score"].get<double>()) < 1e-2);
+  }
+}
+
+TEST_CASE("bad model folders fail with the file and the tensor named", "[model]") {
+  test::TempDir dir;
+  const fs::path tiny = kModels / "fixtures/tiny";
+  CHECK_THROWS_WITH(model::Encoder::load(dir.path()),
+                    Catch::Contains("model config not found: " + (dir.path() / "config.json").string()));
+  // truncated weights
+  fs::copy_file(tiny / "config.json", dir / "config.json");
+  const std::string weights = test::read_file(tiny / "model-00001-of-00001.safetensors");
+  test::write_file(dir / "model-00001-of-00001.safetensors", weights.substr(0, weights.size() / 2));
+  CHECK_THROWS_WITH(model::Encoder::load(dir.path()), Catch::Contains("outside the file"));
+  // a malformed header
+  test::write_file(dir / "model-00001-of-00001.safetensors",
+                   std::string("\x10\x00\x00\x00\x00\x00\x00\x00{not json", 17));
+  CHECK_THROWS_WITH(model::Encoder::load(dir.path()), Catch::Contains("malformed safetensors header"));
+  // a shape the config does not allow: the file and the tensor are named
+  test::write_file(dir / "model-00001-of-00001.safetensors", weights);
+  std::string config = test::read_file(tiny / "config.json");
+  const auto at = config.find("\"vocab_size\": 512");
+  REQUIRE(at != std::string::npos);
+  config.replace(at, 17, "\"vocab_size\": 513");
+  test::write_file(dir / "config.json", config);
+  CHECK_THROWS_WITH(model::Encoder::load(dir.path()), Catch::Contains("token_embedding.weight has shape [ 512 64 ]"));
+  // a missing shard
+  fs::remove(dir / "model-00001-of-00001.safetensors");
+  CHECK_THROWS_WITH(model::Encoder::load(dir.path()), Catch::Contains("model weights not found"));
+}
+
+TEST_CASE("encoder inputs are checked", "[model]") {
+  const auto encoder = model::Encoder::load(kModels / "fixtures/tiny");
+  model::Batch batch;
+  batch.batch = 1;
+  batch.n = 3;
+  batch.ids = {2, 700, 3};
+  batch.types = {0, 1, 1};
+  batch.valid_len = {3};
+  batch.global_len = {1};
+  CHECK_THROWS_WITH(encoder.forward_cpu(batch), Catch::Contains("token id 700 outside the vocabulary"));
+  batch.ids = {2, 7, 3};
+  batch.types = {0, 1};
+  CHECK_THROWS_WITH(encoder.forward_cpu(batch), Catch::Contains("do not match"));
+  // one token: a valid output
+  batch.n = 1;
+  batch.ids = {2};
+  batch.types = {0};
+  batch.global_len = {1};
+  batch.valid_len = {1};
+  const auto out = encoder.forward_cpu(batch);
+  CHECK(std::isfinite(out.start_logits[0]));
+}
