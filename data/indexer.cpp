@@ -119,13 +119,6 @@ struct Walker {
   }
 };
 
-bool has_text_extension(const std::string& path) {
-  std::string ext = fs::path(path).extension().string();
-  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  static const std::set<std::string> known = {".txt", ".text", ".md", ".markdown", ".html", ".htm", ".xhtml", ".pdf"};
-  return known.count(ext) > 0;
-}
-
 // What a reader thread hands to the writer.
 struct Result {
   enum Kind { kIndex, kTouch, kFailed, kSkipped } kind = kFailed;
@@ -149,7 +142,7 @@ Result process(const Candidate& file, const std::optional<DocumentRecord>& known
     r.message = std::string("cannot read: ") + std::strerror(errno);
     return r;
   }
-  if (!has_text_extension(file.path)) {  // only a PDF (by content) is read whatever its name
+  if (!has_supported_extension(file.path)) {  // only a PDF (by content) is read whatever its name
     char magic[5] = {};
     in.read(magic, 5);
     if (std::string_view(magic, static_cast<std::size_t>(in.gcount())) != "%PDF-") {

@@ -17,14 +17,7 @@ struct Span {
 };
 
 int count_words(std::string_view text, int64_t start, int64_t end) {
-  int words = 0;
-  bool in_word = false;
-  for (int64_t i = start; i < end; ++i) {
-    const bool space = is_space(text[static_cast<std::size_t>(i)]);
-    if (!space && !in_word) ++words;
-    in_word = !space;
-  }
-  return words;
+  return data::count_words(text.substr(static_cast<std::size_t>(start), static_cast<std::size_t>(end - start)));
 }
 
 // Paragraphs of [begin, end): runs of text between blank lines, trimmed.
@@ -80,6 +73,17 @@ void cut_long(std::string_view text, const Span& para, int max_words, std::vecto
 }
 
 }  // namespace
+
+int count_words(std::string_view text) {
+  int words = 0;
+  bool in_word = false;
+  for (char c : text) {
+    const bool space = is_space(c);
+    if (!space && !in_word) ++words;
+    in_word = !space;
+  }
+  return words;
+}
 
 std::vector<Passage> split_passages(std::string_view text, const std::vector<PageSpan>& pages,
                                     const PassageOptions& options) {

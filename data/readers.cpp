@@ -278,13 +278,18 @@ std::string normalise_utf8(std::string_view in, int64_t* replaced) {
   return out;
 }
 
+bool has_supported_extension(const std::filesystem::path& path) {
+  const std::string ext = lower_extension(path);
+  return ext == ".txt" || ext == ".text" || ext == ".md" || ext == ".markdown" || ext == ".html" || ext == ".htm" ||
+         ext == ".xhtml" || ext == ".pdf";
+}
+
 std::variant<ExtractedText, SkipReason> extract_text(const std::filesystem::path& path, std::string_view bytes) {
   const std::string ext = lower_extension(path);
   if (bytes.substr(0, 5) == "%PDF-") return read_pdf(bytes);
   if (ext == ".pdf") return read_pdf(bytes);  // a PDF without its header: poppler decides
-  const bool text_ext = ext == ".txt" || ext == ".text" || ext == ".md" || ext == ".markdown" || ext == ".html" ||
-                        ext == ".htm" || ext == ".xhtml";
-  if (!text_ext) return SkipReason{"unsupported file type" + (ext.empty() ? std::string() : " " + ext)};
+  if (!has_supported_extension(path))
+    return SkipReason{"unsupported file type" + (ext.empty() ? std::string() : " " + ext)};
   if (looks_binary(bytes)) return SkipReason{"binary content in a " + ext + " file"};
   if (ext == ".html" || ext == ".htm" || ext == ".xhtml") return read_html(bytes);
   ExtractedText out;

@@ -402,17 +402,7 @@ std::vector<Hit> Store::search(std::string_view question, int k) {
 
 std::vector<Context> Store::build_contexts(const std::vector<Hit>& hits, int budget,
                                            const std::function<int(std::string_view)>& count_tokens) {
-  auto tokens = [&](std::string_view s) {
-    if (count_tokens) return count_tokens(s);
-    int words = 0;
-    bool in_word = false;
-    for (char c : s) {
-      const bool space = c == ' ' || c == '\n' || c == '\t';
-      if (!space && !in_word) ++words;
-      in_word = !space;
-    }
-    return (words * 4 + 2) / 3;
-  };
+  auto tokens = [&](std::string_view s) { return count_tokens ? count_tokens(s) : (count_words(s) * 4 + 2) / 3; };
   std::map<int64_t, std::vector<const Hit*>> by_document;
   for (const Hit& h : hits) by_document[h.document_id].push_back(&h);
   std::vector<Context> out;

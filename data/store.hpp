@@ -58,6 +58,10 @@ struct SkipReason {
 // of a supported format that cannot be read (corrupt PDF, ...).
 std::variant<ExtractedText, SkipReason> extract_text(const std::filesystem::path& path, std::string_view bytes);
 
+// Whether extract_text reads files with this name's extension (.txt .text .md .markdown
+// .html .htm .xhtml .pdf, any case). Other files are only read when they hold a PDF.
+bool has_supported_extension(const std::filesystem::path& path);
+
 // UTF-8 cleanup used by every reader: invalid sequences -> U+FFFD (counted), NUL -> U+FFFD,
 // CRLF/CR -> LF, a leading BOM dropped.
 std::string normalise_utf8(std::string_view in, int64_t* replaced);
@@ -74,6 +78,9 @@ struct Passage {
   int64_t char_start = 0, char_end = 0;
   int page = 0;  // 0 when the document has no pages
 };
+
+// Whitespace-separated words (space, tab, newline): the unit of passage sizes.
+int count_words(std::string_view text);
 
 std::vector<Passage> split_passages(std::string_view text, const std::vector<PageSpan>& pages,
                                     const PassageOptions& options);
