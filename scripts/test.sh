@@ -10,4 +10,4 @@ git ls-files '*.cpp' '*.hpp' '*.cu' | xargs clang-format --dry-run --Werror
 scripts/build.sh build
 (cd build && ctest --output-on-failure)
 scripts/build.sh build-sanitize -DLDQA_CUDA=OFF -DLDQA_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
-(cd build-sanitize && ctest --output-on-failure)
+(cd build-sanitize && ctest --output-on-failure -LE slow)

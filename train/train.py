@@ -321,6 +321,8 @@ def evaluate(model, cfg, args, device, tok, dev_articles, limit):
     for setting, length, overlap, batch, toks, texts, index in (
             ("paragraph", args.eval_para_len, 128, args.eval_para_batch, para_tok, paragraphs, 2),
             ("document", args.long_len, 512, args.eval_long_batch, art_tok, article_texts, 3)):
+        if setting not in getattr(args, "settings", ("paragraph", "document")):
+            continue
         feats, contexts = [], {}
         for it in items:
             ctx = toks[it[index]]
@@ -385,6 +387,7 @@ def main():
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--no-flex", action="store_true")
     ap.add_argument("--pretrained", help="skip pretraining: load this checkpoint")
+    ap.add_argument("--init", help="skip pretraining: continue fine-tuning this exported model folder")
     args = ap.parse_args()
 
     global LOG
@@ -398,9 +401,14 @@ def main():
     args.flex = device.type == "cuda" and HAVE_FLEX and not args.no_flex
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    cfg = Config(**json.loads(args.config))
+    if args.init:  # an exported (already fine-tuned) model: its own config
+        model, cfg = export.load_model(args.init)
+        model.train()
+    else:
+        cfg = Config(**json.loads(args.config))
+        model = Encoder(cfg)
     cfg.max_len = args.long_len
-    model = Encoder(cfg).to(device)
+    model = model.to(device)
     n_params = sum(p.numel() for p in model.exported_state().values())
     log(dict(phase="start", device=str(device), flex=args.flex, torch=torch.__version__, params_exported=n_params,
              config=dataclasses.asdict(cfg)))
@@ -408,7 +416,9 @@ def main():
         check_flex_matches_dense(model, cfg, device)
     t_start = time.time()
 
-    if args.pretrained:
+    if args.init:
+        log(dict(phase="init", model=args.init))
+    elif args.pretrained:
         model.load_state_dict(torch.load(args.pretrained, map_location=device))
     else:
         stream, n_docs = corpus_stream(args.data, args.tokenizer, cfg, args.limit_docs, args.workers)
@@ -421,8 +431,9 @@ def main():
         del opt, stream
         torch.save(model.state_dict(), out / "pretrained.pt")
 
-    for layer in model.layers:
-        layer.attention.init_global_from_local()
+    if not args.init:
+        for layer in model.layers:
+            layer.attention.init_global_from_local()
     tok = qa_data.Tokenizer(args.tokenizer)
     train_articles = qa_data.load_squad(pathlib.Path(args.data) / "squad" / "train-v1.1.json.gz")
     dev_articles = qa_data.load_squad(pathlib.Path(args.data) / "squad" / "dev-v1.1.json.gz")

@@ -8,65 +8,15 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "fixtures.hpp"
 #include "ldqa/error.hpp"
 #include "model/model.hpp"
+#include "model_fixtures.hpp"
 #include "tokenizer/tokenizer.hpp"
 
 using namespace ldqa;
 namespace fs = std::filesystem;
 
-namespace {
-const fs::path kModels = fs::path(LDQA_SOURCE_DIR) / "models";
-
-// The fixture's tensors (F32 or I32), read independently of the engine's loader.
-struct Tensor {
-  std::vector<int64_t> shape;
-  std::vector<float> f32;
-  std::vector<int32_t> i32;
-};
-std::map<std::string, Tensor> read_cases(const fs::path& path) {
-  const std::string raw = test::read_file(path);
-  uint64_t n = 0;
-  std::memcpy(&n, raw.data(), 8);
-  const auto header = nlohmann::json::parse(raw.substr(8, n));
-  std::map<std::string, Tensor> out;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    if (it.key() == "__metadata__") continue;
-    Tensor t;
-    t.shape = it.value()["shape"].get<std::vector<int64_t>>();
-    const auto off = it.value()["data_offsets"].get<std::vector<std::size_t>>();
-    const char* p = raw.data() + 8 + n + off[0];
-    const std::size_t count = (off[1] - off[0]) / 4;
-    if (it.value()["dtype"] == "F32") {
-      t.f32.resize(count);
-      std::memcpy(t.f32.data(), p, count * 4);
-    } else {
-      t.i32.resize(count);
-      std::memcpy(t.i32.data(), p, count * 4);
-    }
-    out[it.key()] = std::move(t);
-  }
-  return out;
-}
-
-// Relative error over the rows of valid tokens only ([B, n, width] row-major).
-double rel_err(const std::vector<float>& got, const std::vector<float>& want, const std::vector<int32_t>& valid, int n,
-               int width) {
-  double err = 0, norm = 0;
-  for (std::size_t b = 0; b < valid.size(); ++b)
-    for (int i = 0; i < valid[b]; ++i)
-      for (int x = 0; x < width; ++x) {
-        const std::size_t at =
-            (b * static_cast<std::size_t>(n) + static_cast<std::size_t>(i)) * static_cast<std::size_t>(width) +
-            static_cast<std::size_t>(x);
-        if (!std::isfinite(got[at])) return INFINITY;
-        err += (got[at] - want[at]) * static_cast<double>(got[at] - want[at]);
-        norm += static_cast<double>(want[at]) * want[at];
-      }
-  return std::sqrt(err / norm);
-}
-}  // namespace
+using namespace ldqa::test;
 
 TEST_CASE("cpu encoder matches PyTorch layer by layer on the tiny model", "[model]") {
   const auto encoder = model::Encoder::load(kModels / "fixtures/tiny");
@@ -74,14 +24,7 @@ TEST_CASE("cpu encoder matches PyTorch layer by layer on the tiny model", "[mode
   const int layers = encoder.config().layers, h = encoder.config().hidden;
   for (const char* name : {"case0.", "case1."}) {
     const std::string p = name;
-    const auto& ids = cases.at(p + "ids");
-    model::Batch batch;
-    batch.batch = static_cast<int>(ids.shape[0]);
-    batch.n = static_cast<int>(ids.shape[1]);
-    batch.ids = ids.i32;
-    batch.types = cases.at(p + "types").i32;
-    batch.valid_len = cases.at(p + "valid_len").i32;
-    batch.global_len = cases.at(p + "global_len").i32;
+    const model::Batch batch = case_batch(cases, p);
     const auto out = encoder.forward_cpu(batch, true);
     REQUIRE(static_cast<int>(out.states.size()) == layers + 2);
     INFO(p);
@@ -123,26 +66,25 @@ TEST_CASE("the shipped model finds PyTorch's spans on SQuAD dev questions", "[mo
 }
 
 TEST_CASE("bad model folders fail with the file and the tensor named", "[model]") {
-  test::TempDir dir;
+  TempDir dir;
   const fs::path tiny = kModels / "fixtures/tiny";
   CHECK_THROWS_WITH(model::Encoder::load(dir.path()),
                     Catch::Contains("model config not found: " + (dir.path() / "config.json").string()));
   // truncated weights
   fs::copy_file(tiny / "config.json", dir / "config.json");
-  const std::string weights = test::read_file(tiny / "model-00001-of-00001.safetensors");
-  test::write_file(dir / "model-00001-of-00001.safetensors", weights.substr(0, weights.size() / 2));
+  const std::string weights = read_file(tiny / "model-00001-of-00001.safetensors");
+  write_file(dir / "model-00001-of-00001.safetensors", weights.substr(0, weights.size() / 2));
   CHECK_THROWS_WITH(model::Encoder::load(dir.path()), Catch::Contains("outside the file"));
   // a malformed header
-  test::write_file(dir / "model-00001-of-00001.safetensors",
-                   std::string("\x10\x00\x00\x00\x00\x00\x00\x00{not json", 17));
+  write_file(dir / "model-00001-of-00001.safetensors", std::string("\x10\x00\x00\x00\x00\x00\x00\x00{not json", 17));
   CHECK_THROWS_WITH(model::Encoder::load(dir.path()), Catch::Contains("malformed safetensors header"));
   // a shape the config does not allow: the file and the tensor are named
-  test::write_file(dir / "model-00001-of-00001.safetensors", weights);
-  std::string config = test::read_file(tiny / "config.json");
+  write_file(dir / "model-00001-of-00001.safetensors", weights);
+  std::string config = read_file(tiny / "config.json");
   const auto at = config.find("\"vocab_size\": 512");
   REQUIRE(at != std::string::npos);
   config.replace(at, 17, "\"vocab_size\": 513");
-  test::write_file(dir / "config.json", config);
+  write_file(dir / "config.json", config);
   CHECK_THROWS_WITH(model::Encoder::load(dir.path()), Catch::Contains("token_embedding.weight has shape [ 512 64 ]"));
   // a missing shard
   fs::remove(dir / "model-00001-of-00001.safetensors");

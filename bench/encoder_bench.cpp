@@ -1,0 +1,88 @@
+// Encoder benchmark: the shipped model's forward pass (embeddings to span logits) on
+// random token ids with a 48-token global prefix, after a warm-up pass; median of
+// `reps` passes. Prints one JSON object per (length, batch): latency, tokens/s and the
+// workspace the CUDA path held.
+//   ldqa_encoder_bench --model models/ldqa-small --device cuda --n 4096,16384,65536 --batch 1,8
+//   ldqa_encoder_bench --model models/ldqa-small --device cpu --n 1024,4096 --batch 1 --reps 3
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ldqa/error.hpp"
+#include "model/model.hpp"
+
+namespace {
+
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');) out.push_back(std::stoi(item));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  std::string model_dir = "models/ldqa-small", device = "cuda";
+  std::vector<int> lengths{4096, 16384, 65536}, batches{1, 8};
+  int reps = 5, globals = 48;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string key = argv[i], value = argv[i + 1];
+    if (key == "--model") {
+      model_dir = value;
+    } else if (key == "--device") {
+      device = value;
+    } else if (key == "--n") {
+      lengths = parse_list(value);
+    } else if (key == "--batch") {
+      batches = parse_list(value);
+    } else if (key == "--reps") {
+      reps = std::stoi(value);
+    } else {
+      std::fprintf(stderr, "unknown option %s\n", key.c_str());
+      return 2;
+    }
+  }
+  const auto encoder = ldqa::model::Encoder::load(model_dir);
+  const auto dev = ldqa::model::parse_device(device);
+  const auto& c = encoder.config();
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int> id(5, c.vocab_size - 1);
+  for (int n : lengths)
+    for (int b : batches) {
+      ldqa::model::Batch batch;
+      batch.batch = b;
+      batch.n = n;
+      for (int r = 0; r < b; ++r)
+        for (int p = 0; p < n; ++p) {
+          batch.ids.push_back(p == 0 ? c.cls_id : id(rng));
+          batch.types.push_back(p < globals ? 0 : 1);
+        }
+      batch.valid_len.assign(static_cast<std::size_t>(b), n);
+      batch.global_len.assign(static_cast<std::size_t>(b), globals);
+      encoder.forward(batch, dev);  // warm-up: weights, workspaces, plans
+      std::vector<double> times;
+      for (int r = 0; r < reps; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto out = encoder.forward(batch, dev);
+        times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        if (out.start_logits.empty()) return 1;
+      }
+      std::sort(times.begin(), times.end());
+      const double median = times[times.size() / 2];
+      std::printf(
+          "{\"impl\": \"ldqa-%s\", \"n\": %d, \"batch\": %d, \"ms\": %.3f, \"tokens_per_s\": %.0f, "
+          "\"workspace_mib\": %.1f}\n",
+          device.c_str(), n, b, median * 1e3, n * static_cast<double>(b) / median,
+          static_cast<double>(encoder.cuda_workspace_bytes()) / (1 << 20));
+      std::fflush(stdout);
+    }
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "ldqa_encoder_bench: %s\n", e.what());
+  return 1;
+}

@@ -1,0 +1,165 @@
+// Loading (config.json + every tensor checked against it), device choice, dispatch.
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "attention/attention.hpp"
+#include "ldqa/error.hpp"
+#include "model/encoder_internal.hpp"
+
+namespace ldqa::model {
+
+namespace detail {
+
+std::vector<TensorSpec> expected_tensors(const Config& c) {
+  const int64_t h = c.hidden, f = c.ffn;
+  std::vector<TensorSpec> specs{{"token_embedding.weight", {c.vocab_size, h}},
+                                {"type_embedding.weight", {c.type_vocab, h}},
+                                {"embedding_norm.weight", {h}},
+                                {"embedding_norm.bias", {h}}};
+  for (int l = 0; l < c.layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    for (const char* norm : {"attention_norm", "ffn_norm"}) {
+      specs.push_back({p + norm + ".weight", {h}});
+      specs.push_back({p + norm + ".bias", {h}});
+    }
+    for (const char* proj : {"query", "key", "value", "out", "query_global", "key_global", "value_global"}) {
+      specs.push_back({p + "attention." + proj + ".weight", {h, h}});
+      specs.push_back({p + "attention." + proj + ".bias", {h}});
+    }
+    specs.push_back({p + "ffn_in.weight", {f, h}});
+    specs.push_back({p + "ffn_in.bias", {f}});
+    specs.push_back({p + "ffn_out.weight", {h, f}});
+    specs.push_back({p + "ffn_out.bias", {h}});
+  }
+  specs.push_back({"final_norm.weight", {h}});
+  specs.push_back({"final_norm.bias", {h}});
+  specs.push_back({"span.weight", {2, h}});
+  specs.push_back({"span.bias", {2}});
+  return specs;
+}
+
+void rotary_table(const Config& c, int n, std::vector<float>& cos_table, std::vector<float>& sin_table) {
+  const int half = c.rotary_dims / 2;
+  cos_table.resize(static_cast<std::size_t>(n) * half);
+  sin_table.resize(cos_table.size());
+  for (int p = 0; p < n; ++p)
+    for (int i = 0; i < half; ++i) {
+      const double angle = p * std::pow(c.rotary_base, -static_cast<double>(i) / half);
+      cos_table[static_cast<std::size_t>(p) * half + i] = static_cast<float>(std::cos(angle));
+      sin_table[static_cast<std::size_t>(p) * half + i] = static_cast<float>(std::sin(angle));
+    }
+}
+
+void check_batch(const Config& c, const Batch& in) {
+  const std::size_t cells = static_cast<std::size_t>(in.batch) * static_cast<std::size_t>(in.n);
+  if (in.batch < 1 || in.n < 1) fail("encoder: empty batch (", in.batch, " x ", in.n, ")");
+  if (in.ids.size() != cells || in.types.size() != cells || in.valid_len.size() != static_cast<std::size_t>(in.batch) ||
+      in.global_len.size() != static_cast<std::size_t>(in.batch))
+    fail("encoder: batch arrays do not match ", in.batch, " x ", in.n);
+  for (std::size_t r = 0; r < cells; ++r) {
+    if (in.ids[r] < 0 || in.ids[r] >= c.vocab_size)
+      fail("encoder: token id ", in.ids[r], " outside the vocabulary (", c.vocab_size, ")");
+    if (in.types[r] < 0 || in.types[r] >= c.type_vocab)
+      fail("encoder: type id ", in.types[r], " outside [0, ", c.type_vocab, ")");
+  }
+}
+
+}  // namespace detail
+
+Device parse_device(std::string_view name) {
+  if (name == "auto") return Device::automatic;
+  if (name == "cpu") return Device::cpu;
+  if (name == "cuda") return Device::cuda;
+  fail("unknown device '", name, "' (auto, cpu or cuda)");
+}
+
+const char* device_name(Device d) {
+  switch (d) {
+    case Device::automatic:
+      return "auto";
+    case Device::cpu:
+      return "cpu";
+    case Device::cuda:
+      return "cuda";
+  }
+  return "?";
+}
+
+Device choose_device(Device requested, std::string* note) {
+  if (requested == Device::cpu) return Device::cpu;
+  if (attention::SparseAttention::cuda_available()) return Device::cuda;
+  if (requested == Device::cuda && note)
+    *note =
+        "CUDA was requested but no usable CUDA device was found (or this build has no CUDA kernels); "
+        "running on the CPU";
+  return Device::cpu;
+}
+
+Encoder::Encoder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Encoder::Encoder(Encoder&&) noexcept = default;
+Encoder& Encoder::operator=(Encoder&&) noexcept = default;
+Encoder::~Encoder() = default;
+const Config& Encoder::config() const { return impl_->config; }
+const std::filesystem::path& Encoder::directory() const { return impl_->dir; }
+
+Outputs Encoder::forward(const Batch& batch, Device device, bool keep_states) const {
+  if (device == Device::cuda) return forward_cuda(batch, keep_states);
+  if (device == Device::cpu) return forward_cpu(batch, keep_states);
+  fail("Encoder::forward needs cpu or cuda (resolve auto with choose_device)");
+}
+
+Encoder Encoder::load(const std::filesystem::path& dir) {
+  const auto config_path = dir / "config.json";
+  std::ifstream in(config_path);
+  if (!in) fail("model config not found: ", config_path.string());
+  nlohmann::json meta;
+  try {
+    meta = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    fail(config_path.string(), " is not valid JSON: ", e.what());
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+  Config& c = impl->config;
+  std::vector<std::string> files;
+  try {
+    if (meta.at("format_version").get<int>() != 1)
+      fail(config_path.string(), ": format_version ", meta.at("format_version").dump(), " is not 1");
+    const auto& m = meta.at("model");
+    c.vocab_size = m.at("vocab_size");
+    c.hidden = m.at("hidden");
+    c.layers = m.at("layers");
+    c.heads = m.at("heads");
+    c.ffn = m.at("ffn");
+    c.window = m.at("window");
+    c.rotary_dims = m.at("rotary_dims");
+    c.rotary_base = m.at("rotary_base");
+    c.type_vocab = m.at("type_vocab");
+    c.layer_norm_eps = m.at("layer_norm_eps");
+    c.max_question_tokens = m.at("max_question_tokens");
+    c.max_len = m.at("max_len");
+    c.cls_id = m.at("cls_id");
+    c.sep_id = m.at("sep_id");
+    c.pad_id = m.at("pad_id");
+    if (meta.contains("packing") && meta["packing"].contains("window_overlap_tokens"))
+      c.window_overlap = meta["packing"]["window_overlap_tokens"];
+    files = meta.at("weights").at("files").get<std::vector<std::string>>();
+  } catch (const nlohmann::json::exception& e) {
+    fail(config_path.string(), ": ", e.what());
+  }
+  if (c.heads <= 0 || c.hidden <= 0 || c.hidden % c.heads != 0 || c.rotary_dims % 2 != 0 || c.rotary_dims < 0 ||
+      c.rotary_dims > c.head_dim() || c.layers < 1 || c.ffn < 1 || c.vocab_size < 5 || c.max_len < 8 ||
+      c.type_vocab < 2)
+    fail(config_path.string(), ": inconsistent sizes (hidden ", c.hidden, ", heads ", c.heads, ", rotary_dims ",
+         c.rotary_dims, ", layers ", c.layers, ", max_len ", c.max_len, ")");
+  for (const auto& file : files) {
+    const auto path = dir / file;
+    if (!std::filesystem::exists(path)) fail("model weights not found: ", path.string());
+    impl->shards.add(path);
+  }
+  for (const auto& spec : detail::expected_tensors(c)) impl->shards.get(spec.name, spec.shape);
+  return Encoder(std::move(impl));
+}
+
+}  // namespace ldqa::model

@@ -1,0 +1,488 @@
+// The CUDA forward pass: bf16 weights and activations, fp32 accumulation, an fp32
+// residual stream. Per layer, on one stream, with no host synchronisation until the
+// logits are copied back:
+//   norm(x + previous bias) -> a           fused bias + residual + LayerNorm
+//   a . [Wq Wk Wv Wqg Wkg Wvg]^T -> qkv6     one cuBLAS GEMM (bf16 out)
+//   bias + rotary + [B,H,n,D] split          one kernel
+//   sparse attention (attention/)          ldqa's fused kernels
+//   heads -> rows; x += ctx . Wo^T          GEMM accumulating into the fp32 stream
+//   norm(x + bo) -> f; f . W1^T -> g; bias + GELU; x += g . W2^T
+// Workspaces belong to the encoder and grow by size class (powers of two of the rows),
+// so a steady stream of batches allocates nothing.
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "attention/attention.hpp"
+#include "ldqa/error.hpp"
+#include "model/encoder_internal.hpp"
+
+namespace ldqa::model {
+
+namespace detail {
+
+namespace {
+
+#define LDQA_CUDA_CHECK(expr)                                                                   \
+  do {                                                                                          \
+    const cudaError_t status_ = (expr);                                                         \
+    if (status_ != cudaSuccess) fail("CUDA error: ", #expr, ": ", cudaGetErrorString(status_)); \
+  } while (0)
+#define LDQA_CUBLAS_CHECK(expr)                                                                                \
+  do {                                                                                                         \
+    const cublasStatus_t status_ = (expr);                                                                     \
+    if (status_ != CUBLAS_STATUS_SUCCESS) fail("cuBLAS error: ", #expr, ": ", cublasGetStatusString(status_)); \
+  } while (0)
+
+using bf16 = __nv_bfloat16;
+
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  std::size_t bytes = 0;
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() {
+    if (ptr) cudaFree(ptr);
+  }
+  // Grows (never shrinks) to at least `want` bytes; contents are not kept.
+  void reserve(std::size_t want) {
+    if (want <= bytes) return;
+    if (ptr) LDQA_CUDA_CHECK(cudaFree(ptr));
+    ptr = nullptr;
+    bytes = 0;
+    LDQA_CUDA_CHECK(cudaMalloc(&ptr, want));
+    bytes = want;
+  }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr);
+  }
+};
+
+// ---------------------------------------------------------------------------------- kernels
+constexpr int kRowWarps = 4;  // rows per block in the row-wise kernels (one warp each)
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// x[r] = token_emb[id] + type_emb[type] (fp32 residual stream), then LayerNorm in place.
+__global__ void embed_kernel(const int32_t* ids, const int32_t* types, const bf16* token_emb, const bf16* type_emb,
+                             const float* gamma, const float* beta, float eps, float* x, int rows, int h) {
+  const int r = blockIdx.x * kRowWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (r >= rows) return;
+  const bf16* te = token_emb + static_cast<std::size_t>(ids[r]) * h;
+  const bf16* ye = type_emb + static_cast<std::size_t>(types[r]) * h;
+  float* xr = x + static_cast<std::size_t>(r) * h;
+  float sum = 0;
+  for (int i = lane; i < h; i += 32) {
+    const float v = __bfloat162float(te[i]) + __bfloat162float(ye[i]);
+    xr[i] = v;
+    sum += v;
+  }
+  const float mean = warp_sum(sum) / h;
+  float var = 0;
+  for (int i = lane; i < h; i += 32) var += (xr[i] - mean) * (xr[i] - mean);
+  const float inv = rsqrtf(warp_sum(var) / h + eps);
+  for (int i = lane; i < h; i += 32) xr[i] = (xr[i] - mean) * inv * gamma[i] + beta[i];
+}
+
+// x[r] += bias (the previous projection's, when given); out[r] = LayerNorm(x[r]) in bf16.
+__global__ void bias_norm_kernel(float* x, const float* bias, const float* gamma, const float* beta, float eps,
+                                 bf16* out, int rows, int h) {
+  const int r = blockIdx.x * kRowWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (r >= rows) return;
+  float* xr = x + static_cast<std::size_t>(r) * h;
+  float sum = 0;
+  for (int i = lane; i < h; i += 32) {
+    float v = xr[i];
+    if (bias) {
+      v += bias[i];
+      xr[i] = v;
+    }
+    sum += v;
+  }
+  const float mean = warp_sum(sum) / h;
+  float var = 0;
+  for (int i = lane; i < h; i += 32) var += (xr[i] - mean) * (xr[i] - mean);
+  const float inv = rsqrtf(warp_sum(var) / h + eps);
+  bf16* o = out + static_cast<std::size_t>(r) * h;
+  for (int i = lane; i < h; i += 32) o[i] = __float2bfloat16_rn((xr[i] - mean) * inv * gamma[i] + beta[i]);
+}
+
+// The last layer's bias, the final LayerNorm (kept in `normed` when asked) and the span
+// head: two dot products per row.
+__global__ void final_kernel(float* x, const float* bias, const float* gamma, const float* beta, float eps,
+                             const float* span_w, const float* span_b, float* normed, float* start, float* end,
+                             int rows, int h) {
+  const int r = blockIdx.x * kRowWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (r >= rows) return;
+  float* xr = x + static_cast<std::size_t>(r) * h;
+  float sum = 0;
+  for (int i = lane; i < h; i += 32) {
+    const float v = xr[i] + bias[i];
+    xr[i] = v;
+    sum += v;
+  }
+  const float mean = warp_sum(sum) / h;
+  float var = 0;
+  for (int i = lane; i < h; i += 32) var += (xr[i] - mean) * (xr[i] - mean);
+  const float inv = rsqrtf(warp_sum(var) / h + eps);
+  float s = 0, e = 0;
+  for (int i = lane; i < h; i += 32) {
+    const float v = (xr[i] - mean) * inv * gamma[i] + beta[i];
+    if (normed) normed[static_cast<std::size_t>(r) * h + i] = v;
+    s += v * span_w[i];
+    e += v * span_w[h + i];
+  }
+  s = warp_sum(s);
+  e = warp_sum(e);
+  if (lane == 0) {
+    start[r] = s + span_b[0];
+    end[r] = e + span_b[1];
+  }
+}
+
+// qkv6 [rows, 6h] (q k v qg kg vg, no bias yet) -> six [B, H, n, D] tensors with bias,
+// the rotary rotation on the first rotary_dims of each head of q, k, qg, kg.
+__global__ void split_heads_kernel(const bf16* qkv6, const float* bias6, const float* cos_t, const float* sin_t,
+                                   bf16* heads6, int batch, int n, int H, int D, int half, std::size_t plane) {
+  const int h = H * D;
+  const std::size_t total = static_cast<std::size_t>(batch) * n * 6 * h;
+  for (std::size_t idx = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const int col = static_cast<int>(idx % (6 * h));
+    const std::size_t row = idx / (6 * h);
+    const int which = col / h, within = col % h, head = within / D, d = within % D;
+    const int p = static_cast<int>(row % n), b = static_cast<int>(row / n);
+    const bf16* src = qkv6 + row * 6 * h + which * h + head * D;
+    const float* bs = bias6 + which * h + head * D;
+    float v = __bfloat162float(src[d]) + bs[d];
+    const bool rotate = (which == 0 || which == 1 || which == 3 || which == 4) && d < 2 * half;
+    if (rotate) {
+      const int i = d < half ? d : d - half;
+      const int partner = d < half ? d + half : d - half;
+      const float pv = __bfloat162float(src[partner]) + bs[partner];
+      const float co = cos_t[static_cast<std::size_t>(p) * half + i],
+                  si = sin_t[static_cast<std::size_t>(p) * half + i];
+      v = d < half ? v * co - pv * si : pv * si + v * co;
+    }
+    heads6[which * plane + ((static_cast<std::size_t>(b) * H + head) * n + p) * D + d] = __float2bfloat16_rn(v);
+  }
+}
+
+// [B, H, n, D] -> [B * n, H * D]
+__global__ void merge_heads_kernel(const bf16* heads, bf16* rows_out, int batch, int n, int H, int D) {
+  const std::size_t total = static_cast<std::size_t>(batch) * n * H * D;
+  for (std::size_t idx = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const int d = static_cast<int>(idx % D);
+    const std::size_t rest = idx / D;
+    const int head = static_cast<int>(rest % H);
+    const std::size_t row = rest / H;
+    const int p = static_cast<int>(row % n), b = static_cast<int>(row / n);
+    rows_out[idx] = heads[((static_cast<std::size_t>(b) * H + head) * n + p) * D + d];
+  }
+}
+
+__global__ void bias_gelu_kernel(bf16* g, const float* bias, std::size_t rows, int f) {
+  const std::size_t total = rows * f;
+  for (std::size_t idx = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const float t = __bfloat162float(g[idx]) + bias[idx % f];
+    g[idx] = __float2bfloat16_rn(0.5f * t * (1.0f + erff(t * 0.70710678118654752f)));
+  }
+}
+
+// Global positions: the first global_len[b] of the valid ones.
+__global__ void global_mask_kernel(const int32_t* global_len, const int32_t* valid_len, uint8_t* mask, int batch,
+                                   int n) {
+  const std::size_t total = static_cast<std::size_t>(batch) * n;
+  for (std::size_t idx = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const int p = static_cast<int>(idx % n), b = static_cast<int>(idx / n);
+    mask[idx] = p < global_len[b] && p < valid_len[b];
+  }
+}
+
+unsigned grid_for(std::size_t total, int threads) {
+  return static_cast<unsigned>(std::min<std::size_t>((total + threads - 1) / threads, 65535u * 8));
+}
+
+}  // namespace
+
+struct GpuLayer {
+  bf16 *qkv6_w, *out_w, *ffn_in_w, *ffn_out_w;  // [6h, h], [h, h], [f, h], [h, f]
+  float *qkv6_b, *out_b, *ffn_in_b, *ffn_out_b, *attn_norm_w, *attn_norm_b, *ffn_norm_w, *ffn_norm_b;
+};
+
+struct GpuState {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  DeviceBuffer weights;  // every tensor, one allocation
+  bf16 *token_emb = nullptr, *type_emb = nullptr;
+  float *emb_norm_w = nullptr, *emb_norm_b = nullptr, *final_norm_w = nullptr, *final_norm_b = nullptr;
+  float *span_w = nullptr, *span_b = nullptr;
+  std::vector<GpuLayer> layers;
+  // Workspaces, by size class.
+  std::size_t row_capacity = 0;
+  DeviceBuffer x, a, qkv6, heads6, ctx_heads, ctx, g, ids, types, lens, mask, logits, states, attn_ws;
+  int rotary_n = 0;
+  DeviceBuffer cos_t, sin_t;
+  std::map<int, std::unique_ptr<attention::SparseAttention>> attention_by_n;
+  std::size_t peak_bytes = 0;
+
+  ~GpuState() {
+    if (cublas) cublasDestroy(cublas);
+    if (stream) cudaStreamDestroy(stream);
+  }
+};
+
+namespace {
+
+// Uploads every tensor in the order expected_tensors lists them: 16-bit matrices as
+// bf16 straight from the mapping when stored so, norms and biases as fp32.
+std::shared_ptr<GpuState> make_gpu_state(const Config& c, const Shards& shards) {
+  auto s = std::make_shared<GpuState>();
+  LDQA_CUDA_CHECK(cudaGetDevice(&s->device));
+  LDQA_CUDA_CHECK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
+  LDQA_CUBLAS_CHECK(cublasCreate(&s->cublas));
+  LDQA_CUBLAS_CHECK(cublasSetStream(s->cublas, s->stream));
+  const int64_t h = c.hidden, f = c.ffn;
+  // Layout of the one allocation: fused QKV6 per layer is assembled on the host side
+  // by copying six [h, h] blocks next to each other.
+  std::vector<unsigned char> host;
+  auto align = [&] { host.resize((host.size() + 255) / 256 * 256); };
+  std::map<std::string, std::size_t> offset_of;
+  auto put_bf16 = [&](const std::string& name, const std::vector<int64_t>& shape) {
+    const TensorView& t = shards.get(name, shape);
+    const std::size_t at = host.size();
+    host.resize(at + t.count * 2);
+    if (t.dtype == WeightType::bf16) {
+      std::memcpy(host.data() + at, t.data, t.count * 2);
+    } else {
+      const auto values = shards.floats(name, shape);
+      for (std::size_t i = 0; i < t.count; ++i) {
+        const uint16_t v = float_to_bf16(values[i]);
+        std::memcpy(host.data() + at + 2 * i, &v, 2);
+      }
+    }
+    return at;
+  };
+  auto put_f32 = [&](const std::string& name, const std::vector<int64_t>& shape) {
+    const auto values = shards.floats(name, shape);
+    const std::size_t at = host.size();
+    host.resize(at + values.size() * 4);
+    std::memcpy(host.data() + at, values.data(), values.size() * 4);
+    return at;
+  };
+  struct LayerOffsets {
+    std::size_t qkv6_w, out_w, ffn_in_w, ffn_out_w, qkv6_b, out_b, ffn_in_b, ffn_out_b, anw, anb, fnw, fnb;
+  };
+  align();
+  const std::size_t tok = put_bf16("token_embedding.weight", {c.vocab_size, h});
+  align();
+  const std::size_t typ = put_bf16("type_embedding.weight", {c.type_vocab, h});
+  align();
+  const std::size_t enw = put_f32("embedding_norm.weight", {h}), enb = put_f32("embedding_norm.bias", {h});
+  const std::size_t fnw = put_f32("final_norm.weight", {h}), fnb = put_f32("final_norm.bias", {h});
+  const std::size_t spw = put_f32("span.weight", {2, h}), spb = put_f32("span.bias", {2});
+  static const char* kProj[6] = {"query", "key", "value", "query_global", "key_global", "value_global"};
+  std::vector<LayerOffsets> lo(static_cast<std::size_t>(c.layers));
+  for (int l = 0; l < c.layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    LayerOffsets& o = lo[static_cast<std::size_t>(l)];
+    align();
+    o.qkv6_w = host.size();
+    for (const char* proj : kProj) put_bf16(p + "attention." + proj + ".weight", {h, h});
+    align();
+    o.qkv6_b = host.size();
+    for (const char* proj : kProj) put_f32(p + "attention." + proj + ".bias", {h});
+    align();
+    o.out_w = put_bf16(p + "attention.out.weight", {h, h});
+    align();
+    o.ffn_in_w = put_bf16(p + "ffn_in.weight", {f, h});
+    align();
+    o.ffn_out_w = put_bf16(p + "ffn_out.weight", {h, f});
+    align();
+    o.out_b = put_f32(p + "attention.out.bias", {h});
+    o.ffn_in_b = put_f32(p + "ffn_in.bias", {f});
+    o.ffn_out_b = put_f32(p + "ffn_out.bias", {h});
+    o.anw = put_f32(p + "attention_norm.weight", {h});
+    o.anb = put_f32(p + "attention_norm.bias", {h});
+    o.fnw = put_f32(p + "ffn_norm.weight", {h});
+    o.fnb = put_f32(p + "ffn_norm.bias", {h});
+  }
+  s->weights.reserve(host.size());
+  LDQA_CUDA_CHECK(cudaMemcpy(s->weights.ptr, host.data(), host.size(), cudaMemcpyHostToDevice));
+  auto* base = s->weights.as<unsigned char>();
+  auto B16 = [&](std::size_t at) { return reinterpret_cast<bf16*>(base + at); };
+  auto F32 = [&](std::size_t at) { return reinterpret_cast<float*>(base + at); };
+  s->token_emb = B16(tok);
+  s->type_emb = B16(typ);
+  s->emb_norm_w = F32(enw);
+  s->emb_norm_b = F32(enb);
+  s->final_norm_w = F32(fnw);
+  s->final_norm_b = F32(fnb);
+  s->span_w = F32(spw);
+  s->span_b = F32(spb);
+  for (const auto& o : lo)
+    s->layers.push_back(GpuLayer{B16(o.qkv6_w), B16(o.out_w), B16(o.ffn_in_w), B16(o.ffn_out_w), F32(o.qkv6_b),
+                                 F32(o.out_b), F32(o.ffn_in_b), F32(o.ffn_out_b), F32(o.anw), F32(o.anb), F32(o.fnw),
+                                 F32(o.fnb)});
+  return s;
+}
+
+// Row-major Y[rows, out] (+)= X[rows, in] . W[out, in]^T, bf16 inputs, fp32 accumulate.
+void gemm(cublasHandle_t handle, const bf16* x, const bf16* w, void* y, bool y_f32, bool accumulate, int rows, int out,
+          int in) {
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  LDQA_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w, CUDA_R_16BF, in, x,
+                                 CUDA_R_16BF, in, &beta, y, y_f32 ? CUDA_R_32F : CUDA_R_16BF, out, CUBLAS_COMPUTE_32F,
+                                 CUBLAS_GEMM_DEFAULT));
+}
+
+}  // namespace
+}  // namespace detail
+
+std::size_t Encoder::cuda_workspace_bytes() const {
+  std::lock_guard<std::mutex> lock(impl_->gpu_mutex);
+  return impl_->gpu ? impl_->gpu->peak_bytes : 0;
+}
+
+Outputs Encoder::forward_cuda(const Batch& in, bool keep_states) const {
+  using namespace detail;
+  const Config& c = impl_->config;
+  check_batch(c, in);
+  if (!attention::SparseAttention::cuda_available()) fail("encoder: no usable CUDA device");
+  std::lock_guard<std::mutex> lock(impl_->gpu_mutex);
+  if (!impl_->gpu) impl_->gpu = make_gpu_state(c, impl_->shards);
+  GpuState& s = *impl_->gpu;
+  LDQA_CUDA_CHECK(cudaSetDevice(s.device));
+  const int B = in.batch, n = in.n, h = c.hidden, H = c.heads, D = c.head_dim(), f = c.ffn, half = c.rotary_dims / 2;
+  const std::size_t rows = static_cast<std::size_t>(B) * n;
+  if (rows > static_cast<std::size_t>(INT32_MAX / std::max(6 * h, f)))
+    fail("encoder: batch of ", rows, " tokens is too large for one pass");
+  std::vector<int32_t> valid(in.valid_len), glen(in.global_len);
+  int max_global = 0;
+  for (int b = 0; b < B; ++b) {
+    valid[static_cast<std::size_t>(b)] = std::clamp(valid[static_cast<std::size_t>(b)], 0, n);
+    glen[static_cast<std::size_t>(b)] = std::clamp(glen[static_cast<std::size_t>(b)], 0, n);
+    max_global = std::max(max_global, glen[static_cast<std::size_t>(b)]);
+  }
+  // Size class: the next power of two of the rows.
+  std::size_t cap = 1;
+  while (cap < rows) cap <<= 1;
+  if (cap > s.row_capacity) {
+    s.x.reserve(cap * h * 4);
+    s.a.reserve(cap * h * 2);
+    s.qkv6.reserve(cap * 6 * h * 2);
+    s.heads6.reserve(cap * 6 * h * 2);
+    s.ctx_heads.reserve(cap * h * 2);
+    s.ctx.reserve(cap * h * 2);
+    s.g.reserve(cap * f * 2);
+    s.ids.reserve(cap * 4);
+    s.types.reserve(cap * 4);
+    s.mask.reserve(cap);
+    s.logits.reserve(cap * 2 * 4);
+    s.row_capacity = cap;
+  }
+  s.lens.reserve(static_cast<std::size_t>(2 * B) * 4);
+  if (keep_states) s.states.reserve(rows * h * 4);
+  if (n > s.rotary_n) {
+    std::vector<float> cos_h, sin_h;
+    const int table_n = std::max(n, 2 * s.rotary_n);
+    rotary_table(c, table_n, cos_h, sin_h);
+    s.cos_t.reserve(std::max<std::size_t>(cos_h.size() * 4, 4));
+    s.sin_t.reserve(std::max<std::size_t>(sin_h.size() * 4, 4));
+    LDQA_CUDA_CHECK(cudaMemcpy(s.cos_t.ptr, cos_h.data(), cos_h.size() * 4, cudaMemcpyHostToDevice));
+    LDQA_CUDA_CHECK(cudaMemcpy(s.sin_t.ptr, sin_h.data(), sin_h.size() * 4, cudaMemcpyHostToDevice));
+    s.rotary_n = table_n;
+  }
+  auto& attn = s.attention_by_n[n];
+  if (!attn) attn = std::make_unique<attention::SparseAttention>(n, H, D, attention::Pattern{c.window, nullptr, 0});
+  s.attn_ws.reserve(std::max<std::size_t>(attn->cuda_workspace_bytes(B, max_global), 256));
+  s.peak_bytes =
+      std::max(s.peak_bytes, s.x.bytes + s.a.bytes + s.qkv6.bytes + s.heads6.bytes + s.ctx_heads.bytes + s.ctx.bytes +
+                                 s.g.bytes + s.attn_ws.bytes + s.states.bytes + s.weights.bytes);
+
+  cudaStream_t st = s.stream;
+  auto* ids = s.ids.as<int32_t>();
+  auto* types = s.types.as<int32_t>();
+  auto* lens = s.lens.as<int32_t>();
+  LDQA_CUDA_CHECK(cudaMemcpyAsync(ids, in.ids.data(), rows * 4, cudaMemcpyHostToDevice, st));
+  LDQA_CUDA_CHECK(cudaMemcpyAsync(types, in.types.data(), rows * 4, cudaMemcpyHostToDevice, st));
+  LDQA_CUDA_CHECK(cudaMemcpyAsync(lens, valid.data(), static_cast<std::size_t>(B) * 4, cudaMemcpyHostToDevice, st));
+  LDQA_CUDA_CHECK(cudaMemcpyAsync(lens + B, glen.data(), static_cast<std::size_t>(B) * 4, cudaMemcpyHostToDevice, st));
+  global_mask_kernel<<<grid_for(rows, 256), 256, 0, st>>>(lens + B, lens, s.mask.as<uint8_t>(), B, n);
+
+  const unsigned row_blocks = static_cast<unsigned>((rows + kRowWarps - 1) / kRowWarps);
+  float* x = s.x.as<float>();
+  Outputs out;
+  auto keep = [&](const float* src) {
+    if (!keep_states) return;
+    out.states.emplace_back(rows * h);
+    LDQA_CUDA_CHECK(cudaMemcpyAsync(out.states.back().data(), src, rows * h * 4, cudaMemcpyDeviceToHost, st));
+  };
+  embed_kernel<<<row_blocks, 32 * kRowWarps, 0, st>>>(ids, types, s.token_emb, s.type_emb, s.emb_norm_w, s.emb_norm_b,
+                                                      static_cast<float>(c.layer_norm_eps), x, static_cast<int>(rows),
+                                                      h);
+  keep(x);
+  const std::size_t plane = rows * h;
+  bf16* heads6 = s.heads6.as<bf16>();
+  const float* pending_bias = nullptr;  // the last ffn_out bias, added by the next norm
+  for (const GpuLayer& L : s.layers) {
+    bias_norm_kernel<<<row_blocks, 32 * kRowWarps, 0, st>>>(x, pending_bias, L.attn_norm_w, L.attn_norm_b,
+                                                            static_cast<float>(c.layer_norm_eps), s.a.as<bf16>(),
+                                                            static_cast<int>(rows), h);
+    if (pending_bias) keep(x);
+    gemm(s.cublas, s.a.as<bf16>(), L.qkv6_w, s.qkv6.ptr, false, false, static_cast<int>(rows), 6 * h, h);
+    split_heads_kernel<<<grid_for(rows * 6 * h, 256), 256, 0, st>>>(
+        s.qkv6.as<bf16>(), L.qkv6_b, s.cos_t.as<float>(), s.sin_t.as<float>(), heads6, B, n, H, D, half, plane);
+    attention::AttentionInputs ai;
+    ai.batch = B;
+    ai.dtype = attention::DType::bf16;
+    ai.q = heads6;
+    ai.k = heads6 + plane;
+    ai.v = heads6 + 2 * plane;
+    ai.q_global = heads6 + 3 * plane;
+    ai.k_global = heads6 + 4 * plane;
+    ai.v_global = heads6 + 5 * plane;
+    ai.global_mask = s.mask.as<uint8_t>();
+    ai.max_global = max_global;
+    ai.valid_lengths = lens;
+    ai.out = s.ctx_heads.ptr;
+    attn->run_cuda(ai, st, s.attn_ws.ptr);
+    merge_heads_kernel<<<grid_for(rows * h, 256), 256, 0, st>>>(s.ctx_heads.as<bf16>(), s.ctx.as<bf16>(), B, n, H, D);
+    gemm(s.cublas, s.ctx.as<bf16>(), L.out_w, x, true, true, static_cast<int>(rows), h, h);
+    bias_norm_kernel<<<row_blocks, 32 * kRowWarps, 0, st>>>(x, L.out_b, L.ffn_norm_w, L.ffn_norm_b,
+                                                            static_cast<float>(c.layer_norm_eps), s.a.as<bf16>(),
+                                                            static_cast<int>(rows), h);
+    gemm(s.cublas, s.a.as<bf16>(), L.ffn_in_w, s.g.ptr, false, false, static_cast<int>(rows), f, h);
+    bias_gelu_kernel<<<grid_for(rows * f, 256), 256, 0, st>>>(s.g.as<bf16>(), L.ffn_in_b, rows, f);
+    gemm(s.cublas, s.g.as<bf16>(), L.ffn_out_w, x, true, true, static_cast<int>(rows), h, f);
+    pending_bias = L.ffn_out_b;
+  }
+  float* logits = s.logits.as<float>();
+  final_kernel<<<row_blocks, 32 * kRowWarps, 0, st>>>(
+      x, pending_bias, s.final_norm_w, s.final_norm_b, static_cast<float>(c.layer_norm_eps), s.span_w, s.span_b,
+      keep_states ? s.states.as<float>() : nullptr, logits, logits + rows, static_cast<int>(rows), h);
+  LDQA_CUDA_CHECK(cudaGetLastError());
+  keep(x);
+  keep(keep_states ? s.states.as<float>() : nullptr);
+  out.start_logits.resize(rows);
+  out.end_logits.resize(rows);
+  LDQA_CUDA_CHECK(cudaMemcpyAsync(out.start_logits.data(), logits, rows * 4, cudaMemcpyDeviceToHost, st));
+  LDQA_CUDA_CHECK(cudaMemcpyAsync(out.end_logits.data(), logits + rows, rows * 4, cudaMemcpyDeviceToHost, st));
+  LDQA_CUDA_CHECK(cudaStreamSynchronize(st));
+  return out;
+}
+
+}  // namespace ldqa::model

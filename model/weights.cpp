@@ -1,0 +1,155 @@
+#include "model/weights.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "ldqa/error.hpp"
+
+namespace ldqa::model::detail {
+
+MappedFile::MappedFile(const std::filesystem::path& path) : path_(path.string()) {
+  const int fd = ::open(path_.c_str(), O_RDONLY);
+  if (fd < 0) fail("cannot open ", path_, ": ", std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || st.st_size < 8) {
+    ::close(fd);
+    fail(path_, " is truncated (", st.st_size, " bytes)");
+  }
+  size_ = static_cast<std::size_t>(st.st_size);
+  data_ = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (data_ == MAP_FAILED) fail("cannot map ", path_, ": ", std::strerror(errno));
+}
+
+MappedFile::~MappedFile() { munmap(data_, size_); }
+
+float bf16_to_float(uint16_t v) {
+  const uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t float_to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7F800000u) == 0x7F800000u && (bits & 0x7FFFFFu)) return static_cast<uint16_t>((bits >> 16) | 0x40);
+  bits += 0x7FFFu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+float f16_to_float(uint16_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal
+      int e = -1;
+      uint32_t m = mant;
+      do {
+        ++e;
+        m <<= 1;
+      } while ((m & 0x400) == 0);
+      bits = sign | ((127 - 15 - e) << 23) | ((m & 0x3FF) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7F800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+void Shards::add(const std::filesystem::path& path) {
+  files_.push_back(std::make_unique<MappedFile>(path));
+  const MappedFile& f = *files_.back();
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, f.bytes(), 8);
+  if (header_len > f.size() - 8) fail(f.path(), ": malformed safetensors header (length ", header_len, ")");
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(f.bytes() + 8, f.bytes() + 8 + header_len);
+  } catch (const std::exception& e) {
+    fail(f.path(), ": malformed safetensors header: ", e.what());
+  }
+  if (!header.is_object()) fail(f.path(), ": malformed safetensors header: not a JSON object");
+  const std::size_t data_start = 8 + header_len;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") continue;
+    TensorView t;
+    std::size_t bytes = 0;
+    try {
+      const auto dtype = it.value().at("dtype").get<std::string>();
+      if (dtype == "F32") {
+        t.dtype = WeightType::f32;
+      } else if (dtype == "BF16") {
+        t.dtype = WeightType::bf16;
+      } else if (dtype == "F16") {
+        t.dtype = WeightType::f16;
+      } else {
+        fail(f.path(), ": tensor ", it.key(), " has dtype ", dtype, " (need F32, BF16 or F16)");
+      }
+      t.shape = it.value().at("shape").get<std::vector<int64_t>>();
+      const auto offsets = it.value().at("data_offsets").get<std::vector<std::size_t>>();
+      if (offsets.size() != 2 || offsets[1] < offsets[0] || offsets[1] > f.size() - data_start)
+        fail(f.path(), ": tensor ", it.key(), " lies outside the file (truncated?)");
+      t.data = f.bytes() + data_start + offsets[0];
+      bytes = offsets[1] - offsets[0];
+    } catch (const nlohmann::json::exception& e) {
+      fail(f.path(), ": tensor ", it.key(), " has a malformed entry: ", e.what());
+    }
+    t.count = 1;
+    for (auto d : t.shape) {
+      if (d < 0 || d > (int64_t{1} << 40)) fail(f.path(), ": tensor ", it.key(), " has a bad dimension ", d);
+      t.count *= static_cast<std::size_t>(d);
+    }
+    const std::size_t width = t.dtype == WeightType::f32 ? 4 : 2;
+    if (bytes != t.count * width)
+      fail(f.path(), ": tensor ", it.key(), " holds ", bytes, " bytes, its shape needs ", t.count * width);
+    t.file = f.path();
+    tensors_[it.key()] = t;
+  }
+}
+
+const TensorView& Shards::get(const std::string& name, const std::vector<int64_t>& shape) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) {
+    std::string files;
+    for (const auto& f : files_) files += (files.empty() ? "" : ", ") + f->path();
+    fail("model weights (", files, ") have no tensor ", name);
+  }
+  const TensorView& t = it->second;
+  if (t.shape != shape) {
+    std::string want, got;
+    for (auto d : shape) want += std::to_string(d) + " ";
+    for (auto d : t.shape) got += std::to_string(d) + " ";
+    fail(t.file, ": tensor ", name, " has shape [ ", got, "], the config needs [ ", want, "]");
+  }
+  return t;
+}
+
+std::vector<float> Shards::floats(const std::string& name, const std::vector<int64_t>& shape) const {
+  const TensorView& t = get(name, shape);
+  std::vector<float> out(t.count);
+  if (t.dtype == WeightType::f32) {
+    std::memcpy(out.data(), t.data, t.count * 4);
+  } else {
+    for (std::size_t i = 0; i < t.count; ++i) {
+      uint16_t v;
+      std::memcpy(&v, t.data + 2 * i, 2);
+      out[i] = t.dtype == WeightType::bf16 ? bf16_to_float(v) : f16_to_float(v);
+    }
+  }
+  return out;
+}
+
+}  // namespace ldqa::model::detail
