@@ -281,6 +281,13 @@ std::string Store::text(int64_t document_id, int64_t byte_start, int64_t byte_en
   return st.text(0);
 }
 
+int Store::page_at(int64_t document_id, int64_t byte_offset) {
+  auto st = impl_->db.prepare(
+      "SELECT page FROM passages WHERE document_id = ? AND byte_start <= ? ORDER BY byte_start DESC LIMIT 1");
+  st.bind(1, document_id).bind(2, byte_offset);
+  return st.step() ? static_cast<int>(st.int64(0)) : 0;
+}
+
 int64_t Store::begin_run(const std::string& roots) {
   sql::Transaction tx(impl_->db);
   impl_->db.exec("UPDATE index_runs SET status = 'interrupted' WHERE status = 'running'");

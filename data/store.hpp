@@ -150,6 +150,8 @@ class Store {
   void commit_batch();
   bool remove(const std::string& path);
   std::string text(int64_t document_id, int64_t byte_start, int64_t byte_end);
+  // The page (PDFs; 0 otherwise) of the passage holding a byte offset of a document's text.
+  int page_at(int64_t document_id, int64_t byte_offset);
 
   int64_t begin_run(const std::string& roots);
   void end_run(int64_t run_id, const std::string& status, const std::string& summary_json);

@@ -161,4 +161,14 @@ struct SquadResult {
 SquadResult evaluate_squad(const Reader& reader, const SquadData& data, SquadSetting setting, ReaderOptions options,
                            int limit = 0);
 
+// The no-answer threshold: the first `count` questions are asked against their own
+// paragraph (answerable) and against a paragraph of another article (not answerable);
+// the threshold on the best score that separates the two best is returned with its
+// accuracy on those 2 x count cases.
+struct Calibration {
+  double threshold = 0, accuracy = 0;
+  int questions = 0;
+};
+Calibration calibrate_no_answer(const Reader& reader, const SquadData& data, int count, ReaderOptions options);
+
 }  // namespace ldqa::model

@@ -193,4 +193,45 @@ SquadResult evaluate_squad(const Reader& reader, const SquadData& data, SquadSet
   return result;
 }
 
+Calibration calibrate_no_answer(const Reader& reader, const SquadData& data, int count, ReaderOptions options) {
+  const auto n = std::min<std::size_t>(data.items.size(), static_cast<std::size_t>(std::max(count, 1)));
+  std::vector<std::string_view> contexts(data.paragraphs.begin(), data.paragraphs.end());
+  std::vector<Question> questions;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& it = data.items[i];
+    questions.push_back(Question{it.question, {it.paragraph}});
+    // A paragraph from another article: the item half the set away (deterministic).
+    int other = it.paragraph;
+    for (std::size_t k = (i + data.items.size() / 2) % data.items.size();
+         other == it.paragraph || data.items[k].article == it.article; k = (k + 97) % data.items.size())
+      other = data.items[k].article == it.article ? it.paragraph : data.items[k].paragraph;
+    questions.push_back(Question{it.question, {other}});
+  }
+  if (options.max_len <= 0) options.max_len = 384;
+  if (options.overlap < 0) options.overlap = 128;
+  options.answers = 1;
+  const auto answers = reader.answer(questions, contexts, options);
+  std::vector<std::pair<double, bool>> scored;  // best score, answerable
+  for (std::size_t i = 0; i < answers.size(); ++i)
+    scored.emplace_back(answers[i].empty() ? -1e9 : answers[i].front().score, i % 2 == 0);
+  std::sort(scored.begin(), scored.end());
+  // Threshold between consecutive scores: answerable cases above it, the others below.
+  std::size_t answerable_total = 0;
+  for (const auto& s : scored) answerable_total += s.second;
+  std::size_t below_unanswerable = 0, below_answerable = 0, best_correct = answerable_total;
+  Calibration c;
+  c.threshold = scored.empty() ? 0 : scored.front().first - 1;
+  for (std::size_t i = 0; i < scored.size(); ++i) {
+    (scored[i].second ? below_answerable : below_unanswerable) += 1;
+    const std::size_t correct = below_unanswerable + (answerable_total - below_answerable);
+    if (correct > best_correct && (i + 1 == scored.size() || scored[i + 1].first > scored[i].first)) {
+      best_correct = correct;
+      c.threshold = i + 1 < scored.size() ? (scored[i].first + scored[i + 1].first) / 2 : scored[i].first + 1;
+    }
+  }
+  c.questions = static_cast<int>(n);
+  c.accuracy = scored.empty() ? 0 : static_cast<double>(best_correct) / static_cast<double>(scored.size());
+  return c;
+}
+
 }  // namespace ldqa::model

@@ -48,6 +48,125 @@ check "list" contains "$out" "espresso-machine.md"
 out=$("$ldqa" --db "$db" --json stats)
 check "stats json" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["documents"]==4 and d["integrity"]=="ok"' "$out"
 
+# questions: the reader's answers with their sources (offsets into the document's text)
+out=$("$ldqa" --db "$db" --json ask "When was the lighthouse built?")
+check "ask exit 0" test $? -eq 0
+check "ask txt answer and offsets" python3 - "$out" "$tmp/docs/lighthouse.txt" <<'PY'
+import json, sys
+d = json.loads(sys.argv[1]); a = d["answers"][0]
+text = open(sys.argv[2], encoding="utf-8").read()
+assert a["text"] == "1871" and a["path"] == sys.argv[2], a
+assert text[a["char_start"]:a["char_end"]] == "1871", (a, text[a["char_start"]:a["char_end"]])
+assert a["page"] == 0 and "built in" in a["before"], a
+PY
+out=$("$ldqa" --db "$db" --json ask -k 1 "Who is the chief executive of the ferry company?")
+check "ask pdf answer and page" python3 -c 'import json,sys; a=json.loads(sys.argv[1])["answers"][0]; assert a["text"]=="Ingrid Aasen" and a["page"]==2 and a["path"].endswith("annual-report.pdf"), a' "$out"
+out=$("$ldqa" --db "$db" --json ask -k 2 "In which year was the museum founded?")
+check "ask html answer" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); a=d["answers"][0]; assert a["text"]=="1923" and a["path"].endswith("museum.html") and len(d["answers"])<=2, d' "$out"
+out=$("$ldqa" --db "$db" ask "How much water does the tank hold?")
+check "ask text output" contains "$out" "[[1.8 litres]]"
+check "ask text source" contains "$out" "espresso-machine.md  chars"
+out=$("$ldqa" --db "$db" ask "What is the capital of Peru?" 2>&1)
+check "no answer exit 4" test $? -eq 4
+check "no answer message" contains "$out" "no answer found"
+out=$("$ldqa" --db "$db" ask --min-score 100 "When was the lighthouse built?" 2>&1)
+check "threshold withholds" test $? -eq 4
+
+# batch: text and JSONL questions, JSONL answers, resumable
+printf 'When was the lighthouse built?\n\n{"id": "ceo", "question": "Who is the chief executive?"}\nWhat is the capital of Peru?\n' >"$tmp/q.txt"
+"$ldqa" --db "$db" -q batch "$tmp/q.txt" >"$tmp/a.jsonl"
+check "batch exit 0" test $? -eq 0
+check "batch jsonl" python3 - "$tmp/a.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["id"] for r in rows] == ["1", "ceo", "4"], rows
+assert rows[0]["answers"][0]["text"] == "1871" and rows[1]["answers"][0]["text"] == "Ingrid Aasen"
+assert rows[2]["answers"] == [] and rows[2]["question"] == "What is the capital of Peru?"
+PY
+head -n 1 "$tmp/a.jsonl" >"$tmp/partial.jsonl"
+out=$("$ldqa" --db "$db" batch --output "$tmp/partial.jsonl" --skip-done "$tmp/q.txt" 2>&1)
+check "batch resumes" contains "$out" "asked 2, skipped 1"
+check "batch resumed file" test "$(wc -l <"$tmp/partial.jsonl")" -eq 3
+out=$("$ldqa" --db "$db" batch --skip-done "$tmp/q.txt" 2>&1)
+check "skip-done needs output" test $? -eq 2
+
+# eval on a small SQuAD-format file made from the samples
+python3 - "$tmp/docs/lighthouse.txt" "$tmp/squad.json" <<'PY'
+import json, sys
+paras = [p for p in open(sys.argv[1], encoding="utf-8").read().split("\n\n") if p.strip()][1:]
+qas = [("When was the lighthouse built?", "1871"), ("How tall is the tower?", "31 metres"),
+       ("Who was the first keeper?", "Thomas Marsh")]
+data = {"data": [{"title": "Harrow Point", "paragraphs": [
+    {"context": paras[0] + " " + paras[1], "qas": [
+        {"id": f"q{i}", "question": q, "answers": [{"text": a, "answer_start": (paras[0] + " " + paras[1]).find(a)}]}
+        for i, (q, a) in enumerate(qas)]}]}]}
+json.dump(data, open(sys.argv[2], "w"))
+PY
+out=$("$ldqa" --json eval --setting paragraph "$tmp/squad.json")
+check "eval paragraph" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["questions"]==3 and d["f1"]>=60 and d["setting"]=="paragraph", d' "$out"
+out=$("$ldqa" --json eval --setting corpus --limit 2 --predictions "$tmp/pred.json" "$tmp/squad.json")
+check "eval corpus" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["questions"]==2 and d["em"]==100 and d["p95_ms"]>=d["p50_ms"]>0, d' "$out"
+check "eval predictions" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d=={"q0":"1871","q1":"31 metres"}, d' "$tmp/pred.json"
+out=$("$ldqa" eval --setting chapter "$tmp/squad.json" 2>&1)
+check "eval bad setting exit 2" test $? -eq 2
+
+# chat on a terminal: two questions, history, Ctrl-D
+python3 - "$ldqa" "$db" >"$tmp/chat.log" 2>&1 <<'PY'
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "--db", sys.argv[2], "chat", "-k", "1"])
+out = b""
+def read_until(marker, timeout=120):
+    global out
+    end = time.time() + timeout
+    while marker not in out and time.time() < end:
+        try:
+            out += os.read(fd, 4096)
+        except OSError:
+            break
+for line in (b"How tall is the \\\r", b"tower?\r", b"Who was the first keeper?\r", b":history\r"):
+    read_until(b"? ")
+    out = out  # the prompt, then the question
+    os.write(fd, line)
+    time.sleep(0.2)
+read_until(b"2  Who was the first keeper?")
+os.write(fd, b"\x04")
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode("utf-8", "replace"))
+print("\nEXIT", os.waitstatus_to_exitcode(status))
+PY
+chat=$(cat "$tmp/chat.log")
+check "chat multi-line question" contains "$chat" "31 metres"
+check "chat second question" contains "$chat" "Thomas Marsh"
+check "chat history" contains "$chat" "1  How tall is the  tower?"
+check "chat Ctrl-D exit 0" contains "$chat" "EXIT 0"
+
+# error paths of the reader: model, device, empty index
+out=$("$ldqa" --db "$db" --model "$tmp/nomodel" ask "When?" 2>&1)
+check "missing model exit 3" test $? -eq 3
+check "missing model message" contains "$out" "model config not found: $tmp/nomodel/config.json"
+mkdir -p "$tmp/badmodel"
+for f in "$(dirname "$ldqa")"/../../models/ldqa-small/*; do ln -s "$(realpath "$f")" "$tmp/badmodel/"; done
+rm "$tmp/badmodel/model-00002-of-00004.safetensors"
+head -c 1000 "$(realpath "$(dirname "$ldqa")"/../../models/ldqa-small/model-00002-of-00004.safetensors)" \
+  >"$tmp/badmodel/model-00002-of-00004.safetensors"
+out=$("$ldqa" --db "$db" --model "$tmp/badmodel" ask "When was the lighthouse built?" 2>&1)
+check "corrupt model exit 3" test $? -eq 3
+check "corrupt model message" contains "$out" "$tmp/badmodel/model-00002-of-00004.safetensors"
+out=$("$ldqa" --db "$db" --device tpu ask "When?" 2>&1)
+check "bad device exit 2" test $? -eq 2
+mkdir -p "$tmp/empty"
+"$ldqa" --db "$tmp/empty.db" -q index "$tmp/empty"
+out=$("$ldqa" --db "$tmp/empty.db" ask "When?" 2>&1)
+check "empty index exit 3" test $? -eq 3
+check "empty index message" contains "$out" "holds no documents"
+out=$("$ldqa" --db "$tmp/nowhere/x.db" ask "When?" 2>&1)
+check "missing db exit 3" test $? -eq 3
+check "missing db message" contains "$out" "no index at $tmp/nowhere/x.db"
+out=$("$ldqa" help ask)
+check "help ask" contains "$out" "--min-score"
+
 # a corrupt PDF: reported, exit 1, the rest still indexed
 printf '%%PDF-1.4\nbroken' >"$tmp/docs/corrupt.pdf"
 out=$("$ldqa" --db "$db" index "$tmp/docs" 2>&1)

@@ -1,0 +1,266 @@
+// The library facade: the store (data/), retrieval into contexts, the reader (model/)
+// over those contexts, and answers mapped back to their documents.
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "data/store.hpp"
+#include "ldqa/ldqa.hpp"
+#include "model/model.hpp"
+
+namespace ldqa {
+
+namespace {
+
+constexpr const char* kBundledModel = "ldqa-small";
+
+// Code points in the first `bytes` bytes.
+int64_t code_points(std::string_view text, int64_t bytes) {
+  int64_t count = 0;
+  for (int64_t i = 0; i < bytes && i < static_cast<int64_t>(text.size()); ++i)
+    if ((static_cast<unsigned char>(text[static_cast<std::size_t>(i)]) & 0xC0) != 0x80) ++count;
+  return count;
+}
+
+// A UTF-8 boundary at or before/after `at`.
+std::size_t boundary_back(std::string_view text, std::size_t at) {
+  while (at > 0 && at < text.size() && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80) --at;
+  return at;
+}
+std::size_t boundary_forward(std::string_view text, std::size_t at) {
+  while (at < text.size() && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80) ++at;
+  return at;
+}
+
+double elapsed_ms(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+struct ProgressBar::Impl {
+  data::ProgressBar bar;
+};
+ProgressBar::ProgressBar(std::FILE* out) : impl_(std::make_unique<Impl>(Impl{data::ProgressBar(out)})) {}
+ProgressBar::~ProgressBar() = default;
+void ProgressBar::update(const IndexProgress& p) {
+  impl_->bar.update(data::IndexProgress{p.files_done, p.files_total, p.bytes_done, p.bytes_total, p.current});
+}
+void ProgressBar::finish() { impl_->bar.finish(); }
+
+std::filesystem::path bundled_model_dir() {
+  std::vector<std::filesystem::path> tried;
+  auto ok = [&](const std::filesystem::path& p) {
+    tried.push_back(p);
+    std::error_code ec;
+    return std::filesystem::exists(p / "config.json", ec);
+  };
+  if (const char* env = std::getenv("LDQA_MODEL"); env && *env) {
+    if (ok(env)) return env;
+    fail("LDQA_MODEL=", env, " holds no config.json");
+  }
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&bundled_model_dir), &info) && info.dli_fname) {
+    const auto lib_dir = std::filesystem::path(info.dli_fname).parent_path();
+    const auto installed = lib_dir.parent_path() / "share/ldqa/models" / kBundledModel;
+    if (ok(installed)) return installed;
+  }
+#ifdef LDQA_SOURCE_MODELS
+  if (const auto source = std::filesystem::path(LDQA_SOURCE_MODELS) / kBundledModel; ok(source)) return source;
+#endif
+  std::string where;
+  for (const auto& p : tried) where += (where.empty() ? "" : ", ") + p.string();
+  fail("the bundled model was not found (looked in ", where, "); pass --model DIR or set LDQA_MODEL");
+}
+
+struct Engine::Impl {
+  EngineOptions options;
+  std::mutex mutex;
+  std::optional<data::Store> store;
+  std::optional<model::Reader> reader;
+  model::Device device = model::Device::cpu;
+  std::string device_note;
+  double threshold = -1e300;
+
+  // Commands that only read need an existing index; indexing creates it.
+  data::Store& open_store(bool create = false) {
+    if (!store) {
+      if (!create && !std::filesystem::exists(options.db))
+        fail("no index at ", options.db.string(), " (run 'ldqa index PATH...' first, or pass --db)");
+      store.emplace(data::Store::open(options.db));
+    }
+    return *store;
+  }
+
+  model::Reader& load_reader() {
+    if (reader) return *reader;
+    const auto dir = options.model.empty() ? bundled_model_dir() : options.model;
+    reader.emplace(model::Reader::load(dir));
+    device = model::choose_device(model::parse_device(options.device), &device_note);
+    // Calibration (scripts/calibrate.sh): the score below which an answer is withheld.
+    std::ifstream in(dir / "calibration.json");
+    if (in) {
+      try {
+        threshold = nlohmann::json::parse(in).at("no_answer_threshold").get<double>();
+      } catch (const std::exception& e) {
+        fail((dir / "calibration.json").string(), ": ", e.what());
+      }
+    }
+    return *reader;
+  }
+};
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::Engine(Engine&&) noexcept = default;
+Engine& Engine::operator=(Engine&&) noexcept = default;
+Engine::~Engine() = default;
+
+Engine Engine::open(const EngineOptions& options) {
+  if (options.db.empty()) fail("Engine::open: no database path");
+  model::parse_device(options.device);  // a bad name fails now, not at the first question
+  if (!options.model.empty() && !std::filesystem::exists(options.model / "config.json"))
+    fail("model config not found: ", (options.model / "config.json").string());
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  return Engine(std::move(impl));
+}
+
+IndexReport Engine::index(const IndexRequest& request, const std::function<void(const IndexProgress&)>& progress) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  data::IndexOptions o;
+  o.include = request.include;
+  o.exclude = request.exclude;
+  o.prune = request.prune;
+  o.threads = impl_->options.threads;
+  o.passages.target_words = request.passage_words;
+  o.passages.max_words = request.passage_words * 7 / 4;
+  o.cancel = request.cancel;
+  for (const auto& p : request.paths)
+    if (!std::filesystem::exists(p)) fail("no such file or folder: ", p.string());
+  const auto dir = impl_->options.db.parent_path();
+  if (!dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) fail("cannot create the index folder ", dir.string(), ": ", ec.message());
+  }
+  const auto s = data::index_paths(impl_->open_store(true), request.paths, o, [&](const data::IndexProgress& p) {
+    if (progress) progress(IndexProgress{p.files_done, p.files_total, p.bytes_done, p.bytes_total, p.current});
+  });
+  return IndexReport{s.indexed,     s.unchanged, s.removed, s.bytes_read, s.seconds,
+                     s.interrupted, s.skipped,   s.failed,  s.to_json()};
+}
+
+AskResult Engine::ask(std::string_view question, const AskOptions& options) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  const auto not_blank = std::find_if(question.begin(), question.end(),
+                                      [](char ch) { return !(ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'); });
+  if (not_blank == question.end()) fail("empty question");
+  if (options.answers < 1 || options.passages < 1 || options.context_tokens < 64)
+    fail("ask: answers (", options.answers, ") and passages (", options.passages,
+         ") must be positive and context_tokens (", options.context_tokens, ") at least 64");
+  auto& reader = impl_->load_reader();
+  auto& store = impl_->open_store();
+  AskResult result;
+  result.threshold = options.min_score > -1e299 ? options.min_score : impl_->threshold;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto hits = store.search(question, options.passages);
+  const int budget = std::min(options.context_tokens, reader.encoder().config().max_len - 80);
+  const auto contexts = store.build_contexts(
+      hits, budget, [&](std::string_view s) { return static_cast<int>(reader.tokenizer().encode(s).size()); });
+  result.retrieval_ms = elapsed_ms(t0);
+  if (contexts.empty()) return result;
+  const auto t1 = std::chrono::steady_clock::now();
+  std::vector<std::string_view> texts;
+  model::Question q{std::string(question), {}};
+  for (const auto& c : contexts) {
+    q.contexts.push_back(static_cast<int>(texts.size()));
+    texts.push_back(c.text);
+  }
+  model::ReaderOptions ro;
+  ro.device = impl_->device;
+  ro.answers = options.answers;
+  const auto found = reader.answer({q}, texts, ro)[0];
+  result.reader_ms = elapsed_ms(t1);
+  if (found.empty()) return result;
+  result.best_score = found.front().score;
+  for (const auto& a : found) {
+    if (a.score < result.threshold) break;
+    const auto& c = contexts[static_cast<std::size_t>(a.context)];
+    const std::string_view text = c.text;
+    Answer out;
+    out.text = std::string(
+        text.substr(static_cast<std::size_t>(a.byte_start), static_cast<std::size_t>(a.byte_end - a.byte_start)));
+    out.score = a.score;
+    out.source.path = c.path;
+    out.source.title = c.title;
+    out.source.byte_start = c.byte_start + a.byte_start;
+    out.source.byte_end = c.byte_start + a.byte_end;
+    out.source.char_start = c.char_start + code_points(text, a.byte_start);
+    out.source.char_end = c.char_start + code_points(text, a.byte_end);
+    out.source.page = c.first_page > 0 ? store.page_at(c.document_id, out.source.byte_start) : 0;
+    constexpr std::size_t kAround = 240;
+    const auto b0 = static_cast<std::size_t>(a.byte_start), b1 = static_cast<std::size_t>(a.byte_end);
+    const std::size_t from = boundary_forward(text, b0 > kAround ? b0 - kAround : 0);
+    const std::size_t to = boundary_back(text, std::min(text.size(), b1 + kAround));
+    out.before = std::string(text.substr(from, b0 - from));
+    out.after = std::string(text.substr(b1, to - b1));
+    result.answers.push_back(std::move(out));
+  }
+  return result;
+}
+
+std::vector<Passage> Engine::search(std::string_view question, int k) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  auto& store = impl_->open_store();
+  std::vector<Passage> out;
+  for (const auto& h : store.search(question, k))
+    out.push_back(Passage{h.path, store.text(h.document_id, h.passage.byte_start, h.passage.byte_end), h.score,
+                          h.passage.char_start, h.passage.char_end, h.passage.page});
+  return out;
+}
+
+std::vector<DocumentInfo> Engine::documents() {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  std::vector<DocumentInfo> out;
+  for (const auto& d : impl_->open_store().documents())
+    out.push_back(DocumentInfo{d.path, d.format, d.title, d.status, d.error, d.size, d.passages});
+  return out;
+}
+
+IndexStats Engine::stats() {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  const auto s = impl_->open_store().stats();
+  return IndexStats{s.documents,  s.failed,         s.passages,  s.text_bytes,
+                    s.file_bytes, s.schema_version, s.integrity, s.last_run_status};
+}
+
+bool Engine::remove(const std::filesystem::path& path) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->open_store().remove(std::filesystem::absolute(path).lexically_normal().string());
+}
+
+std::string Engine::device() {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  impl_->load_reader();
+  return model::device_name(impl_->device);
+}
+
+std::string Engine::device_note() {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  impl_->load_reader();
+  return impl_->device_note;
+}
+
+double Engine::calibrated_threshold() {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  impl_->load_reader();
+  return impl_->threshold;
+}
+
+}  // namespace ldqa

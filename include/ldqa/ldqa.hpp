@@ -1,0 +1,177 @@
+// ldqa — the embeddable library: an Engine that keeps an index of documents (SQLite,
+// see data/) and answers questions about them with the reader model (see model/),
+// every answer with its source: file, character offsets, page, surrounding text.
+//
+//   ldqa::Engine engine = ldqa::Engine::open({.db = "index.db"});
+//   engine.index({"docs/"});
+//   for (const auto& a : engine.ask("When was the lighthouse built?").answers)
+//     std::cout << a.text << "  " << a.source.path << ":" << a.source.char_start << "\n";
+//
+// Errors: every function throws ldqa::Error (ldqa/error.hpp) whose message names the
+// failing value (a path, a file of the model, a flag). Nothing here exits or prints.
+// Thread-safety: an Engine may be shared by threads; its calls are serialised inside
+// (one SQLite connection, one set of GPU workspaces). The model is loaded on the first
+// call that needs it, so opening an Engine is fast.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "ldqa/error.hpp"
+
+namespace ldqa {
+
+struct EngineOptions {
+  std::filesystem::path db;     // the index database; its folder must exist (or be creatable)
+  std::filesystem::path model;  // empty: the bundled model (see bundled_model_dir)
+  std::string device = "auto";  // auto | cpu | cuda
+  int threads = 0;              // indexing workers; 0: all cores but one
+};
+
+// The bundled model: $LDQA_MODEL if set, else the installed copy beside the library
+// (<prefix>/share/ldqa/models/ldqa-small), else the source tree's models/ldqa-small.
+// Throws with every place it looked when none holds a config.json.
+std::filesystem::path bundled_model_dir();
+
+struct IndexRequest {
+  std::vector<std::filesystem::path> paths;
+  std::vector<std::string> include, exclude;  // globs
+  bool prune = false;                         // drop documents under the paths whose files are gone
+  int passage_words = 200;
+  const std::atomic<bool>* cancel = nullptr;  // set (e.g. from a signal handler) to stop cleanly
+};
+
+struct IndexProgress {
+  int64_t files_done = 0, files_total = 0, bytes_done = 0, bytes_total = 0;
+  std::string current;
+};
+
+// A one-line terminal progress bar for Engine::index (files, MB/s, ETA, current file).
+class ProgressBar {
+ public:
+  explicit ProgressBar(std::FILE* out);
+  ~ProgressBar();
+  void update(const IndexProgress& progress);
+  void finish();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct IndexReport {
+  int64_t indexed = 0, unchanged = 0, removed = 0, bytes_read = 0;
+  double seconds = 0;
+  bool interrupted = false;
+  std::vector<std::pair<std::string, std::string>> skipped;  // path, reason
+  std::vector<std::pair<std::string, std::string>> failed;   // path, error
+  std::string json;                                          // the same, as one JSON object
+};
+
+struct Source {
+  std::string path, title;
+  int64_t char_start = 0, char_end = 0;  // code points into the document's extracted text
+  int64_t byte_start = 0, byte_end = 0;  // UTF-8 bytes into the same text
+  int page = 0;                          // PDFs: 1-based page of the answer; 0 otherwise
+};
+
+struct Answer {
+  std::string text;
+  double score = 0;  // the reader's start + end logit; comparable across documents
+  Source source;
+  std::string before, after;  // surrounding text (about a sentence or two each side)
+};
+
+struct AskOptions {
+  int answers = 3;            // at most this many, best first
+  int passages = 12;          // retrieval hits handed to context building
+  int context_tokens = 1536;  // per document context (hit passages and their neighbours)
+  double min_score = -1e300;  // below: no answer; default: the model's calibrated threshold
+};
+
+struct AskResult {
+  std::vector<Answer> answers;  // empty: no answer found (nothing retrieved, or every score too low)
+  double best_score = 0;        // even when the answer was withheld
+  double threshold = 0;         // the one applied
+  double retrieval_ms = 0, reader_ms = 0;
+};
+
+struct DocumentInfo {
+  std::string path, format, title, status, error;
+  int64_t size = 0, passages = 0;
+};
+
+struct IndexStats {
+  int64_t documents = 0, failed = 0, passages = 0, text_bytes = 0, file_bytes = 0;
+  int schema_version = 0;
+  std::string integrity, last_run_status;
+};
+
+struct Passage {
+  std::string path, text;
+  double score = 0;
+  int64_t char_start = 0, char_end = 0;
+  int page = 0;
+};
+
+class Engine {
+ public:
+  static Engine open(const EngineOptions& options);
+  Engine(Engine&&) noexcept;
+  Engine& operator=(Engine&&) noexcept;
+  ~Engine();
+
+  IndexReport index(const IndexRequest& request, const std::function<void(const IndexProgress&)>& progress = {});
+  AskResult ask(std::string_view question, const AskOptions& options = {});
+  std::vector<Passage> search(std::string_view question, int k);
+  std::vector<DocumentInfo> documents();
+  IndexStats stats();
+  bool remove(const std::filesystem::path& path);
+
+  // The device questions run on ("cpu" or "cuda"), loading the model if needed, and why
+  // it differs from the one asked for (empty when it does not).
+  std::string device();
+  std::string device_note();
+  double calibrated_threshold();  // loads the model if needed
+
+  struct Impl;
+
+ private:
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// SQuAD v1.1 evaluation (official EM / token F1) of the reader behind an Engine:
+//   paragraph  each question against its paragraph (windows of 384 tokens);
+//   document   each question against its whole article (the model's windows);
+//   corpus     the articles indexed as files, each question asked through retrieval
+//              and the reader exactly as `ldqa ask` does.
+struct EvalRequest {
+  std::filesystem::path squad_file;  // .json or .json.gz
+  std::string setting = "document";
+  int limit = 0;                  // > 0: the first `limit` questions
+  std::filesystem::path workdir;  // corpus: where the articles and their index go (empty: a temp folder)
+  AskOptions ask;                 // corpus: retrieval and reader settings
+};
+
+struct EvalReport {
+  std::string setting, device;
+  int questions = 0;
+  double em = 0, f1 = 0, seconds = 0;
+  double p50_ms = 0, p95_ms = 0;                                 // per question (corpus); mean per question otherwise
+  std::vector<std::pair<std::string, std::string>> predictions;  // id, answer
+};
+
+// options.db is ignored (corpus builds its own index); progress(done, total) per question (corpus).
+EvalReport evaluate_squad(const EngineOptions& options, const EvalRequest& request,
+                          const std::function<void(int, int)>& progress = {});
+
+}  // namespace ldqa
