@@ -1,7 +1,7 @@
 // ldqa — the command line, a thin client of the library (include/ldqa/ldqa.hpp).
-// Exit codes (docs/cli.md): 0 success, 1 some files failed to index / no answer found
-// for some batch questions is NOT an error, 2 bad usage, 3 error (database, model,
-// files), 4 no answer found (ask), 130 interrupted.
+// Exit codes (README): 0 success, 1 some files failed to index, 2 bad usage, 3 error
+// (database, model, files), 4 no answer found (ask), 130 interrupted. A batch question
+// without an answer is a record, not an error.
 #include <unistd.h>
 
 #include <atomic>

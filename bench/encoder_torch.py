@@ -7,11 +7,12 @@ GPU: "torch-eager" runs the module eagerly under bf16 autocast with FlexAttentio
 compiled kernel for the sparse attention (how training runs it); "torch-compile" is
 torch.compile of the whole encoder. The block mask is built outside the timed region.
 CPU: "torch-cpu" is float32 with the dense masked attention (the only path torch 1.13
-has), at the thread count torch picks.
+has), on every core (torch.set_num_threads(os.cpu_count())).
     python3 bench/encoder_torch.py --model models/ldqa-small --device cuda --n 4096,16384,65536 --batch 1,8
 """
 import argparse
 import json
+import os
 import pathlib
 import sys
 import time
@@ -58,6 +59,8 @@ def main():
     args = ap.parse_args()
     model, cfg = export.load_model(args.model)
     device = args.device
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
     model = model.to(device).eval()
     impls = args.impls.split(",") if device == "cuda" else ["cpu"]
     compiled = None

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is needed, builds, and runs the main job on the bundled defaults: index
-# the sample documents (data/samples: txt, md, html, pdf) and ask a question. Until the
-# reader model runs in C++ (see the README's status), the answer is the best matching
-# passage, with its source: file, character offsets, page.
+# the sample documents (data/samples: txt, md, html, pdf) and ask a question; the
+# bundled model answers, each answer with its source: file, character offsets, page,
+# and the surrounding text.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -12,4 +12,4 @@ mkdir -p build/demo
 build/app/ldqa --db "$db" index data/samples
 question=${1:-"Who kept the Harrow Point light after 1890?"}
 echo "Q: $question"
-build/app/ldqa --db "$db" search -k 2 "$question"
+build/app/ldqa --db "$db" ask -k 2 "$question"
