@@ -39,7 +39,7 @@ std::string answer_text(std::string_view context, const model::Answer& a) {
 
 }  // namespace
 
-TEST_CASE("the reader gives PyTorch's answers with their character offsets", "[reader]") {
+TEST_CASE("the reader gives PyTorch's answers with their character offsets", "[reader][heavy]") {
   const auto fixture = squad_fixture();
   std::vector<std::string> contexts;
   std::vector<model::Question> questions;
@@ -76,7 +76,7 @@ TEST_CASE("the reader gives PyTorch's answers with their character offsets", "[r
   }
 }
 
-TEST_CASE("answers are found in long documents and ranked across contexts", "[reader]") {
+TEST_CASE("answers are found in long documents and ranked across contexts", "[reader][heavy]") {
   const auto fixture = squad_fixture();
   const auto& c = fixture["cases"][0];
   const std::string paragraph = c["context"].get<std::string>();
