@@ -1,4 +1,5 @@
-# Sourced on the GPU machine: unpacks .device.tar.xz (scripts/stage-device.sh) once; libraries carried in .device/lib, and that machine's
+# Sourced on the GPU machine: unpacks .device.tar.xz (scripts/stage-device.sh) once,
+# then puts on the library path the libraries carried in .device/lib and that machine's
 # cuBLAS (its CUDA toolkit, or the nvidia-cublas wheel PyTorch uses).
 if [[ -f .device.tar.xz && ( ! -d .device || .device.tar.xz -nt .device ) ]]; then
   rm -rf .device && tar xJf .device.tar.xz && touch .device
