@@ -240,6 +240,11 @@ IndexStats Engine::stats() {
                     s.file_bytes, s.schema_version, s.integrity, s.last_run_status};
 }
 
+int64_t Engine::document_count() {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->open_store().document_count();
+}
+
 bool Engine::remove(const std::filesystem::path& path) {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   return impl_->open_store().remove(std::filesystem::absolute(path).lexically_normal().string());

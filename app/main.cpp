@@ -225,12 +225,12 @@ int cmd_index(const Global& g, const std::vector<std::string>& args) {
   return summary.failed.empty() ? kExitOk : kExitFailedFiles;
 }
 
-// A missing or empty index fails before the model loads.
-IndexStats require_documents(const Global& g, Engine& engine) {
-  const auto stats = engine.stats();
-  if (stats.documents == 0)
+// A missing or empty index fails before the model loads (one count, no scan).
+int64_t require_documents(const Global& g, Engine& engine) {
+  const int64_t documents = engine.document_count();
+  if (documents == 0)
     throw Error("the index at " + g.db.string() + " holds no documents: run 'ldqa index PATH...' first");
-  return stats;
+  return documents;
 }
 
 void note_device(const Global& g, Engine& engine) {
@@ -280,11 +280,11 @@ int cmd_chat(const Global& g, const std::vector<std::string>& args) {
   positional(args, ask_options("ldqa chat [options]"), "rest", vm);
   const AskOptions options = ask_settings(vm);
   Engine engine = g.engine();
-  const auto stats = require_documents(g, engine);
+  const int64_t documents = require_documents(g, engine);
   const bool tty = isatty(fileno(stdin)) && isatty(fileno(stderr));
   if (tty && !g.quiet) {
     std::fprintf(stderr, "ldqa chat: %lld documents indexed. Loading the model...\n",
-                 static_cast<long long>(stats.documents));
+                 static_cast<long long>(documents));
   }
   note_device(g, engine);
   if (tty && !g.quiet)

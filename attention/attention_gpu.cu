@@ -16,17 +16,12 @@
 #include <cstdint>
 
 #include "attention/attention_internal.hpp"
+#include "attention/cuda_check.hpp"
 #include "ldqa/error.hpp"
 
 namespace ldqa::attention::detail {
 
 namespace {
-
-#define LDQA_CUDA_CHECK(expr)                                                                   \
-  do {                                                                                          \
-    const cudaError_t status_ = (expr);                                                         \
-    if (status_ != cudaSuccess) fail("CUDA error: ", #expr, ": ", cudaGetErrorString(status_)); \
-  } while (0)
 
 constexpr int kThreads = 128;  // 4 warps x 16 query rows = one 64-row tile
 constexpr int kPad = 8;        // halves of padding per shared row: conflict-free ldmatrix

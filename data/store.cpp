@@ -501,6 +501,12 @@ std::vector<Context> Store::build_contexts(const std::vector<Hit>& hits, int bud
   return out;
 }
 
+int64_t Store::document_count() {
+  auto st = impl_->db.prepare("SELECT count(*) FROM documents WHERE status = 'indexed'");
+  st.step();
+  return st.int64(0);
+}
+
 StoreStats Store::stats() {
   StoreStats s;
   sql::Database& db = impl_->db;
@@ -509,7 +515,7 @@ StoreStats Store::stats() {
     st.step();
     return st.int64(0);
   };
-  s.documents = one("SELECT count(*) FROM documents WHERE status = 'indexed'");
+  s.documents = document_count();
   s.failed = one("SELECT count(*) FROM documents WHERE status = 'failed'");
   s.passages = one("SELECT count(*) FROM passages");
   s.text_bytes = one("SELECT coalesce(sum(length(CAST(body AS BLOB))), 0) FROM texts");

@@ -162,7 +162,8 @@ class Store {
   // most `budget` tokens (count_tokens, default: words * 4 / 3 rounded up).
   std::vector<Context> build_contexts(const std::vector<Hit>& hits, int budget,
                                       const std::function<int(std::string_view)>& count_tokens = {});
-  StoreStats stats();
+  StoreStats stats();        // scans every text and runs quick_check: for `ldqa stats`, not hot paths
+  int64_t document_count();  // indexed documents, from one count
 
   // The FTS5 query a question becomes (exposed for tests).
   static std::string fts_query(std::string_view question);

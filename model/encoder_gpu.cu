@@ -18,6 +18,7 @@
 #include <map>
 
 #include "attention/attention.hpp"
+#include "attention/cuda_check.hpp"
 #include "ldqa/error.hpp"
 #include "model/encoder_internal.hpp"
 
@@ -27,11 +28,6 @@ namespace detail {
 
 namespace {
 
-#define LDQA_CUDA_CHECK(expr)                                                                   \
-  do {                                                                                          \
-    const cudaError_t status_ = (expr);                                                         \
-    if (status_ != cudaSuccess) fail("CUDA error: ", #expr, ": ", cudaGetErrorString(status_)); \
-  } while (0)
 #define LDQA_CUBLAS_CHECK(expr)                                                                                \
   do {                                                                                                         \
     const cublasStatus_t status_ = (expr);                                                                     \
@@ -72,6 +68,19 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+struct RowStats {
+  float mean, inv;  // mean and 1 / sqrt(variance + eps) of one row
+};
+
+// LayerNorm statistics of a row one warp holds, given each lane's partial sum
+// (the variance in a second pass over the row, as the CPU and PyTorch do).
+__device__ __forceinline__ RowStats row_stats(const float* xr, float lane_sum, int h, int lane, float eps) {
+  const float mean = warp_sum(lane_sum) / h;
+  float var = 0;
+  for (int i = lane; i < h; i += 32) var += (xr[i] - mean) * (xr[i] - mean);
+  return RowStats{mean, rsqrtf(warp_sum(var) / h + eps)};
+}
+
 // x[r] = token_emb[id] + type_emb[type] (fp32 residual stream), then LayerNorm in place.
 __global__ void embed_kernel(const int32_t* ids, const int32_t* types, const bf16* token_emb, const bf16* type_emb,
                              const float* gamma, const float* beta, float eps, float* x, int rows, int h) {
@@ -86,11 +95,8 @@ __global__ void embed_kernel(const int32_t* ids, const int32_t* types, const bf1
     xr[i] = v;
     sum += v;
   }
-  const float mean = warp_sum(sum) / h;
-  float var = 0;
-  for (int i = lane; i < h; i += 32) var += (xr[i] - mean) * (xr[i] - mean);
-  const float inv = rsqrtf(warp_sum(var) / h + eps);
-  for (int i = lane; i < h; i += 32) xr[i] = (xr[i] - mean) * inv * gamma[i] + beta[i];
+  const RowStats st = row_stats(xr, sum, h, lane, eps);
+  for (int i = lane; i < h; i += 32) xr[i] = (xr[i] - st.mean) * st.inv * gamma[i] + beta[i];
 }
 
 // x[r] += bias (the previous projection's, when given); out[r] = LayerNorm(x[r]) in bf16.
@@ -108,12 +114,9 @@ __global__ void bias_norm_kernel(float* x, const float* bias, const float* gamma
     }
     sum += v;
   }
-  const float mean = warp_sum(sum) / h;
-  float var = 0;
-  for (int i = lane; i < h; i += 32) var += (xr[i] - mean) * (xr[i] - mean);
-  const float inv = rsqrtf(warp_sum(var) / h + eps);
+  const RowStats st = row_stats(xr, sum, h, lane, eps);
   bf16* o = out + static_cast<std::size_t>(r) * h;
-  for (int i = lane; i < h; i += 32) o[i] = __float2bfloat16_rn((xr[i] - mean) * inv * gamma[i] + beta[i]);
+  for (int i = lane; i < h; i += 32) o[i] = __float2bfloat16_rn((xr[i] - st.mean) * st.inv * gamma[i] + beta[i]);
 }
 
 // The last layer's bias, the final LayerNorm (kept in `normed` when asked) and the span
@@ -130,13 +133,10 @@ __global__ void final_kernel(float* x, const float* bias, const float* gamma, co
     xr[i] = v;
     sum += v;
   }
-  const float mean = warp_sum(sum) / h;
-  float var = 0;
-  for (int i = lane; i < h; i += 32) var += (xr[i] - mean) * (xr[i] - mean);
-  const float inv = rsqrtf(warp_sum(var) / h + eps);
+  const RowStats st = row_stats(xr, sum, h, lane, eps);
   float s = 0, e = 0;
   for (int i = lane; i < h; i += 32) {
-    const float v = (xr[i] - mean) * inv * gamma[i] + beta[i];
+    const float v = (xr[i] - st.mean) * st.inv * gamma[i] + beta[i];
     if (normed) normed[static_cast<std::size_t>(r) * h + i] = v;
     s += v * span_w[i];
     e += v * span_w[h + i];

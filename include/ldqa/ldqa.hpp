@@ -133,7 +133,8 @@ class Engine {
   AskResult ask(std::string_view question, const AskOptions& options = {});
   std::vector<Passage> search(std::string_view question, int k);
   std::vector<DocumentInfo> documents();
-  IndexStats stats();
+  IndexStats stats();        // full: sizes and an integrity check (reads the whole index)
+  int64_t document_count();  // cheap: indexed documents
   bool remove(const std::filesystem::path& path);
 
   // The device questions run on ("cpu" or "cuda"), loading the model if needed, and why
