@@ -444,6 +444,9 @@ def main():
     log(dict(phase="features", seconds=time.time() - t0))
     finetune(model, cfg, args, device, para_feats, long_feats)
     train_seconds = time.time() - t_start
+    # Export before evaluating: the weights are what a lost machine would cost.
+    export.export_model(model, cfg, out, shard_bytes=15 * 2**20, dtype=torch.bfloat16)
+    log(dict(phase="export", event="done", seconds=time.time() - t_start))
 
     results = evaluate(model, cfg, args, device, tok, dev_articles, args.eval_limit)
     metrics = {k: v for k, v in results.items() if not k.endswith("_predictions")}
@@ -453,8 +456,7 @@ def main():
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     (out / "predictions_dev.json").write_text(json.dumps(
         {k: {q: p["text"] for q, p in v.items()} for k, v in results.items() if k.endswith("_predictions")}))
-    export.export_model(model, cfg, out, shard_bytes=15 * 2**20, dtype=torch.bfloat16)
-    log(dict(phase="export", event="done", seconds=time.time() - t_start))
+    log(dict(phase="eval", event="done", seconds=time.time() - t_start))
 
 
 if __name__ == "__main__":
