@@ -94,19 +94,23 @@ check "skip-done needs output" test $? -eq 2
 python3 - "$tmp/docs/lighthouse.txt" "$tmp/squad.json" <<'PY'
 import json, sys
 paras = [p for p in open(sys.argv[1], encoding="utf-8").read().split("\n\n") if p.strip()][1:]
-qas = [("When was the lighthouse built?", "1871"), ("How tall is the tower?", "31 metres"),
-       ("Who was the first keeper?", "Thomas Marsh")]
+# Several references per question where more than one span is right, as SQuAD's
+# annotators give them: EM counts the best match.
+qas = [("When was the lighthouse built?", ["1871"]), ("How tall is the tower?", ["31 metres", "31 metres tall"]),
+       ("Who was the first keeper?", ["Thomas Marsh"])]
+context = " ".join(paras[:3])
+assert all(context.find(a) >= 0 for _, refs in qas for a in refs)
 data = {"data": [{"title": "Harrow Point", "paragraphs": [
-    {"context": paras[0] + " " + paras[1], "qas": [
-        {"id": f"q{i}", "question": q, "answers": [{"text": a, "answer_start": (paras[0] + " " + paras[1]).find(a)}]}
-        for i, (q, a) in enumerate(qas)]}]}]}
+    {"context": context, "qas": [
+        {"id": f"q{i}", "question": q, "answers": [{"text": a, "answer_start": context.find(a)} for a in refs]}
+        for i, (q, refs) in enumerate(qas)]}]}]}
 json.dump(data, open(sys.argv[2], "w"))
 PY
 out=$("$ldqa" --json eval --setting paragraph "$tmp/squad.json")
 check "eval paragraph" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["questions"]==3 and d["f1"]>=60 and d["setting"]=="paragraph", d' "$out"
 out=$("$ldqa" --json eval --setting corpus --limit 2 --predictions "$tmp/pred.json" "$tmp/squad.json")
 check "eval corpus" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["questions"]==2 and d["em"]==100 and d["p95_ms"]>=d["p50_ms"]>0, d' "$out"
-check "eval predictions" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d=={"q0":"1871","q1":"31 metres"}, d' "$tmp/pred.json"
+check "eval predictions" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["q0"]=="1871" and d["q1"] in ("31 metres","31 metres tall") and len(d)==2, d' "$tmp/pred.json"
 out=$("$ldqa" eval --setting chapter "$tmp/squad.json" 2>&1)
 check "eval bad setting exit 2" test $? -eq 2
 
