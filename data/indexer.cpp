@@ -18,6 +18,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "data/fts_tokenizer.hpp"
 #include "data/store.hpp"
 #include "ldqa/error.hpp"
 #include "ldqa/json.hpp"
@@ -173,6 +174,12 @@ Result process(const Candidate& file, const std::optional<DocumentRecord>& known
     }
     r.text = std::move(std::get<ExtractedText>(extracted));
     r.passages = split_passages(r.text.text, r.text.pages, options);
+    // Tokenized here, on this reader thread, so that the one writer only stores.
+    thread_local const IndexTokenizer tokenizer;
+    for (Passage& p : r.passages)
+      p.index_tokens = tokenizer.tokenize(
+          std::string_view(r.text.text)
+              .substr(static_cast<std::size_t>(p.byte_start), static_cast<std::size_t>(p.byte_end - p.byte_start)));
     r.kind = Result::kIndex;
   } catch (const std::exception& e) {
     r.kind = Result::kFailed;
@@ -239,14 +246,22 @@ IndexSummary index_paths(Store& store, const std::vector<fs::path>& roots, const
   std::atomic<bool> stop{false};
   auto cancelled = [&] { return options.cancel != nullptr && options.cancel->load(); };
   int running = threads;
+  // Parsed documents waiting for the writer: two per parser, fewer when they are huge
+  // (each holds its text and tokens). A deeper queue kept the writer from ever waiting
+  // but made runs slower on 2 cores, the parsers then taking CPU from the writer.
   const std::size_t max_queue = static_cast<std::size_t>(threads) * 2;
+  constexpr int64_t kMaxQueuedBytes = 64 << 20;
+  int64_t queued_bytes = 0;
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&] {
       for (std::size_t i; !stop && !cancelled() && (i = next++) < work.size();) {
         Result r = process(work[i].first, work[i].second, options.passages);
         std::unique_lock<std::mutex> lock(mutex);
-        room.wait(lock, [&] { return queue.size() < max_queue || stop; });
+        room.wait(lock, [&] {
+          return (queue.size() < max_queue && queued_bytes < kMaxQueuedBytes) || queue.empty() || stop;
+        });
+        queued_bytes += r.file.size;
         queue.push_back(std::move(r));
         ready.notify_one();
       }
@@ -272,11 +287,13 @@ IndexSummary index_paths(Store& store, const std::vector<fs::path>& roots, const
       if (queue.empty()) break;
       if (cancelled()) {  // drop what is queued; the workers stop on their own
         queue.clear();
+        queued_bytes = 0;
         room.notify_all();
         continue;
       }
       Result r = std::move(queue.front());
       queue.pop_front();
+      queued_bytes -= r.file.size;
       room.notify_one();
       lock.unlock();
       DocumentRecord rec;

@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "data/fts_tokenizer.hpp"
 #include "data/sqlite.hpp"
 #include "data/store.hpp"
 #include "ldqa/error.hpp"
@@ -62,23 +63,24 @@ INSERT INTO passages_fts(passages_fts, rank) VALUES ('hashsize', 33554432);
 INSERT INTO passages_fts(passages_fts, rank) VALUES ('pgsz', 4000);
 INSERT INTO passages_fts(passages_fts, rank) VALUES ('automerge', 8);
 )sql",
+    // v2: the index leaves out stopwords and is fed tokens made on the reader threads
+    // (data/fts_tokenizer.hpp; this tokenize = is kIndexTokenizer). Rebuilt from the texts.
+    R"sql(
+DROP TABLE passages_fts;
+CREATE VIRTUAL TABLE passages_fts USING fts5(body, content = '', columnsize = 0, tokenize = 'ldqa porter ldqa_stop unicode61 remove_diacritics 2');
+INSERT INTO passages_fts(passages_fts, rank) VALUES ('hashsize', 33554432);
+INSERT INTO passages_fts(passages_fts, rank) VALUES ('pgsz', 16000);
+INSERT INTO passages_fts(passages_fts, rank) VALUES ('automerge', 16);
+INSERT INTO passages_fts(rowid, body)
+  SELECT p.id, CAST(substr(CAST(t.body AS BLOB), p.byte_start + 1, p.byte_end - p.byte_start) AS TEXT)
+  FROM passages p JOIN texts t ON t.document_id = p.document_id;
+)sql",
 };
 constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
 static_assert(kMigrationCount == kSchemaVersion);
 
 int64_t now_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-const std::set<std::string>& stopwords() {
-  static const std::set<std::string> words = {
-      "a",     "about",  "after", "all",  "also", "an",    "and",  "any",  "are",  "as",    "at",    "be",
-      "been",  "before", "but",   "by",   "can",  "could", "did",  "do",   "does", "for",   "from",  "had",
-      "has",   "have",   "he",    "her",  "his",  "how",   "i",    "if",   "in",   "into",  "is",    "it",
-      "its",   "of",     "on",    "or",   "she",  "so",    "than", "that", "the",  "their", "them",  "there",
-      "these", "they",   "this",  "to",   "was",  "we",    "were", "what", "when", "where", "which", "who",
-      "whom",  "whose",  "why",   "will", "with", "would", "you"};
-  return words;
 }
 
 DocumentRecord read_record(const sql::Statement& st) {
@@ -165,6 +167,7 @@ Store Store::open(const std::filesystem::path& db_path, bool read_only) {
   }
   auto impl = std::make_unique<Impl>(db_path.string(), read_only);
   sql::Database& db = impl->db;
+  register_tokenizers(db.handle());
   db.exec("PRAGMA foreign_keys = ON");
   if (read_only) db.exec("PRAGMA mmap_size = 1073741824");  // readers only: the writer gains nothing
   db.exec("PRAGMA temp_store = MEMORY");
@@ -233,6 +236,8 @@ int64_t Store::put(const DocumentRecord& record, const ExtractedText& text, cons
     ins.bind(1, id).bind(2, p.ordinal).bind(3, p.byte_start).bind(4, p.byte_end).bind(5, p.char_start);
     ins.bind(6, p.char_end).bind(7, p.page).run();
     const int64_t pid = db.last_insert_rowid();
+    std::optional<ReplayScope> replay;
+    if (p.index_tokens) replay.emplace(*p.index_tokens, static_cast<std::size_t>(p.byte_end - p.byte_start));
     fts.bind(1, pid)
         .bind_static(2, std::string_view(text.text).substr(static_cast<std::size_t>(p.byte_start),
                                                            static_cast<std::size_t>(p.byte_end - p.byte_start)))
@@ -330,7 +335,7 @@ std::vector<std::string> question_terms(std::string_view question) {
   }
   flush();
   for (const auto& t : terms)
-    if (!stopwords().count(t)) kept.push_back(t);
+    if (!is_stopword(t)) kept.push_back(t);
   if (kept.empty()) kept = terms;
   if (kept.size() > 32) kept.resize(32);
   return kept;
@@ -400,7 +405,7 @@ std::vector<Hit> Store::search(std::string_view question, int k) {
     h.score = -st.real(1);  // FTS5's bm25 is lower-is-better
     h.document_id = st.int64(2);
     h.ordinal = static_cast<int>(st.int64(3));
-    h.passage = {h.ordinal, st.int64(4), st.int64(5), st.int64(6), st.int64(7), static_cast<int>(st.int64(8))};
+    h.passage = {h.ordinal, st.int64(4), st.int64(5), st.int64(6), st.int64(7), static_cast<int>(st.int64(8)), {}};
     h.path = st.text(9);
     hits.push_back(std::move(h));
   }
@@ -426,8 +431,13 @@ std::vector<Context> Store::build_contexts(const std::vector<Hit>& hits, int bud
         " WHERE document_id = ? ORDER BY ordinal");
     ps.bind(1, doc_id);
     while (ps.step())
-      passages.push_back({static_cast<int>(ps.int64(0)), ps.int64(1), ps.int64(2), ps.int64(3), ps.int64(4),
-                          static_cast<int>(ps.int64(5))});
+      passages.push_back({static_cast<int>(ps.int64(0)),
+                          ps.int64(1),
+                          ps.int64(2),
+                          ps.int64(3),
+                          ps.int64(4),
+                          static_cast<int>(ps.int64(5)),
+                          {}});
     const int n = static_cast<int>(passages.size());
     std::vector<int> cost(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i)

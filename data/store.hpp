@@ -32,7 +32,7 @@
 
 namespace ldqa::data {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 // ------------------------------------------------------------------------- readers
 struct PageSpan {
@@ -77,6 +77,9 @@ struct Passage {
   int64_t byte_start = 0, byte_end = 0;
   int64_t char_start = 0, char_end = 0;
   int page = 0;  // 0 when the document has no pages
+  // The passage's index terms, made on the thread that parsed it (data/fts_tokenizer.hpp);
+  // without them the writer tokenizes.
+  std::optional<std::string> index_tokens;
 };
 
 // Whitespace-separated words (space, tab, newline): the unit of passage sizes.

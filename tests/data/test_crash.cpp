@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "data/fts_tokenizer.hpp"
 #include "data/store.hpp"
 #include "fixtures.hpp"
 #include "reference.hpp"
@@ -26,6 +27,7 @@ namespace {
 std::string query_all(const fs::path& db, const std::string& sql) {
   sqlite3* raw = nullptr;
   REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
+  register_tokenizers(raw);  // the index's tokenizer, as Store::open does
   std::ostringstream out;
   auto cb = [](void* o, int n, char** values, char**) {
     auto* s = static_cast<std::ostringstream*>(o);

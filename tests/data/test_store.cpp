@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <thread>
 
+#include "data/fts_tokenizer.hpp"
 #include "data/store.hpp"
 #include "fixtures.hpp"
 #include "ldqa/error.hpp"
@@ -231,6 +232,7 @@ TEST_CASE("a reader sees each document before or after its transaction (WAL)", "
   // hold a write transaction open on a raw connection while the reader reads
   sqlite3* raw = nullptr;
   REQUIRE(sqlite3_open(c.db().c_str(), &raw) == SQLITE_OK);
+  register_tokenizers(raw);  // the index's tokenizer, as Store::open does
   REQUIRE(sqlite3_exec(
               raw,
               "BEGIN IMMEDIATE; INSERT INTO passages_fts(passages_fts) VALUES ('delete-all'); DELETE FROM passages;",
@@ -249,9 +251,164 @@ TEST_CASE("schema versions: created, refused when newer, read-only needs an inde
   }
   sqlite3* raw = nullptr;
   REQUIRE(sqlite3_open(c.db().c_str(), &raw) == SQLITE_OK);
+  register_tokenizers(raw);  // the index's tokenizer, as Store::open does
   sqlite3_exec(raw, "PRAGMA user_version = 99", nullptr, nullptr, nullptr);
   sqlite3_close(raw);
   CHECK_THROWS_WITH(Store::open(c.db()), Catch::Contains("schema version 99"));
   CHECK_THROWS_WITH(Store::open(c.dir / "nowhere.db", true), Catch::Contains("no index at"));
   CHECK_THROWS_WITH(Store::open(c.dir / "no/such/dir/x.db"), Catch::Contains("does not exist"));
+}
+
+namespace {
+
+std::string raw_count(const fs::path& db, const std::string& match) {
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
+  register_tokenizers(raw);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(raw, "SELECT count(*) FROM passages_fts WHERE passages_fts MATCH ?", -1, &st, nullptr) ==
+          SQLITE_OK);
+  sqlite3_bind_text(st, 1, match.c_str(), -1, SQLITE_TRANSIENT);
+  const int rc = sqlite3_step(st);
+  std::string out = rc == SQLITE_ROW ? std::to_string(sqlite3_column_int64(st, 0)) : sqlite3_errmsg(raw);
+  sqlite3_finalize(st);
+  sqlite3_close(raw);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("stopwords: left out of the index on both sides, positions count kept words", "[data][store]") {
+  CHECK(is_stopword("the"));
+  CHECK(is_stopword("whose"));
+  CHECK(is_stopword("a"));
+  CHECK_FALSE(is_stopword("The"));  // the tokenizer lower-cases first
+  CHECK_FALSE(is_stopword("theory"));
+  CHECK_FALSE(is_stopword(""));
+  CHECK_FALSE(is_stopword("zzz"));
+  Corpus c;
+  test::write_file(c.docs() / "bank.txt", "The Governor of the Bank of England was there. Whose stamps?\n");
+  test::write_file(c.docs() / "other.txt", "England and the bank holiday, with a governor.\n");
+  Store s = Store::open(c.db());
+  index_paths(s, {c.docs()}, {});
+  CHECK(raw_count(c.db(), "\"the\"") == "0");
+  CHECK(raw_count(c.db(), "\"whose\"") == "0");
+  CHECK(raw_count(c.db(), "governor") == "2");
+  CHECK(raw_count(c.db(), "stamp") == "1");  // porter still stems after the filter
+  // "Bank of England": positions are of the kept words, so the phrase without "of" is adjacent
+  CHECK(raw_count(c.db(), "\"bank england\"") == "1");
+  CHECK(raw_count(c.db(), "\"governor bank\"") == "1");
+  // A question of stopwords only finds nothing, and fails in no way
+  CHECK(s.search("Who was it, and where?", 5).empty());
+  CHECK(hit_paths(s, "Who governed the Bank of England?").front() == "bank.txt");
+}
+
+TEST_CASE("schema v1 (stopwords indexed) migrates forward: the index is rebuilt from the texts", "[data][store]") {
+  Corpus c;
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 25; ++i)
+    test::write_file(c.docs() / ("d" + std::to_string(i) + ".txt"),
+                     "The ferryman number " + std::to_string(i) + " sang of the tide.\n\n" + test::filler(rng, 700));
+  {
+    Store s = Store::open(c.db());
+    index_paths(s, {c.docs()}, {});
+  }
+  // Turn it into the v1 database an older ldqa wrote: same tables, stopwords in the index.
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(c.db().c_str(), &raw) == SQLITE_OK);
+  const char* to_v1 = R"sql(
+    BEGIN;
+    DROP TABLE passages_fts;
+    CREATE VIRTUAL TABLE passages_fts USING fts5(body, content = '', columnsize = 0,
+      tokenize = 'porter unicode61 remove_diacritics 2');
+    INSERT INTO passages_fts(rowid, body)
+      SELECT p.id, CAST(substr(CAST(t.body AS BLOB), p.byte_start + 1, p.byte_end - p.byte_start) AS TEXT)
+      FROM passages p JOIN texts t ON t.document_id = p.document_id;
+    PRAGMA user_version = 1;
+    COMMIT;)sql";
+  register_tokenizers(raw);  // to drop the v2 table
+  REQUIRE(sqlite3_exec(raw, to_v1, nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(raw);
+  REQUIRE(raw_count(c.db(), "\"the\"") != "0");  // the old index has them
+  CHECK_THROWS_WITH(Store::open(c.db(), true), Catch::Contains("schema version 1"));
+  Store s = Store::open(c.db());
+  CHECK(s.stats().schema_version == kSchemaVersion);
+  CHECK(raw_count(c.db(), "\"the\"") == "0");
+  CHECK(raw_count(c.db(), "ferryman") == "25");
+  CHECK(hit_paths(s, "What did ferryman number 17 sing?").front() == "d17.txt");
+  // the rebuilt index is consistent and removes cleanly (contentless deletes need the same tokens)
+  test::write_file(c.docs() / "d3.txt", "Replaced text about a lamplighter.\n");
+  index_paths(s, {c.docs()}, {});
+  CHECK(raw_count(c.db(), "ferryman") == "24");
+  CHECK(raw_count(c.db(), "lamplighter") == "1");
+  sqlite3* check = nullptr;
+  REQUIRE(sqlite3_open(c.db().c_str(), &check) == SQLITE_OK);
+  register_tokenizers(check);
+  CHECK(sqlite3_exec(check, "INSERT INTO passages_fts(passages_fts) VALUES ('integrity-check')", nullptr, nullptr,
+                     nullptr) == SQLITE_OK);
+  sqlite3_close(check);
+}
+
+TEST_CASE("tokens made on the reader threads are the ones the index's own tokenizer makes", "[data][store]") {
+  Corpus c;
+  std::mt19937_64 rng(29);
+  const std::vector<std::string> odd = {
+      "Caf\xC3\xA9 r\xC3\xA9sum\xC3\xA9s NA\xC3\x8FVE",  // diacritics folded
+      "The THE the of Of OF",                            // stopwords in any case
+      "running runners ran 1871 3.14 x86_64 e-mail",     // stems, numbers, punctuation
+      "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E \xD0\xBC\xD0\xBE\xD1\x81\xD0\xBA\xD0\xB2\xD0\xB0",  // CJK, Cyrillic
+      std::string(300, 'w'),                                                                    // one very long token
+      "a",
+      "",
+      "   \t  "};
+  for (int f = 0; f < 12; ++f) {
+    std::string text;
+    for (int para = 0; para < 6; ++para) {
+      text += odd[rng() % odd.size()] + " " + test::filler(rng, 40 + static_cast<int>(rng() % 300));
+      text += " " + odd[rng() % odd.size()] + "\n\n";
+    }
+    test::write_file(c.docs() / ("f" + std::to_string(f) + ".txt"), text);
+  }
+  {
+    Store s = Store::open(c.db());
+    index_paths(s, {c.docs()}, {});
+  }
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(c.db().c_str(), &raw) == SQLITE_OK);
+  register_tokenizers(raw);
+  auto rows = [&](const std::string& sql) {
+    std::string out;
+    auto cb = [](void* o, int n, char** v, char**) {
+      for (int i = 0; i < n; ++i) *static_cast<std::string*>(o) += std::string(v[i] ? v[i] : "NULL") + "|";
+      *static_cast<std::string*>(o) += "\n";
+      return 0;
+    };
+    char* err = nullptr;
+    const int rc = sqlite3_exec(raw, sql.c_str(), cb, &out, &err);
+    INFO(sql << ": " << (err ? err : ""));
+    sqlite3_free(err);
+    REQUIRE(rc == SQLITE_OK);
+    return out;
+  };
+  // The schema declares the chain the reader threads run.
+  CHECK(rows("SELECT sql FROM sqlite_schema WHERE name = 'passages_fts'").find(std::string(kIndexTokenizer)) !=
+        std::string::npos);
+  // The same passages through the chain itself, in the writer's place: every term at
+  // every position must match.
+  const std::string chain(kIndexTokenizer.substr(kIndexTokenizer.find(' ') + 1));
+  rows("CREATE VIRTUAL TABLE temp.direct USING fts5(body, content = '', tokenize = '" + chain +
+       "');"
+       "INSERT INTO temp.direct(rowid, body) SELECT p.id, CAST(substr(CAST(t.body AS BLOB), p.byte_start + 1,"
+       " p.byte_end - p.byte_start) AS TEXT) FROM passages p JOIN texts t ON t.document_id = p.document_id;"
+       "CREATE VIRTUAL TABLE temp.v_index USING fts5vocab(main, passages_fts, instance);"
+       "CREATE VIRTUAL TABLE temp.v_direct USING fts5vocab(temp, direct, instance);");
+  const std::string indexed = rows("SELECT term, doc, offset FROM v_index ORDER BY doc, offset, term");
+  const std::string direct = rows("SELECT term, doc, offset FROM v_direct ORDER BY doc, offset, term");
+  CHECK(std::count(indexed.begin(), indexed.end(), '\n') > 2000);
+  CHECK(indexed == direct);
+  CHECK(indexed.find("cafe|") != std::string::npos);   // folded
+  CHECK(indexed.find("run|") != std::string::npos);    // stemmed
+  CHECK(indexed.find("\nthe|") == std::string::npos);  // dropped
+  CHECK(indexed.find(std::string(300, 'w')) != std::string::npos);
+  sqlite3_close(raw);
 }
