@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cmath>
 #include <map>
-#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -317,7 +316,8 @@ void Store::end_run(int64_t run_id, const std::string& status, const std::string
 namespace {
 
 // Terms are runs of ASCII letters/digits or non-ASCII bytes, lower-cased, de-duplicated;
-// stopwords are dropped unless nothing else is left.
+// stopwords are dropped (the index does not hold them either), so a question of
+// stopwords alone has no terms and finds nothing.
 std::vector<std::string> question_terms(std::string_view question) {
   std::vector<std::string> terms, kept;
   std::string term;
@@ -336,7 +336,6 @@ std::vector<std::string> question_terms(std::string_view question) {
   flush();
   for (const auto& t : terms)
     if (!is_stopword(t)) kept.push_back(t);
-  if (kept.empty()) kept = terms;
   if (kept.size() > 32) kept.resize(32);
   return kept;
 }

@@ -16,6 +16,10 @@
 // Threads: a Store is used by one thread at a time; open one Store per thread. Other
 // processes may read while an index run writes (WAL): they see each document either
 // before or after its transaction.
+//
+// The FTS5 index uses ldqa's own tokenizers (data/fts_tokenizer.hpp: stopwords left
+// out, terms made on the parsing threads): a connection opened outside Store must call
+// register_tokenizers() before it touches passages_fts; the other tables read as usual.
 #pragma once
 
 #include <atomic>
