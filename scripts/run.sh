@@ -10,6 +10,6 @@ scripts/build.sh build
 db=build/demo/index.db
 mkdir -p build/demo
 build/app/ldqa --db "$db" index data/samples
-question=${1:-"Who kept the Harrow Point light after 1890?"}
+question=${1:-"Who became keeper after Thomas Marsh died?"}
 echo "Q: $question"
 build/app/ldqa --db "$db" ask -k 2 "$question"
