@@ -176,10 +176,7 @@ Result process(const Candidate& file, const std::optional<DocumentRecord>& known
     r.passages = split_passages(r.text.text, r.text.pages, options);
     // Tokenized here, on this reader thread, so that the one writer only stores.
     thread_local const IndexTokenizer tokenizer;
-    for (Passage& p : r.passages)
-      p.index_tokens = tokenizer.tokenize(
-          std::string_view(r.text.text)
-              .substr(static_cast<std::size_t>(p.byte_start), static_cast<std::size_t>(p.byte_end - p.byte_start)));
+    for (Passage& p : r.passages) p.index_tokens = tokenizer.tokenize(passage_text(r.text.text, p));
     r.kind = Result::kIndex;
   } catch (const std::exception& e) {
     r.kind = Result::kFailed;

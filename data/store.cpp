@@ -235,12 +235,10 @@ int64_t Store::put(const DocumentRecord& record, const ExtractedText& text, cons
     ins.bind(1, id).bind(2, p.ordinal).bind(3, p.byte_start).bind(4, p.byte_end).bind(5, p.char_start);
     ins.bind(6, p.char_end).bind(7, p.page).run();
     const int64_t pid = db.last_insert_rowid();
+    const std::string_view body = passage_text(text.text, p);
     std::optional<ReplayScope> replay;
-    if (p.index_tokens) replay.emplace(*p.index_tokens, static_cast<std::size_t>(p.byte_end - p.byte_start));
-    fts.bind(1, pid)
-        .bind_static(2, std::string_view(text.text).substr(static_cast<std::size_t>(p.byte_start),
-                                                           static_cast<std::size_t>(p.byte_end - p.byte_start)))
-        .run();
+    if (p.index_tokens) replay.emplace(*p.index_tokens, body.size());
+    fts.bind(1, pid).bind_static(2, body).run();
   }
   tx.commit();
   return id;

@@ -86,6 +86,11 @@ struct Passage {
   std::optional<std::string> index_tokens;
 };
 
+// The passage's bytes in the text it was split from.
+inline std::string_view passage_text(std::string_view text, const Passage& p) {
+  return text.substr(static_cast<std::size_t>(p.byte_start), static_cast<std::size_t>(p.byte_end - p.byte_start));
+}
+
 // Whitespace-separated words (space, tab, newline): the unit of passage sizes.
 int count_words(std::string_view text);
 
