@@ -10,12 +10,12 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <sstream>
 #include <thread>
 
 #include "data/fts_tokenizer.hpp"
 #include "data/store.hpp"
 #include "fixtures.hpp"
+#include "raw_sql.hpp"
 #include "reference.hpp"
 
 using namespace ldqa;
@@ -24,25 +24,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string query_all(const fs::path& db, const std::string& sql) {
-  sqlite3* raw = nullptr;
-  REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
-  register_tokenizers(raw);  // the index's tokenizer, as Store::open does
-  std::ostringstream out;
-  auto cb = [](void* o, int n, char** values, char**) {
-    auto* s = static_cast<std::ostringstream*>(o);
-    for (int i = 0; i < n; ++i) *s << (values[i] ? values[i] : "NULL") << (i + 1 < n ? "|" : "\n");
-    return 0;
-  };
-  char* err = nullptr;
-  const int rc = sqlite3_exec(raw, sql.c_str(), cb, &out, &err);
-  const std::string message = err ? err : "";
-  sqlite3_free(err);
-  sqlite3_close(raw);
-  INFO(sql << ": " << message);
-  REQUIRE(rc == SQLITE_OK);
-  return out.str();
-}
+using test::query_all;
 
 void check_consistent(const fs::path& db) {
   CHECK(query_all(db, "PRAGMA integrity_check") == "ok\n");

@@ -10,6 +10,7 @@
 #include "data/store.hpp"
 #include "fixtures.hpp"
 #include "ldqa/error.hpp"
+#include "raw_sql.hpp"
 
 using namespace ldqa;
 using namespace ldqa::data;
@@ -262,19 +263,11 @@ TEST_CASE("schema versions: created, refused when newer, read-only needs an inde
 
 namespace {
 
+// How many passages the index finds for an FTS5 query (no single quotes in `match`).
 std::string raw_count(const fs::path& db, const std::string& match) {
-  sqlite3* raw = nullptr;
-  REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
-  register_tokenizers(raw);
-  sqlite3_stmt* st = nullptr;
-  REQUIRE(sqlite3_prepare_v2(raw, "SELECT count(*) FROM passages_fts WHERE passages_fts MATCH ?", -1, &st, nullptr) ==
-          SQLITE_OK);
-  sqlite3_bind_text(st, 1, match.c_str(), -1, SQLITE_TRANSIENT);
-  const int rc = sqlite3_step(st);
-  std::string out = rc == SQLITE_ROW ? std::to_string(sqlite3_column_int64(st, 0)) : sqlite3_errmsg(raw);
-  sqlite3_finalize(st);
-  sqlite3_close(raw);
-  return out;
+  const std::string rows =
+      test::query_all(db, "SELECT count(*) FROM passages_fts WHERE passages_fts MATCH '" + match + "'");
+  return rows.substr(0, rows.find('\n'));
 }
 
 }  // namespace
@@ -377,20 +370,7 @@ TEST_CASE("tokens made on the reader threads are the ones the index's own tokeni
   sqlite3* raw = nullptr;
   REQUIRE(sqlite3_open(c.db().c_str(), &raw) == SQLITE_OK);
   register_tokenizers(raw);
-  auto rows = [&](const std::string& sql) {
-    std::string out;
-    auto cb = [](void* o, int n, char** v, char**) {
-      for (int i = 0; i < n; ++i) *static_cast<std::string*>(o) += std::string(v[i] ? v[i] : "NULL") + "|";
-      *static_cast<std::string*>(o) += "\n";
-      return 0;
-    };
-    char* err = nullptr;
-    const int rc = sqlite3_exec(raw, sql.c_str(), cb, &out, &err);
-    INFO(sql << ": " << (err ? err : ""));
-    sqlite3_free(err);
-    REQUIRE(rc == SQLITE_OK);
-    return out;
-  };
+  auto rows = [&](const std::string& sql) { return test::sql_rows(raw, sql); };
   // The schema declares the chain the reader threads run.
   CHECK(rows("SELECT sql FROM sqlite_schema WHERE name = 'passages_fts'").find(std::string(kIndexTokenizer)) !=
         std::string::npos);
