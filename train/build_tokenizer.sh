@@ -11,7 +11,7 @@ trap 'rm -rf "$tmp"' EXIT
 python3 "$(dirname "$0")/tokenizer_corpus.py" --data "$data" --out "$tmp/input.txt"
 # ids: 0 <pad>, 1 <unk>, 2 [CLS], 3 [SEP], 4 [MASK]; nmt_nfkc normalisation; the C++
 # side gets every piece's byte span in the original text from the same library.
-spm_train --input="$tmp/input.txt" --model_prefix="$prefix" --model_type=unigram --vocab_size=16000 \
+spm_train --input="$tmp/input.txt" --model_prefix="$prefix" --model_type=unigram --vocab_size="${VOCAB_SIZE:-16000}" \
   --character_coverage=0.9995 --byte_fallback=true --split_digits=true \
   --pad_id=0 --unk_id=1 --bos_id=-1 --eos_id=-1 --control_symbols='[CLS],[SEP],[MASK]' \
   --input_sentence_size=1500000 --shuffle_input_sentence=true --max_sentence_length=20000 \

@@ -17,7 +17,7 @@ import sys
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from model import Config, Encoder  # noqa: E402
+from model import PRETRAINING_PREFIXES, Config, Encoder  # noqa: E402
 
 DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16", torch.int32: "I32",
           torch.int64: "I64"}
@@ -172,9 +172,69 @@ def load_model(model_dir):
     for name in meta["weights"]["files"]:
         state.update({k: v.float() for k, v in read_safetensors(model_dir / name).items()})
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("mlm_") for k in missing):
+    if unexpected or any(not k.startswith(PRETRAINING_PREFIXES) for k in missing):
         raise SystemExit(f"weights do not match the architecture: missing {missing}, unexpected {unexpected}")
     return model.eval(), cfg
+
+
+PRETRAINED_FORMAT = "ldqa-pretraining-checkpoint-1"
+
+
+def save_pretrained(model, cfg, objective, out_dir, tokenizer_path, session, shard_bytes=15 * 2**20):
+    """A pretraining checkpoint that a later session resumes from: every tensor (the
+    encoder, its pretraining heads, ELECTRA's generator) in bf16 safetensors shards of
+    at most shard_bytes (so that one shard or two travel per `device` call), the
+    config, the tokenizer, and sessions.jsonl with one line appended for this session."""
+    import shutil
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to(torch.bfloat16) for k, v in model.state_dict().items()}
+    shards, current, size = [], {}, 0
+    for name, t in state.items():
+        nbytes = t.numel() * t.element_size()
+        if current and size + nbytes > shard_bytes:
+            shards.append(current)
+            current, size = {}, 0
+        current[name] = t
+        size += nbytes
+    shards.append(current)
+    for old in out.glob("pretrained-*.safetensors"):
+        old.unlink()
+    names = []
+    for i, tensors in enumerate(shards):
+        name = f"pretrained-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        write_safetensors(out / name, tensors, {"format": "pt"})
+        names.append(name)
+    if pathlib.Path(tokenizer_path).resolve() != (out / "tokenizer.model").resolve():
+        shutil.copyfile(tokenizer_path, out / "tokenizer.model")
+    meta = {"format": PRETRAINED_FORMAT, "objective": objective, "model": dataclasses.asdict(cfg),
+            "files": names, "tokenizer": "tokenizer.model"}
+    (out / "config.json").write_text(json.dumps(meta, indent=1))
+    with open(out / "sessions.jsonl", "a") as f:
+        f.write(json.dumps(session) + "\n")
+    return names
+
+
+def load_pretrained(ckpt_dir):
+    """(model with its pretraining heads, cfg, objective, earlier sessions) from a
+    save_pretrained folder; float32 weights."""
+    from model import add_pretraining_heads
+    ckpt = pathlib.Path(ckpt_dir)
+    meta = json.loads((ckpt / "config.json").read_text())
+    if meta.get("format") != PRETRAINED_FORMAT:
+        raise SystemExit(f"{ckpt / 'config.json'}: not a pretraining checkpoint ({meta.get('format')})")
+    cfg = Config(**meta["model"])
+    model = add_pretraining_heads(Encoder(cfg), meta["objective"])
+    state = {}
+    for name in meta["files"]:
+        path = ckpt / name
+        if not path.exists():
+            raise SystemExit(f"{path}: shard of the pretraining checkpoint missing")
+        state.update({k: v.float() for k, v in read_safetensors(path).items()})
+    model.load_state_dict(state, strict=True)
+    sessions_file = ckpt / "sessions.jsonl"
+    sessions = [json.loads(x) for x in sessions_file.read_text().splitlines()] if sessions_file.exists() else []
+    return model, cfg, meta["objective"], sessions
 
 
 def squad_fixture(model_dir, data_dir, out_path, count):

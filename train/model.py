@@ -10,6 +10,10 @@ with the C++ engine in model/).
   angle a 16k+ document produces was already seen in training at 512 tokens; the other
   head dimensions carry no position at all. Nothing caps the document length.
 - Heads: MLM (dense, GELU, LN, decoder tied to the embeddings) and span (start/end).
+- Pretraining (not exported): either MLM on the encoder itself, or ELECTRA's replaced
+  token detection: a small Generator (same depth, a quarter of the width, sharing the
+  token embeddings through a projection) fills masked positions with samples and the
+  encoder's `rtd_*` head tells, for every token, whether it was replaced.
 
 Attention runs through FlexAttention on the GPU (block mask: window + global keys) and
 through a plain masked dense path elsewhere (CPU smoke tests, fixtures); both compute
@@ -223,5 +227,61 @@ class Encoder(nn.Module):
         return logits[..., 0], logits[..., 1]
 
     def exported_state(self):
-        """The tensors the C++ engine loads (no MLM head)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("mlm_")}
+        """The tensors the C++ engine loads (no pretraining heads)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(PRETRAINING_PREFIXES)}
+
+
+PRETRAINING_PREFIXES = ("mlm_", "rtd_", "generator.")
+
+
+def generator_config(cfg, width_share=0.25):
+    """ELECTRA's generator: the discriminator's depth, a quarter of its width (heads of
+    the same head_dim, so the attention plan is shared)."""
+    hidden = max(cfg.head_dim, int(cfg.hidden * width_share) // cfg.head_dim * cfg.head_dim)
+    return dataclasses.replace(cfg, hidden=hidden, heads=hidden // cfg.head_dim, ffn=4 * hidden)
+
+
+class Generator(nn.Module):
+    """ELECTRA's small masked-LM generator. It reads the discriminator's token embeddings
+    through a projection (the embeddings are shared, as in ELECTRA) and predicts with the
+    same tied matrix."""
+
+    def __init__(self, gcfg, embed_dim):
+        super().__init__()
+        self.cfg = gcfg
+        self.embed_proj = nn.Linear(embed_dim, gcfg.hidden)
+        self.type_embedding = nn.Embedding(gcfg.type_vocab, gcfg.hidden)
+        self.embedding_norm = nn.LayerNorm(gcfg.hidden, eps=gcfg.layer_norm_eps)
+        self.layers = nn.ModuleList(Layer(gcfg) for _ in range(gcfg.layers))
+        self.final_norm = nn.LayerNorm(gcfg.hidden, eps=gcfg.layer_norm_eps)
+        self.mlm_dense = nn.Linear(gcfg.hidden, gcfg.hidden)
+        self.mlm_norm = nn.LayerNorm(gcfg.hidden, eps=gcfg.layer_norm_eps)
+        self.out_proj = nn.Linear(gcfg.hidden, embed_dim)
+        self.mlm_bias = nn.Parameter(torch.zeros(gcfg.vocab_size))
+        self.apply(Encoder._init)
+
+    def forward(self, ids, types, plan, token_embedding):
+        x = self.embedding_norm(self.embed_proj(token_embedding(ids)) + self.type_embedding(types))
+        for layer in self.layers:
+            x = layer(x, plan)
+        return self.final_norm(x)
+
+    def logits(self, hidden, token_embedding):
+        h = self.out_proj(self.mlm_norm(F.gelu(self.mlm_dense(hidden))))
+        return h @ token_embedding.weight.t() + self.mlm_bias
+
+
+def add_pretraining_heads(model, objective):
+    """Attach what `objective` ("mlm" or "electra") trains besides the encoder."""
+    cfg = model.cfg
+    if objective == "electra":
+        model.generator = Generator(generator_config(cfg), cfg.hidden)
+        model.rtd_dense = nn.Linear(cfg.hidden, cfg.hidden)
+        model.rtd_out = nn.Linear(cfg.hidden, 1)
+        for m in (model.rtd_dense, model.rtd_out):
+            Encoder._init(m)
+    return model
+
+
+def rtd_logits(model, hidden):
+    return model.rtd_out(F.gelu(model.rtd_dense(hidden))).squeeze(-1)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import export  # noqa: E402
 import qa_data  # noqa: E402
-from model import Config, Encoder, HAVE_FLEX  # noqa: E402
+from model import HAVE_FLEX, Config, Encoder, add_pretraining_heads, rtd_logits  # noqa: E402
 
 LOG = None
 
@@ -96,8 +96,85 @@ def autocast(device):
     return torch.autocast("cpu", enabled=False)
 
 
-def pretrain(model, opt, stream, cfg, args, device, phase, length, batch, minutes, peak_lr):
+def load_corpus_ids(ids_dir, tokenizer_path):
+    """The pre-tokenised corpus (train/pretokenize.py): every *.u16.xz under ids_dir, in
+    name order, concatenated; refuses ids made with another tokenizer."""
+    import pretokenize
+    root = pathlib.Path(ids_dir)
+    manifest = json.loads((root / "manifest.json").read_text())
+    digest = pretokenize.tokenizer_digest(tokenizer_path)
+    if manifest["tokenizer_sha256_16"] != digest:
+        raise SystemExit(f"{root}: ids made with tokenizer {manifest['tokenizer_sha256_16']}, not {tokenizer_path} ({digest})")
+    files = sorted(root.rglob("*.u16.xz"), key=lambda f: f.name)
+    missing = set(manifest["shards"]) - {f.name for f in files}
+    if missing:
+        raise SystemExit(f"{root}: shards missing (stage every part): {sorted(missing)}")
+    with mp.Pool(min(len(files), 16)) as pool:
+        parts = pool.map(_read_ids, files)
+    return np.concatenate(parts).astype(np.int32), sum(s["documents"] for s in manifest["shards"].values())
+
+
+def _read_ids(path):
+    import lzma
+    return np.frombuffer(lzma.decompress(pathlib.Path(path).read_bytes()), dtype="<u2")
+
+
+def mask_tokens(ids, cfg, objective, g):
+    """15% of the non-special tokens are chosen. MLM: 80% [MASK], 10% random, 10% kept;
+    ELECTRA: all [MASK] (the generator's samples replace them afterwards)."""
+    special = (ids == cfg.cls_id) | (ids == cfg.sep_id)
+    chosen = (torch.rand(ids.shape, device=ids.device, generator=g) < 0.15) & ~special
+    inputs = ids.clone()
+    if objective == "electra":
+        inputs[chosen] = cfg.mask_id
+        return inputs, chosen
+    r2 = torch.rand(ids.shape, device=ids.device, generator=g)
+    inputs[chosen & (r2 < 0.8)] = cfg.mask_id
+    rand_ids = torch.randint(5, cfg.vocab_size, ids.shape, device=ids.device, generator=g)
+    swap = chosen & (r2 >= 0.8) & (r2 < 0.9)
+    inputs[swap] = rand_ids[swap]
+    return inputs, chosen
+
+
+def pretraining_loss(model, forward, inputs, ids, chosen, types, plan, objective, rtd_weight, g):
+    """Returns (loss, stats). forward(module, ids, types, plan) runs an encoder stack
+    (compiled or not)."""
+    labels = ids[chosen]
+    if objective == "mlm":
+        hidden = forward(model, inputs, types, plan)
+        logits = model.mlm_logits(hidden[chosen])
+        loss = F.cross_entropy(logits.float(), labels)
+        return loss, lambda: dict(mlm_loss=loss.item(), mlm_acc=(logits.argmax(-1) == labels).float().mean().item())
+    gen = model.generator
+    g_hidden = forward(gen, inputs, types, plan, model.token_embedding)
+    g_logits = gen.logits(g_hidden[chosen], model.token_embedding).float()
+    g_loss = F.cross_entropy(g_logits, labels)
+    with torch.no_grad():  # sample (Gumbel-max) from the generator; no gradient through it
+        u = torch.rand(g_logits.shape, device=g_logits.device, generator=g).clamp_(1e-9, 1.0)
+        sampled = (g_logits - torch.log(-torch.log(u))).argmax(-1)
+        d_inputs = ids.clone()
+        d_inputs[chosen] = sampled
+        replaced = (d_inputs != ids).float()
+    hidden = forward(model, d_inputs, types, plan)
+    d_logits = rtd_logits(model, hidden).float()
+    d_loss = F.binary_cross_entropy_with_logits(d_logits, replaced)
+    loss = g_loss + rtd_weight * d_loss
+
+    def stats():
+        with torch.no_grad():
+            pred = d_logits > 0
+            truth = replaced > 0.5
+            return dict(gen_loss=g_loss.item(), rtd_loss=d_loss.item(),
+                        gen_acc=(g_logits.argmax(-1) == labels).float().mean().item(),
+                        rtd_acc=(pred == truth).float().mean().item(),
+                        rtd_recall=(pred & truth).sum().item() / max(1, truth.sum().item()),
+                        replaced_share=truth.float().mean().item())
+    return loss, stats
+
+
+def pretrain(model, opt, stream, cfg, args, device, phase, length, batch, minutes, peak_lr, forward):
     g = torch.Generator(device="cpu").manual_seed(args.seed + length)
+    gd = torch.Generator(device=device).manual_seed(args.seed + 7 * length)
     stream_t = torch.from_numpy(stream).to(device)
     n_tokens = stream_t.numel()
     offs = torch.arange(length - 1, device=device)
@@ -107,45 +184,99 @@ def pretrain(model, opt, stream, cfg, args, device, phase, length, batch, minute
     types[:, 0] = 0
     plan = model.plan(valid, glen, args.flex)  # same pattern for every batch of the phase
     budget = minutes * 60.0
+    model.train()
+
+    def batch_ids():
+        starts = torch.randint(0, n_tokens - length, (batch,), generator=g).to(device)
+        body = stream_t[starts[:, None] + offs[None, :]].long()
+        return torch.cat([torch.full((batch, 1), cfg.cls_id, device=device, dtype=torch.long), body], 1)
+
+    # One untimed forward/backward first (compilation, autotuning), no update.
+    t_warm = time.time()
+    ids = batch_ids()
+    inputs, chosen = mask_tokens(ids, cfg, args.objective, gd)
+    for attempt in range(2):
+        try:
+            with autocast(device):
+                loss, _ = pretraining_loss(model, forward, inputs, ids, chosen, types, plan, args.objective,
+                                           args.rtd_weight, gd)
+            loss.backward()
+            break
+        except Exception as e:  # noqa: BLE001 - a compiler failure: once more, eagerly
+            if attempt or not forward.compile:
+                raise
+            opt.zero_grad(set_to_none=True)
+            forward.eager(e)
+    opt.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    log(dict(phase=phase, event="warm", seconds=time.time() - t_warm))
+    if phase == "pretrain-short":
+        ab_barrier(args.objective)
     t0 = time.time()
     step, seen = 0, 0
-    model.train()
     while True:
         frac = (time.time() - t0) / budget
         if frac >= 1.0:
             break
         for group in opt.param_groups:
-            group["lr"] = lr_at(frac, peak_lr, 0.06)
-        starts = torch.randint(0, n_tokens - length, (batch,), generator=g).to(device)
-        body = stream_t[starts[:, None] + offs[None, :]].long()
-        ids = torch.cat([torch.full((batch, 1), cfg.cls_id, device=device, dtype=torch.long), body], 1)
-        special = (ids == cfg.cls_id) | (ids == cfg.sep_id)
-        r = torch.rand(ids.shape, device=device)
-        chosen = (r < 0.15) & ~special
-        labels = ids[chosen]
-        r2 = torch.rand(ids.shape, device=device)
-        inputs = ids.clone()
-        inputs[chosen & (r2 < 0.8)] = cfg.mask_id
-        rand_ids = torch.randint(5, cfg.vocab_size, ids.shape, device=device)
-        swap = chosen & (r2 >= 0.8) & (r2 < 0.9)
-        inputs[swap] = rand_ids[swap]
+            group["lr"] = lr_at(frac, peak_lr, args.warmup)
+        ids = batch_ids()
+        inputs, chosen = mask_tokens(ids, cfg, args.objective, gd)
         with autocast(device):
-            hidden = model(inputs, types, plan)
-            logits = model.mlm_logits(hidden[chosen])
-            loss = F.cross_entropy(logits.float(), labels)
+            loss, stats = pretraining_loss(model, forward, inputs, ids, chosen, types, plan, args.objective,
+                                           args.rtd_weight, gd)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
         seen += batch * length
-        if step % args.log_every == 0:
-            with torch.no_grad():
-                acc = (logits.argmax(-1) == labels).float().mean().item()
+        if step % args.log_every == 0 or step == 1:
             el = time.time() - t0
-            log(dict(phase=phase, step=step, elapsed=el, loss=loss.item(), mlm_acc=acc,
+            log(dict(phase=phase, step=step, elapsed=el, loss=loss.item(), **stats(),
                      lr=opt.param_groups[0]["lr"], tokens_per_s=seen / el))
     log(dict(phase=phase, event="done", steps=step, tokens=seen, seconds=time.time() - t0))
+    return seen
+
+
+class StackForward:
+    """The encoder stacks' forward for pretraining: with --compile, each stack (the
+    encoder, ELECTRA's generator) compiled whole, once, for the phase's fixed shapes;
+    fine-tuning and evaluation run the modules eagerly. eager() falls back for good
+    (a compiler failure must not cost a session's GPU time)."""
+
+    def __init__(self, compile_):
+        self.compile = compile_
+        self.compiled = {}
+
+    def eager(self, error):
+        log(dict(phase="compile", event="failed, training eagerly", error=repr(error)[:800]))
+        self.compile = False
+        self.compiled.clear()
+
+    def __call__(self, module, ids, types, plan, *extra):
+        if not self.compile:
+            return module(ids, types, plan, *extra)
+        fn = self.compiled.get(id(module))
+        if fn is None:
+            fn = self.compiled[id(module)] = torch.compile(module.forward, dynamic=False)
+        return fn(ids, types, plan, *extra)
+
+
+def ab_barrier(name):
+    """Side-by-side runs (scripts/device-pretrain.sh ab) start their clocks together:
+    each announces it is warm and waits for the others."""
+    pattern = os.environ.get("AB_BARRIER")
+    if not pattern:
+        return
+    root = pathlib.Path(pattern)
+    (root / f"{name}.ready").write_text("")
+    expected = int(os.environ.get("AB_COUNT", "2"))
+    t0 = time.time()
+    while len(list(root.glob("*.ready"))) < expected and time.time() - t0 < 600:
+        time.sleep(0.5)
+    log(dict(phase="barrier", waited=time.time() - t0))
 
 
 # ------------------------------------------------------------------------------- SQuAD
@@ -386,9 +517,19 @@ def main():
     ap.add_argument("--limit-articles", type=int, default=0)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--no-flex", action="store_true")
-    ap.add_argument("--pretrained", help="skip pretraining: load this checkpoint")
     ap.add_argument("--init", help="skip pretraining: continue fine-tuning this exported model folder")
+    ap.add_argument("--objective", choices=("mlm", "electra"), default="electra",
+                    help="pretraining objective of a new model (a resumed one keeps its own)")
+    ap.add_argument("--rtd-weight", type=float, default=50.0, help="ELECTRA: weight of replaced-token detection")
+    ap.add_argument("--warmup", type=float, default=0.06, help="share of each pretraining phase spent warming up")
+    ap.add_argument("--resume", help="continue pretraining from this checkpoint folder (export.save_pretrained)")
+    ap.add_argument("--save-pretrained", help="write the pretraining checkpoint here after pretraining")
+    ap.add_argument("--corpus-ids", help="pre-tokenised corpus (train/pretokenize.py) instead of DATA/corpus text")
+    ap.add_argument("--skip-finetune", action="store_true", help="stop after pretraining (and --save-pretrained)")
+    ap.add_argument("--eval-settings", default="paragraph,document")
+    ap.add_argument("--compile", action="store_true", help="torch.compile each encoder layer")
     args = ap.parse_args()
+    args.settings = tuple(args.eval_settings.split(","))
 
     global LOG
     out = pathlib.Path(args.out)
@@ -401,35 +542,61 @@ def main():
     args.flex = device.type == "cuda" and HAVE_FLEX and not args.no_flex
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
+    sessions = []
     if args.init:  # an exported (already fine-tuned) model: its own config
         model, cfg = export.load_model(args.init)
         model.train()
+    elif args.resume:  # a pretraining checkpoint: its own config and objective
+        model, cfg, args.objective, sessions = export.load_pretrained(args.resume)
     else:
         cfg = Config(**json.loads(args.config))
-        model = Encoder(cfg)
+        model = add_pretraining_heads(Encoder(cfg), args.objective)
     cfg.max_len = args.long_len
     model = model.to(device)
     n_params = sum(p.numel() for p in model.exported_state().values())
+    n_all = sum(p.numel() for p in model.parameters())
     log(dict(phase="start", device=str(device), flex=args.flex, torch=torch.__version__, params_exported=n_params,
-             config=dataclasses.asdict(cfg)))
+             params_pretraining=n_all, objective=None if args.init else args.objective, resume=args.resume,
+             earlier_sessions=len(sessions), config=dataclasses.asdict(cfg)))
     if args.flex:
         check_flex_matches_dense(model, cfg, device)
     t_start = time.time()
 
     if args.init:
         log(dict(phase="init", model=args.init))
-    elif args.pretrained:
-        model.load_state_dict(torch.load(args.pretrained, map_location=device))
-    else:
-        stream, n_docs = corpus_stream(args.data, args.tokenizer, cfg, args.limit_docs, args.workers)
+    elif args.pretrain_minutes + args.pretrain_long_minutes > 0:
+        if args.corpus_ids:
+            stream, n_docs = load_corpus_ids(args.corpus_ids, args.tokenizer)
+        else:
+            stream, n_docs = corpus_stream(args.data, args.tokenizer, cfg, args.limit_docs, args.workers)
         log(dict(phase="corpus", documents=n_docs, tokens=int(stream.size), seconds=time.time() - t_start))
         opt = make_optimizer(model, args.pretrain_lr)
-        pretrain(model, opt, stream, cfg, args, device, "pretrain-short", args.pretrain_len, args.pretrain_batch,
-                 args.pretrain_minutes, args.pretrain_lr)
-        pretrain(model, opt, stream, cfg, args, device, "pretrain-long", args.pretrain_long_len,
-                 args.pretrain_long_batch, args.pretrain_long_minutes, args.pretrain_lr / 2)
-        del opt, stream
-        torch.save(model.state_dict(), out / "pretrained.pt")
+        forward = StackForward(args.compile)
+        t_pre = time.time()
+        tokens = pretrain(model, opt, stream, cfg, args, device, "pretrain-short", args.pretrain_len,
+                          args.pretrain_batch, args.pretrain_minutes, args.pretrain_lr, forward)
+        if args.pretrain_long_minutes > 0:
+            tokens += pretrain(model, opt, stream, cfg, args, device, "pretrain-long", args.pretrain_long_len,
+                               args.pretrain_long_batch, args.pretrain_long_minutes, args.pretrain_lr / 2, forward)
+        del opt
+        if args.save_pretrained:
+            last = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+            last = [r for r in last if r.get("phase", "").startswith("pretrain") and "loss" in r]
+            session = dict(date=time.strftime("%Y-%m-%d"), objective=args.objective,
+                           minutes=round((time.time() - t_pre) / 60, 2), tokens=tokens,
+                           corpus_tokens=int(stream.size), device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                           final=last[-1] if last else None, resumed_from=args.resume,
+                           minutes_before=round(sum(x["minutes"] for x in sessions), 2),
+                           tokens_before=sum(x["tokens"] for x in sessions))
+            if args.resume and pathlib.Path(args.resume).resolve() != pathlib.Path(args.save_pretrained).resolve():
+                dst = pathlib.Path(args.save_pretrained)
+                dst.mkdir(parents=True, exist_ok=True)
+                (dst / "sessions.jsonl").write_text("".join(json.dumps(x) + "\n" for x in sessions))
+            export.save_pretrained(model, cfg, args.objective, args.save_pretrained, args.tokenizer, session)
+            log(dict(phase="save-pretrained", event="done", dir=args.save_pretrained, session=session))
+        del stream
+    if args.skip_finetune:
+        return
 
     if not args.init:
         for layer in model.layers:
