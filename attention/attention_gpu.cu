@@ -16,7 +16,7 @@
 #include <cstdint>
 
 #include "attention/attention_internal.hpp"
-#include "attention/cuda_check.hpp"
+#include "device/cuda_check.hpp"
 #include "ldqa/error.hpp"
 
 namespace ldqa::attention::detail {

@@ -8,11 +8,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "attention/attention.hpp"
+#include "bench/args.hpp"
 #ifdef LDQA_BENCH_CUDA
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -29,40 +29,19 @@ struct Options {
   int heads = 12, head_dim = 64, window = 256, globals = 64, reps = 20, sets = 3;
 };
 
-std::vector<int> parse_list(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, ',');) out.push_back(std::stoi(item));
-  return out;
-}
-
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i], value = argv[i + 1];
-    if (key == "--device")
-      o.device = value;
-    else if (key == "--batch")
-      o.batches = parse_list(value);
-    else if (key == "--n")
-      o.lengths = parse_list(value);
-    else if (key == "--heads")
-      o.heads = std::stoi(value);
-    else if (key == "--d")
-      o.head_dim = std::stoi(value);
-    else if (key == "--window")
-      o.window = std::stoi(value);
-    else if (key == "--globals")
-      o.globals = std::stoi(value);
-    else if (key == "--reps")
-      o.reps = std::stoi(value);
-    else if (key == "--sets")
-      o.sets = std::stoi(value);
-    else {
-      std::fprintf(stderr, "unknown option %s\n", key.c_str());
-      std::exit(2);
-    }
-  }
+  ldqa::bench::Args("ldqa_attention_bench [--key value]...")
+      .add("--device", &o.device, "cpu or cuda")
+      .add("--batch", &o.batches, "batch sizes, comma-separated")
+      .add("--n", &o.lengths, "sequence lengths, comma-separated")
+      .add("--heads", &o.heads, "heads")
+      .add("--d", &o.head_dim, "head dimension")
+      .add("--window", &o.window, "one-sided window")
+      .add("--globals", &o.globals, "global tokens")
+      .add("--reps", &o.reps, "timed repetitions")
+      .add("--sets", &o.sets, "input sets rotated through")
+      .parse(argc, argv);
   return o;
 }
 
@@ -127,13 +106,12 @@ void bench_cpu(const Options& o, int batch, int n, std::mt19937_64& rng) {
   std::vector<double> times;
   for (int r = -2; r < o.reps; ++r) {
     const int s = (r + 2) % o.sets;
-    AttentionInputs in;
-    in.batch = batch;
-    in.q = q[s].data();
-    in.k = k[s].data();
-    in.v = v[s].data();
-    in.global_mask = mask.data();
-    in.out = out.data();
+    const AttentionInputs in{.batch = batch,
+                             .q = q[s].data(),
+                             .k = k[s].data(),
+                             .v = v[s].data(),
+                             .global_mask = mask.data(),
+                             .out = out.data()};
     const auto t0 = std::chrono::steady_clock::now();
     attn.run_cpu(in);
     const auto t1 = std::chrono::steady_clock::now();
@@ -186,15 +164,14 @@ void bench_cuda(const Options& o, int batch, int n, std::mt19937_64& rng) {
   std::vector<double> times;
   for (int r = -5; r < o.reps; ++r) {
     const int s = (r + 5) % o.sets;
-    AttentionInputs in;
-    in.batch = batch;
-    in.dtype = DType::bf16;
-    in.q = tensors[3 * s];
-    in.k = tensors[3 * s + 1];
-    in.v = tensors[3 * s + 2];
-    in.global_mask = static_cast<const uint8_t*>(mask_dev);
-    in.max_global = o.globals;
-    in.out = out;
+    const AttentionInputs in{.batch = batch,
+                             .dtype = DType::bf16,
+                             .q = tensors[3 * s],
+                             .k = tensors[3 * s + 1],
+                             .v = tensors[3 * s + 2],
+                             .global_mask = static_cast<const uint8_t*>(mask_dev),
+                             .max_global = o.globals,
+                             .out = out};
     CHECK_CUDA(cudaEventRecord(start));
     attn.run_cuda(in, nullptr, workspace);
     CHECK_CUDA(cudaEventRecord(stop));

@@ -36,20 +36,19 @@ int ldqa_attention_cuda(int batch, int heads, int n, int head_dim, int dtype, in
                         const unsigned char* key_mask, void* out, void* stream, void* workspace, char* err,
                         int err_len) {
   try {
-    AttentionInputs in;
-    in.batch = batch;
-    in.dtype = dtype == 1 ? DType::f16 : DType::bf16;
-    in.q = q;
-    in.k = k;
-    in.v = v;
-    in.q_global = qg;
-    in.k_global = kg;
-    in.v_global = vg;
-    in.global_mask = global_mask;
-    in.max_global = max_global;
-    in.valid_lengths = valid_lengths;
-    in.key_mask = key_mask;
-    in.out = out;
+    const AttentionInputs in{.batch = batch,
+                             .dtype = dtype == 1 ? DType::f16 : DType::bf16,
+                             .q = q,
+                             .k = k,
+                             .v = v,
+                             .q_global = qg,
+                             .k_global = kg,
+                             .v_global = vg,
+                             .global_mask = global_mask,
+                             .max_global = max_global,
+                             .valid_lengths = valid_lengths,
+                             .key_mask = key_mask,
+                             .out = out};
     cached(n, heads, head_dim, window, top_k).run_cuda(in, stream, workspace);
     return 0;
   } catch (const std::exception& e) {

@@ -8,47 +8,26 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench/args.hpp"
 #include "ldqa/error.hpp"
 #include "model/model.hpp"
-
-namespace {
-
-std::vector<int> parse_list(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, ',');) out.push_back(std::stoi(item));
-  return out;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) try {
   std::string model_dir = "models/ldqa-small", device = "cuda";
   std::vector<int> lengths{4096, 16384, 65536}, batches{1, 8};
   int reps = 5, globals = 48;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i], value = argv[i + 1];
-    if (key == "--model") {
-      model_dir = value;
-    } else if (key == "--device") {
-      device = value;
-    } else if (key == "--n") {
-      lengths = parse_list(value);
-    } else if (key == "--batch") {
-      batches = parse_list(value);
-    } else if (key == "--reps") {
-      reps = std::stoi(value);
-    } else {
-      std::fprintf(stderr, "unknown option %s\n", key.c_str());
-      return 2;
-    }
-  }
+  ldqa::bench::Args("ldqa_encoder_bench [--key value]...")
+      .add("--model", &model_dir, "model folder")
+      .add("--device", &device, "cpu or cuda")
+      .add("--n", &lengths, "sequence lengths, comma-separated")
+      .add("--batch", &batches, "batch sizes, comma-separated")
+      .add("--reps", &reps, "timed repetitions")
+      .parse(argc, argv);
   const auto encoder = ldqa::model::Encoder::load(model_dir);
-  const auto dev = ldqa::model::parse_device(device);
+  const auto dev = ldqa::parse_device(device);
   const auto& c = encoder.config();
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int> id(5, c.vocab_size - 1);

@@ -18,7 +18,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "bench/args.hpp"
 #include "data/fts_tokenizer.hpp"
+#include "data/indexer.hpp"
+#include "data/retrieval.hpp"
 #include "data/store.hpp"
 
 namespace fs = std::filesystem;
@@ -136,16 +139,17 @@ int run_queries(Store& store, const std::function<std::string()>& content_word, 
   // (synthetic text) or stopwords (real text): the store drops those from questions.
   std::vector<double> search_ms, context_ms;
   std::size_t hits_total = 0;
+  Retriever retriever(store);
   for (int q = -20; q < queries; ++q) {
     std::string question = "What";
     const int n = 4 + static_cast<int>(rng() % 6);
     for (int w = 0; w < n; ++w) question += " " + content_word();
     question += "?";
     auto t1 = std::chrono::steady_clock::now();
-    const auto hits = store.search(question, 20);
+    const auto hits = retriever.search(question, 20);
     const double s_ms = seconds_since(t1) * 1e3;
     t1 = std::chrono::steady_clock::now();
-    const auto contexts = store.build_contexts(hits, 3500);
+    const auto contexts = retriever.contexts(hits, 3500);
     const double c_ms = seconds_since(t1) * 1e3;
     if (q < 0) continue;  // warm-up
     search_ms.push_back(s_ms);
@@ -165,27 +169,20 @@ int run_queries(Store& store, const std::function<std::string()>& content_word, 
 int main(int argc, char** argv) try {
   fs::path dir = "/tmp/ldqa-store-bench", corpus;
   int files = 10000, queries = 500, threads = 0;
-  bool reuse = false;  // --reuse 1: keep the generated folder and index, time queries only
+  bool reuse = false;
   double mb = 520;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i], value = argv[i + 1];
-    if (key == "--dir")
-      dir = value;
-    else if (key == "--files")
-      files = std::stoi(value);
-    else if (key == "--mb")
-      mb = std::stod(value);
-    else if (key == "--queries")
-      queries = std::stoi(value);
-    else if (key == "--threads")
-      threads = std::stoi(value);
-    else if (key == "--reuse")
-      reuse = value == "1";
-    else if (key == "--corpus")
-      corpus = value;
-    else
-      throw std::runtime_error("unknown option " + key);
-  }
+  std::string dir_arg = dir.string(), corpus_arg;
+  ldqa::bench::Args("ldqa_store_bench [--key value]...")
+      .add("--dir", &dir_arg, "work folder (generated files and index)")
+      .add("--files", &files, "files to generate")
+      .add("--mb", &mb, "megabytes to generate")
+      .add("--queries", &queries, "timed queries")
+      .add("--threads", &threads, "indexing threads (0: all cores but one)")
+      .add("--reuse", &reuse, "1: keep the generated folder and index, time queries only")
+      .add("--corpus", &corpus_arg, "real text: the pretraining corpus folder")
+      .parse(argc, argv);
+  dir = dir_arg;
+  corpus = corpus_arg;
   std::mt19937_64 rng(20261128);
   const Vocabulary vocab(rng, 30000);
   std::unique_ptr<RealText> real;

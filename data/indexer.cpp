@@ -2,7 +2,6 @@
 // detection (size + mtime, then SHA-256), parallel read/parse/split, one writer.
 #include <fnmatch.h>
 #include <openssl/evp.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,15 +12,14 @@
 #include <deque>
 #include <fstream>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <thread>
 #include <unordered_set>
 
 #include "data/fts_tokenizer.hpp"
-#include "data/store.hpp"
+#include "data/indexer.hpp"
 #include "ldqa/error.hpp"
-#include "ldqa/json.hpp"
 
 namespace ldqa::data {
 
@@ -188,18 +186,19 @@ Result process(const Candidate& file, const std::optional<DocumentRecord>& known
 }  // namespace
 
 std::string IndexSummary::to_json() const {
-  std::ostringstream o;
-  o << "{\"indexed\":" << indexed << ",\"unchanged\":" << unchanged << ",\"removed\":" << removed
-    << ",\"bytes_read\":" << bytes_read << ",\"seconds\":" << seconds << ",\"skipped\":[";
-  for (std::size_t i = 0; i < skipped.size(); ++i)
-    o << (i ? "," : "") << "{\"path\":" << json_quote(skipped[i].first)
-      << ",\"reason\":" << json_quote(skipped[i].second) << "}";
-  o << "],\"failed\":[";
-  for (std::size_t i = 0; i < failed.size(); ++i)
-    o << (i ? "," : "") << "{\"path\":" << json_quote(failed[i].first) << ",\"error\":" << json_quote(failed[i].second)
-      << "}";
-  o << "]}";
-  return o.str();
+  using Json = nlohmann::ordered_json;
+  Json skipped_json = Json::array(), failed_json = Json::array();
+  for (const auto& [path, reason] : skipped) skipped_json.push_back(Json{{"path", path}, {"reason", reason}});
+  for (const auto& [path, error] : failed) failed_json.push_back(Json{{"path", path}, {"error", error}});
+  // Paths that are not UTF-8 (a file name is any bytes) become U+FFFD: always valid JSON.
+  return Json{{"indexed", indexed},
+              {"unchanged", unchanged},
+              {"removed", removed},
+              {"bytes_read", bytes_read},
+              {"seconds", seconds},
+              {"skipped", std::move(skipped_json)},
+              {"failed", std::move(failed_json)}}
+      .dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 IndexSummary index_paths(Store& store, const std::vector<fs::path>& roots, const IndexOptions& options,
@@ -350,45 +349,6 @@ IndexSummary index_paths(Store& store, const std::vector<fs::path>& roots, const
   summary.seconds = now() - t0;
   store.end_run(run_id, summary.interrupted ? "interrupted" : "done", summary.to_json());
   return summary;
-}
-
-// ------------------------------------------------------------------- progress bar
-ProgressBar::ProgressBar(std::FILE* out) : out_(out), start_(now()) {}
-
-void ProgressBar::update(const IndexProgress& p) {
-  const double t = now();
-  if (t - last_draw_ < 0.1 && p.files_done < p.files_total) return;
-  last_draw_ = t;
-  int width = 100;
-  struct winsize ws {};
-  if (ioctl(fileno(out_), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20) width = ws.ws_col;
-  const double elapsed = std::max(1e-6, t - start_);
-  const double mbps = static_cast<double>(p.bytes_done) / 1e6 / elapsed;
-  const double fraction =
-      p.bytes_total > 0
-          ? static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total)
-          : (p.files_total > 0 ? static_cast<double>(p.files_done) / static_cast<double>(p.files_total) : 1.0);
-  const int eta = fraction > 0 ? static_cast<int>(elapsed * (1 - fraction) / fraction) : 0;
-  constexpr int kBar = 20;
-  const int filled = static_cast<int>(fraction * kBar);
-  char head[160];
-  std::snprintf(head, sizeof head, "[%.*s%.*s] %lld/%lld files %6.1f MB/s ETA %d:%02d ", filled, "####################",
-                kBar - filled, "....................", static_cast<long long>(p.files_done),
-                static_cast<long long>(p.files_total), mbps, eta / 60, eta % 60);
-  std::string line = head;
-  const int room = width - 1 - static_cast<int>(line.size());
-  if (room > 5) {
-    std::string cur = p.current;
-    if (static_cast<int>(cur.size()) > room) cur = "..." + cur.substr(cur.size() - static_cast<std::size_t>(room - 3));
-    line += cur;
-  }
-  std::fprintf(out_, "\r\033[K%s", line.c_str());
-  std::fflush(out_);
-}
-
-void ProgressBar::finish() {
-  std::fprintf(out_, "\r\033[K");
-  std::fflush(out_);
 }
 
 }  // namespace ldqa::data

@@ -3,7 +3,8 @@
 // text, and never cross a page.
 #include <algorithm>
 
-#include "data/store.hpp"
+#include "data/passages.hpp"
+#include "util/utf8.hpp"
 
 namespace ldqa::data {
 
@@ -96,7 +97,7 @@ std::vector<Passage> split_passages(std::string_view text, const std::vector<Pag
   int64_t scan_byte = 0, scan_char = 0;
   auto char_at = [&](int64_t byte) {
     for (; scan_byte < byte; ++scan_byte)
-      if ((static_cast<unsigned char>(text[static_cast<std::size_t>(scan_byte)]) & 0xC0) != 0x80) ++scan_char;
+      if (!utf8::is_continuation(text[static_cast<std::size_t>(scan_byte)])) ++scan_char;
     return scan_char;
   };
   for (const PageSpan& range : ranges) {

@@ -9,8 +9,9 @@
 #include <cstring>
 #include <mutex>
 
-#include "data/store.hpp"
+#include "data/readers.hpp"
 #include "ldqa/error.hpp"
+#include "util/utf8.hpp"
 
 namespace ldqa::data {
 
@@ -245,34 +246,15 @@ std::string normalise_utf8(std::string_view in, int64_t* replaced) {
       ++i;
       continue;
     }
-    // Multi-byte: check length, continuation bytes, overlongs, surrogates, range.
-    int len = 0;
-    uint32_t cp = 0;
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      cp = c & 0x07;
-    }
-    bool ok = len > 0 && i + static_cast<std::size_t>(len) <= n;
-    for (int k = 1; ok && k < len; ++k) {
-      if ((s[i + k] & 0xC0) != 0x80) ok = false;
-      cp = (cp << 6) | (s[i + k] & 0x3F);
-    }
-    if (ok && len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ok = false;
-    if (ok && len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ok = false;
-    if (!ok) {
+    const std::size_t len = utf8::sequence_length(in, i);
+    if (len == 0) {
       out.append(kReplacement);
       ++bad;
       ++i;
       continue;
     }
-    out.append(in.substr(i, static_cast<std::size_t>(len)));
-    i += static_cast<std::size_t>(len);
+    out.append(in.substr(i, len));
+    i += len;
   }
   if (replaced) *replaced += bad;
   return out;

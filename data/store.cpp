@@ -1,11 +1,8 @@
 // The SQLite store: schema and migrations, document writes (one transaction each),
-// index runs, BM25 retrieval and context building.
+// index runs, statistics. Retrieval reads it in retrieval.cpp.
 #include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <map>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "data/fts_tokenizer.hpp"
 #include "data/sqlite.hpp"
@@ -83,20 +80,18 @@ int64_t now_seconds() {
 }
 
 DocumentRecord read_record(const sql::Statement& st) {
-  DocumentRecord r;
-  r.id = st.int64(0);
-  r.path = st.text(1);
-  r.size = st.int64(2);
-  r.mtime_ns = st.int64(3);
-  r.hash = st.text(4);
-  r.format = st.text(5);
-  r.title = st.text(6);
-  r.status = st.text(7);
-  r.error = st.text(8);
-  r.chars = st.int64(9);
-  r.passages = st.int64(10);
-  r.replaced = st.int64(11);
-  return r;
+  return DocumentRecord{.id = st.int64(0),
+                        .path = st.text(1),
+                        .size = st.int64(2),
+                        .mtime_ns = st.int64(3),
+                        .hash = st.text(4),
+                        .format = st.text(5),
+                        .title = st.text(6),
+                        .status = st.text(7),
+                        .error = st.text(8),
+                        .chars = st.int64(9),
+                        .passages = st.int64(10),
+                        .replaced = st.int64(11)};
 }
 
 constexpr const char* kRecordColumns =
@@ -152,6 +147,7 @@ struct Store::Impl {
 };
 
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+sql::Database& Store::database() { return impl_->db; }
 Store::Store(Store&&) noexcept = default;
 Store& Store::operator=(Store&&) noexcept = default;
 Store::~Store() = default;
@@ -309,203 +305,6 @@ void Store::end_run(int64_t run_id, const std::string& status, const std::string
       .bind(3, summary_json)
       .bind(4, run_id)
       .run();
-}
-
-namespace {
-
-// Terms are runs of ASCII letters/digits or non-ASCII bytes, lower-cased, de-duplicated;
-// stopwords are dropped (the index does not hold them either), so a question of
-// stopwords alone has no terms and finds nothing.
-std::vector<std::string> question_terms(std::string_view question) {
-  std::vector<std::string> terms, kept;
-  std::string term;
-  auto flush = [&] {
-    if (!term.empty() && std::find(terms.begin(), terms.end(), term) == terms.end()) terms.push_back(term);
-    term.clear();
-  };
-  for (char ch : question) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (std::isalnum(c) || c >= 0x80) {
-      term.push_back(static_cast<char>(std::tolower(c)));
-    } else {
-      flush();
-    }
-  }
-  flush();
-  for (const auto& t : terms)
-    if (!is_stopword(t)) kept.push_back(t);
-  if (kept.size() > 32) kept.resize(32);
-  return kept;
-}
-
-// Each term quoted, so no FTS5 syntax (quotes, AND/OR/NOT/NEAR, *, ^, -, :, parentheses)
-// survives from the question.
-std::string or_query(const std::vector<std::string>& terms) {
-  std::string query;
-  for (const auto& t : terms) {
-    if (!query.empty()) query += " OR ";
-    query += '"' + t + '"';
-  }
-  return query;
-}
-
-}  // namespace
-
-std::string Store::fts_query(std::string_view question) { return or_query(question_terms(question)); }
-
-std::vector<Hit> Store::search(std::string_view question, int k) {
-  std::vector<Hit> hits;
-  std::vector<std::string> terms = question_terms(question);
-  if (terms.empty() || k <= 0) return hits;
-  sql::Database& db = impl_->db;
-  // Each term's document frequency, counted only up to what a query may afford (FTS5
-  // stops reading the doclist there): a common word costs no more than a rare one.
-  constexpr std::size_t kMaxTerms = 6;
-  constexpr int64_t kMaxPostings = 4000;
-  std::vector<int64_t> df(terms.size(), 0);
-  auto& count = impl_->cached("SELECT count(*) FROM (SELECT 1 FROM passages_fts WHERE passages_fts MATCH ? LIMIT ?)");
-  for (std::size_t i = 0; i < terms.size(); ++i) {
-    count.bind(1, '"' + terms[i] + '"').bind(2, kMaxPostings + 1);
-    if (count.step()) df[i] = count.int64(0);
-    count.reset();
-  }
-  std::vector<std::size_t> order(terms.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return df[a] < df[b]; });
-  // The rarest terms decide: at most kMaxTerms, each in at most kMaxPostings passages and
-  // together in at most twice that. BM25 then ranks a bounded candidate set whatever the
-  // size of the index; common terms would add little to the ranking and most of the
-  // cost. Only a question made of common words alone searches one of them.
-  std::vector<std::string> kept;
-  int64_t postings = 0;
-  for (std::size_t i : order) {
-    if (df[i] == 0 || df[i] > kMaxPostings || kept.size() >= kMaxTerms) continue;
-    if (!kept.empty() && postings + df[i] > 2 * kMaxPostings) break;
-    kept.push_back(terms[i]);
-    postings += df[i];
-  }
-  if (kept.empty())
-    for (std::size_t i : order)
-      if (df[i] > 0) {
-        kept.push_back(terms[i]);
-        break;
-      }
-  if (kept.empty()) return hits;
-  auto st = db.prepare(
-      "WITH top AS (SELECT rowid AS id, rank FROM passages_fts WHERE passages_fts MATCH ?1 ORDER BY rank LIMIT ?2)"
-      " SELECT p.id, top.rank, p.document_id, p.ordinal, p.byte_start, p.byte_end, p.char_start, p.char_end, p.page,"
-      " d.path FROM top JOIN passages p ON p.id = top.id JOIN documents d ON d.id = p.document_id ORDER BY top.rank");
-  st.bind(1, or_query(kept)).bind(2, k);
-  while (st.step()) {
-    Hit h;
-    h.passage_id = st.int64(0);
-    h.score = -st.real(1);  // FTS5's bm25 is lower-is-better
-    h.document_id = st.int64(2);
-    h.ordinal = static_cast<int>(st.int64(3));
-    h.passage = {h.ordinal, st.int64(4), st.int64(5), st.int64(6), st.int64(7), static_cast<int>(st.int64(8)), {}};
-    h.path = st.text(9);
-    hits.push_back(std::move(h));
-  }
-  return hits;
-}
-
-std::vector<Context> Store::build_contexts(const std::vector<Hit>& hits, int budget,
-                                           const std::function<int(std::string_view)>& count_tokens) {
-  auto tokens = [&](std::string_view s) { return count_tokens ? count_tokens(s) : (count_words(s) * 4 + 2) / 3; };
-  std::map<int64_t, std::vector<const Hit*>> by_document;
-  for (const Hit& h : hits) by_document[h.document_id].push_back(&h);
-  std::vector<Context> out;
-  for (auto& [doc_id, doc_hits] : by_document) {
-    auto meta = impl_->db.prepare(
-        "SELECT d.path, d.title, t.body FROM documents d JOIN texts t ON t.document_id = d.id"
-        " WHERE d.id = ?");
-    meta.bind(1, doc_id);
-    if (!meta.step()) continue;  // re-indexed or removed since the search
-    const std::string path = meta.text(0), title = meta.text(1), body = meta.text(2);
-    std::vector<Passage> passages;
-    auto ps = impl_->db.prepare(
-        "SELECT ordinal, byte_start, byte_end, char_start, char_end, page FROM passages"
-        " WHERE document_id = ? ORDER BY ordinal");
-    ps.bind(1, doc_id);
-    while (ps.step())
-      passages.push_back({static_cast<int>(ps.int64(0)),
-                          ps.int64(1),
-                          ps.int64(2),
-                          ps.int64(3),
-                          ps.int64(4),
-                          static_cast<int>(ps.int64(5)),
-                          {}});
-    const int n = static_cast<int>(passages.size());
-    std::vector<int> cost(static_cast<std::size_t>(n));
-    for (int i = 0; i < n; ++i)
-      cost[static_cast<std::size_t>(i)] = tokens(
-          std::string_view(body).substr(static_cast<std::size_t>(passages[static_cast<std::size_t>(i)].byte_start),
-                                        static_cast<std::size_t>(passages[static_cast<std::size_t>(i)].byte_end -
-                                                                 passages[static_cast<std::size_t>(i)].byte_start)));
-    std::sort(doc_hits.begin(), doc_hits.end(), [](const Hit* a, const Hit* b) { return a->score > b->score; });
-    struct Window {
-      int first, last;
-      double score;
-      std::vector<int64_t> ids;
-    };
-    std::vector<Window> windows;
-    for (const Hit* h : doc_hits) {
-      if (h->ordinal < 0 || h->ordinal >= n) continue;
-      auto inside = std::find_if(windows.begin(), windows.end(),
-                                 [&](const Window& w) { return w.first <= h->ordinal && h->ordinal <= w.last; });
-      if (inside != windows.end()) {
-        inside->ids.push_back(h->passage_id);
-        continue;
-      }
-      Window w{h->ordinal, h->ordinal, h->score, {h->passage_id}};
-      int used = cost[static_cast<std::size_t>(h->ordinal)];
-      for (bool grew = true; grew;) {  // neighbours, alternating sides, within the budget
-        grew = false;
-        if (w.first > 0 && used + cost[static_cast<std::size_t>(w.first - 1)] <= budget) {
-          used += cost[static_cast<std::size_t>(--w.first)];
-          grew = true;
-        }
-        if (w.last + 1 < n && used + cost[static_cast<std::size_t>(w.last + 1)] <= budget) {
-          used += cost[static_cast<std::size_t>(++w.last)];
-          grew = true;
-        }
-      }
-      windows.push_back(std::move(w));
-    }
-    // Merge windows that overlap or touch (their union may exceed the budget slightly
-    // only when both were already full; kept as one contiguous text).
-    std::sort(windows.begin(), windows.end(), [](const Window& a, const Window& b) { return a.first < b.first; });
-    std::vector<Window> merged;
-    for (auto& w : windows) {
-      if (!merged.empty() && w.first <= merged.back().last + 1) {
-        merged.back().last = std::max(merged.back().last, w.last);
-        merged.back().score = std::max(merged.back().score, w.score);
-        merged.back().ids.insert(merged.back().ids.end(), w.ids.begin(), w.ids.end());
-      } else {
-        merged.push_back(std::move(w));
-      }
-    }
-    for (auto& w : merged) {
-      const Passage& a = passages[static_cast<std::size_t>(w.first)];
-      const Passage& b = passages[static_cast<std::size_t>(w.last)];
-      Context c;
-      c.document_id = doc_id;
-      c.path = path;
-      c.title = title;
-      c.byte_start = a.byte_start;
-      c.byte_end = b.byte_end;
-      c.char_start = a.char_start;
-      c.char_end = b.char_end;
-      c.first_page = a.page;
-      c.last_page = b.page;
-      c.text = body.substr(static_cast<std::size_t>(a.byte_start), static_cast<std::size_t>(b.byte_end - a.byte_start));
-      c.score = w.score;
-      c.hit_passages = std::move(w.ids);
-      out.push_back(std::move(c));
-    }
-  }
-  std::sort(out.begin(), out.end(), [](const Context& a, const Context& b) { return a.score > b.score; });
-  return out;
 }
 
 int64_t Store::document_count() {

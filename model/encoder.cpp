@@ -3,7 +3,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "attention/attention.hpp"
 #include "ldqa/error.hpp"
 #include "model/encoder_internal.hpp"
 
@@ -67,35 +66,6 @@ void check_batch(const Config& c, const Batch& in) {
 
 }  // namespace detail
 
-Device parse_device(std::string_view name) {
-  if (name == "auto") return Device::automatic;
-  if (name == "cpu") return Device::cpu;
-  if (name == "cuda") return Device::cuda;
-  fail("unknown device '", name, "' (auto, cpu or cuda)");
-}
-
-const char* device_name(Device d) {
-  switch (d) {
-    case Device::automatic:
-      return "auto";
-    case Device::cpu:
-      return "cpu";
-    case Device::cuda:
-      return "cuda";
-  }
-  return "?";
-}
-
-Device choose_device(Device requested, std::string* note) {
-  if (requested == Device::cpu) return Device::cpu;
-  if (attention::SparseAttention::cuda_available()) return Device::cuda;
-  if (requested == Device::cuda && note)
-    *note =
-        "CUDA was requested but no usable CUDA device was found (or this build has no CUDA kernels); "
-        "running on the CPU";
-  return Device::cpu;
-}
-
 Encoder::Encoder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Encoder::Encoder(Encoder&&) noexcept = default;
 Encoder& Encoder::operator=(Encoder&&) noexcept = default;
@@ -106,7 +76,7 @@ const std::filesystem::path& Encoder::directory() const { return impl_->dir; }
 Outputs Encoder::forward(const Batch& batch, Device device, bool keep_states) const {
   if (device == Device::cuda) return forward_cuda(batch, keep_states);
   if (device == Device::cpu) return forward_cpu(batch, keep_states);
-  fail("Encoder::forward needs cpu or cuda (resolve auto with choose_device)");
+  fail("Encoder::forward needs cpu or cuda (resolve auto with resolve_device)");
 }
 
 Encoder Encoder::load(const std::filesystem::path& dir) {

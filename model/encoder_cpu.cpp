@@ -180,18 +180,16 @@ Outputs Encoder::forward_cpu(const Batch& in, bool keep_states) const {
     apply_into(qkv6, layer.qkv6, a);
     const auto q = to_heads(qkv6, 0, true), k = to_heads(qkv6, 1, true), v = to_heads(qkv6, 2, false);
     const auto qg = to_heads(qkv6, 3, true), kg = to_heads(qkv6, 4, true), vg = to_heads(qkv6, 5, false);
-    attention::AttentionInputs ai;
-    ai.batch = B;
-    ai.q = q;
-    ai.k = k;
-    ai.v = v;
-    ai.q_global = qg;
-    ai.k_global = kg;
-    ai.v_global = vg;
-    ai.global_mask = global_mask.data();
-    ai.valid_lengths = valid.data();
-    ai.out = ctx_heads.data();
-    attn.run_cpu(ai);
+    attn.run_cpu({.batch = B,
+                  .q = q,
+                  .k = k,
+                  .v = v,
+                  .q_global = qg,
+                  .k_global = kg,
+                  .v_global = vg,
+                  .global_mask = global_mask.data(),
+                  .valid_lengths = valid.data(),
+                  .out = ctx_heads.data()});
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; ++b)
       for (int hh = 0; hh < H; ++hh)

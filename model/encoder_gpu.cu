@@ -18,7 +18,7 @@
 #include <map>
 
 #include "attention/attention.hpp"
-#include "attention/cuda_check.hpp"
+#include "device/cuda_check.hpp"
 #include "ldqa/error.hpp"
 #include "model/encoder_internal.hpp"
 
@@ -27,12 +27,6 @@ namespace ldqa::model {
 namespace detail {
 
 namespace {
-
-#define LDQA_CUBLAS_CHECK(expr)                                                                                \
-  do {                                                                                                         \
-    const cublasStatus_t status_ = (expr);                                                                     \
-    if (status_ != CUBLAS_STATUS_SUCCESS) fail("cuBLAS error: ", #expr, ": ", cublasGetStatusString(status_)); \
-  } while (0)
 
 using bf16 = __nv_bfloat16;
 

@@ -10,13 +10,13 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "ldqa/device.hpp"
 #include "tokenizer/tokenizer.hpp"
 
 namespace ldqa::model {
@@ -30,12 +30,7 @@ struct Config {
   int head_dim() const { return hidden / heads; }
 };
 
-enum class Device { automatic, cpu, cuda };
-Device parse_device(std::string_view name);  // "auto", "cpu" or "cuda"
-const char* device_name(Device device);
-// The device a request runs on: CUDA when asked for (or auto) and usable, else the
-// CPU. When CUDA was asked for explicitly but is unusable, `note` says why.
-Device choose_device(Device requested, std::string* note = nullptr);
+using ldqa::Device;  // ldqa/device.hpp
 
 // One batch: token ids and types [batch, n] row-major; per sequence the number of real
 // tokens and of global tokens (a prefix: [CLS] question [SEP]).
@@ -59,7 +54,7 @@ class Encoder {
 
   const Config& config() const;
   const std::filesystem::path& directory() const;
-  // device: cpu or cuda (resolve `automatic` with choose_device first).
+  // device: cpu or cuda (resolve `automatic` with resolve_device first).
   Outputs forward(const Batch& batch, Device device, bool keep_states = false) const;
   Outputs forward_cpu(const Batch& batch, bool keep_states = false) const;
   // bf16 weights and activations, fp32 accumulation, residual stream and logits.
@@ -128,47 +123,5 @@ class Reader {
   std::shared_ptr<const Encoder> encoder_;
   std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;
 };
-
-// SQuAD v1.1 evaluation (official normalisation: lower case, no punctuation, no
-// articles, single spaces; EM and token F1, max over the references).
-std::string squad_normalize(std::string_view answer);
-double squad_exact(std::string_view prediction, const std::vector<std::string>& references);
-double squad_f1(std::string_view prediction, const std::vector<std::string>& references);
-
-struct SquadData {
-  struct Item {
-    std::string id, question;
-    int paragraph = 0, article = 0;
-    std::vector<std::string> answers;
-  };
-  std::vector<std::string> paragraphs;
-  std::vector<std::string> articles;  // an article's paragraphs joined with blank lines
-  std::vector<std::string> article_titles;
-  std::vector<Item> items;
-};
-SquadData load_squad(const std::filesystem::path& file);  // .json or .json.gz
-
-enum class SquadSetting { paragraph, document };
-struct SquadResult {
-  double em = 0, f1 = 0;
-  int questions = 0;
-  double seconds = 0;
-  std::map<std::string, std::string> predictions;  // id -> answer text
-};
-// Paragraph setting: windows of 384 tokens, overlap 128 (as training evaluates);
-// document setting: the model's windows over each whole article. limit > 0: the first
-// `limit` questions.
-SquadResult evaluate_squad(const Reader& reader, const SquadData& data, SquadSetting setting, ReaderOptions options,
-                           int limit = 0);
-
-// The no-answer threshold: the first `count` questions are asked against their own
-// paragraph (answerable) and against a paragraph of another article (not answerable);
-// the threshold on the best score that separates the two best is returned with its
-// accuracy on those 2 x count cases.
-struct Calibration {
-  double threshold = 0, accuracy = 0;
-  int questions = 0;
-};
-Calibration calibrate_no_answer(const Reader& reader, const SquadData& data, int count, ReaderOptions options);
 
 }  // namespace ldqa::model

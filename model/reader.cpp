@@ -39,7 +39,7 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<Question>& que
                                                 const std::vector<std::string_view>& contexts,
                                                 const ReaderOptions& options) const {
   const Config& c = encoder_->config();
-  const Device device = choose_device(options.device);
+  const Device device = resolve_device(options.device);
   tokenizer::PackingConfig packing;
   packing.cls_id = c.cls_id;
   packing.sep_id = c.sep_id;

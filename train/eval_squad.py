@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch's SQuAD evaluation of an exported model (train.evaluate, the code the
 training run reports with), for comparison with the C++ engine's `ldqa eval` /
-ldqa_squad_eval on the same questions:
+`ldqa eval --predictions` on the same questions:
     python3 train/eval_squad.py --model models/ldqa-small --data ../shared/data --limit 300 \
         [--settings paragraph,document] [--predictions out.json]
 """

@@ -66,6 +66,21 @@ def read_safetensors(path):
     return out
 
 
+def split_shards(state, shard_bytes):
+    """Tensors in order, grouped into shards of at most shard_bytes (a larger tensor
+    gets a shard of its own)."""
+    shards, current, size = [], {}, 0
+    for name, t in state.items():
+        nbytes = t.numel() * t.element_size()
+        if current and size + nbytes > shard_bytes:
+            shards.append(current)
+            current, size = {}, 0
+        current[name] = t
+        size += nbytes
+    shards.append(current)
+    return shards
+
+
 def config_json(cfg, dtype, shards, tokenizer="tokenizer.model"):
     return {
         "format_version": FORMAT_VERSION,
@@ -95,16 +110,7 @@ def config_json(cfg, dtype, shards, tokenizer="tokenizer.model"):
 
 def export_model(model, cfg, out, shard_bytes, dtype, tokenizer="tokenizer.model"):
     out = pathlib.Path(out)
-    state = {k: v.to(dtype) for k, v in model.exported_state().items()}
-    shards, current, size = [], {}, 0
-    for name, t in state.items():
-        nbytes = t.numel() * t.element_size()
-        if current and size + nbytes > shard_bytes:
-            shards.append(current)
-            current, size = {}, 0
-        current[name] = t
-        size += nbytes
-    shards.append(current)
+    shards = split_shards({k: v.to(dtype) for k, v in model.exported_state().items()}, shard_bytes)
     names = []
     for i, tensors in enumerate(shards):
         name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
@@ -188,16 +194,7 @@ def save_pretrained(model, cfg, objective, out_dir, tokenizer_path, session, sha
     import shutil
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.bfloat16) for k, v in model.state_dict().items()}
-    shards, current, size = [], {}, 0
-    for name, t in state.items():
-        nbytes = t.numel() * t.element_size()
-        if current and size + nbytes > shard_bytes:
-            shards.append(current)
-            current, size = {}, 0
-        current[name] = t
-        size += nbytes
-    shards.append(current)
+    shards = split_shards({k: v.detach().to(torch.bfloat16) for k, v in model.state_dict().items()}, shard_bytes)
     for old in out.glob("pretrained-*.safetensors"):
         old.unlink()
     names = []

@@ -181,19 +181,29 @@ class Layer(nn.Module):
         return x + self.ffn_out(F.gelu(self.ffn_in(self.ffn_norm(x))))
 
 
+def add_stack(module, cfg):
+    """What the encoder and ELECTRA's generator share: type embeddings, the embedding
+    LayerNorm, the layers and the final LayerNorm (names are the export's contract)."""
+    module.type_embedding = nn.Embedding(cfg.type_vocab, cfg.hidden)
+    module.embedding_norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
+    module.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.layers))
+    module.final_norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
+
+
+def add_mlm_head(module, cfg):
+    """A masked-LM head: dense, GELU, LayerNorm, then the tied embeddings and a bias."""
+    module.mlm_dense = nn.Linear(cfg.hidden, cfg.hidden)
+    module.mlm_norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
+    module.mlm_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+
+
 class Encoder(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
         self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.hidden)
-        self.type_embedding = nn.Embedding(cfg.type_vocab, cfg.hidden)
-        self.embedding_norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
-        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.layers))
-        self.final_norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
-        # MLM head (pretraining only; not exported)
-        self.mlm_dense = nn.Linear(cfg.hidden, cfg.hidden)
-        self.mlm_norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
-        self.mlm_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        add_stack(self, cfg)
+        add_mlm_head(self, cfg)  # pretraining only; not exported
         # span head
         self.span = nn.Linear(cfg.hidden, 2)
         self.apply(self._init)
@@ -250,14 +260,9 @@ class Generator(nn.Module):
         super().__init__()
         self.cfg = gcfg
         self.embed_proj = nn.Linear(embed_dim, gcfg.hidden)
-        self.type_embedding = nn.Embedding(gcfg.type_vocab, gcfg.hidden)
-        self.embedding_norm = nn.LayerNorm(gcfg.hidden, eps=gcfg.layer_norm_eps)
-        self.layers = nn.ModuleList(Layer(gcfg) for _ in range(gcfg.layers))
-        self.final_norm = nn.LayerNorm(gcfg.hidden, eps=gcfg.layer_norm_eps)
-        self.mlm_dense = nn.Linear(gcfg.hidden, gcfg.hidden)
-        self.mlm_norm = nn.LayerNorm(gcfg.hidden, eps=gcfg.layer_norm_eps)
+        add_stack(self, gcfg)
+        add_mlm_head(self, gcfg)
         self.out_proj = nn.Linear(gcfg.hidden, embed_dim)
-        self.mlm_bias = nn.Parameter(torch.zeros(gcfg.vocab_size))
         self.apply(Encoder._init)
 
     def forward(self, ids, types, plan, token_embedding):

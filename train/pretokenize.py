@@ -42,6 +42,15 @@ def _encode(args):
     return np.asarray(out, dtype=np.uint16)
 
 
+def encode_documents(docs, tokenizer_path, sep_id, workers, pool=None):
+    """uint16 ids of the documents in order, each followed by [SEP]."""
+    chunks = [(docs[i:i + 32], sep_id) for i in range(0, len(docs), 32)]
+    if pool is not None:
+        return np.concatenate(pool.map(_encode, chunks))
+    with mp.Pool(workers, initializer=_init, initargs=(tokenizer_path,)) as own:
+        return np.concatenate(own.map(_encode, chunks))
+
+
 def tokenizer_digest(path):
     return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()[:16]
 
@@ -63,8 +72,7 @@ def main():
         for shard in sorted((pathlib.Path(args.data) / "corpus").glob("*.txt.gz")):
             with gzip.open(shard, "rt", encoding="utf-8") as f:
                 docs = [d for d in f.read().split("\n\n<doc>\n") if d.strip()]
-            chunks = [(docs[i:i + 32], args.sep_id) for i in range(0, len(docs), 32)]
-            ids = np.concatenate(pool.map(_encode, chunks))
+            ids = encode_documents(docs, args.tokenizer, args.sep_id, args.workers, pool)
             name = shard.name.replace(".txt.gz", ".u16.xz")
             blob = lzma.compress(ids.astype("<u2").tobytes(), preset=9 | lzma.PRESET_EXTREME)
             (out / name).write_bytes(blob)

@@ -40,40 +40,17 @@ def log(record):
 
 
 # ----------------------------------------------------------------------------- corpus
-_TOK = None
-
-
-def _init_worker(model_path):
-    global _TOK
-    import sentencepiece as spm
-    _TOK = spm.SentencePieceProcessor()
-    _TOK.load(model_path)
-
-
-def _encode_docs(docs):
-    out = []
-    for doc in docs:
-        ids = []
-        for para in doc.split("\n"):
-            if para.strip():
-                ids.extend(_TOK.encode_as_ids(para))
-        out.append(np.asarray(ids, dtype=np.int32))
-    return out
-
-
 def corpus_stream(data_dir, tokenizer_path, cfg, limit_docs, workers):
+    """The corpus text tokenised here (pretokenize.py's encoder): documents' ids
+    concatenated, each followed by [SEP]."""
+    import pretokenize
     docs = []
     for shard in sorted((pathlib.Path(data_dir) / "corpus").glob("*.txt.gz")):
         with gzip.open(shard, "rt", encoding="utf-8") as f:
             docs.extend(d for d in f.read().split("\n\n<doc>\n") if d.strip())
     if limit_docs:
         docs = docs[:limit_docs]
-    chunks = [docs[i:i + 64] for i in range(0, len(docs), 64)]
-    with mp.Pool(workers, initializer=_init_worker, initargs=(tokenizer_path,)) as pool:
-        encoded = [a for part in pool.map(_encode_docs, chunks) for a in part]
-    sep = np.asarray([cfg.sep_id], dtype=np.int32)
-    stream = np.concatenate([x for a in encoded for x in (a, sep)])
-    return stream, len(docs)
+    return pretokenize.encode_documents(docs, tokenizer_path, cfg.sep_id, workers).astype(np.int32), len(docs)
 
 
 def lr_at(frac, peak, warmup):

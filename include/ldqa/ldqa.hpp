@@ -16,24 +16,25 @@
 
 #include <atomic>
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "ldqa/device.hpp"
 #include "ldqa/error.hpp"
 
 namespace ldqa {
 
 struct EngineOptions {
-  std::filesystem::path db;     // the index database; its folder must exist (or be creatable)
-  std::filesystem::path model;  // empty: the bundled model (see bundled_model_dir)
-  std::string device = "auto";  // auto | cpu | cuda
-  int threads = 0;              // indexing workers; 0: all cores but one
+  std::filesystem::path db;           // the index database; its folder must exist (or be creatable)
+  std::filesystem::path model;        // empty: the bundled model (see bundled_model_dir)
+  Device device = Device::automatic;  // ldqa/device.hpp; parse_device("cuda") from a flag
+  int threads = 0;                    // indexing workers; 0: all cores but one
 };
 
 // The bundled model: $LDQA_MODEL if set, else the installed copy beside the library
@@ -52,19 +53,6 @@ struct IndexRequest {
 struct IndexProgress {
   int64_t files_done = 0, files_total = 0, bytes_done = 0, bytes_total = 0;
   std::string current;
-};
-
-// A one-line terminal progress bar for Engine::index (files, MB/s, ETA, current file).
-class ProgressBar {
- public:
-  explicit ProgressBar(std::FILE* out);
-  ~ProgressBar();
-  void update(const IndexProgress& progress);
-  void finish();
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
 };
 
 struct IndexReport {
@@ -91,10 +79,10 @@ struct Answer {
 };
 
 struct AskOptions {
-  int answers = 3;            // at most this many, best first
-  int passages = 12;          // retrieval hits handed to context building
-  int context_tokens = 1536;  // per document context (hit passages and their neighbours)
-  double min_score = -1e300;  // below: no answer; default: the model's calibrated threshold
+  int answers = 3;                  // at most this many, best first
+  int passages = 12;                // retrieval hits handed to context building
+  int context_tokens = 1536;        // per document context (hit passages and their neighbours)
+  std::optional<double> min_score;  // below: no answer; unset: the model's calibrated threshold
 };
 
 struct AskResult {
@@ -150,29 +138,6 @@ class Engine {
   std::unique_ptr<Impl> impl_;
 };
 
-// SQuAD v1.1 evaluation (official EM / token F1) of the reader behind an Engine:
-//   paragraph  each question against its paragraph (windows of 384 tokens);
-//   document   each question against its whole article (the model's windows);
-//   corpus     the articles indexed as files, each question asked through retrieval
-//              and the reader exactly as `ldqa ask` does.
-struct EvalRequest {
-  std::filesystem::path squad_file;  // .json or .json.gz
-  std::string setting = "document";
-  int limit = 0;                  // > 0: the first `limit` questions
-  std::filesystem::path workdir;  // corpus: where the articles and their index go (empty: a temp folder)
-  AskOptions ask;                 // corpus: retrieval and reader settings
-};
-
-struct EvalReport {
-  std::string setting, device;
-  int questions = 0;
-  double em = 0, f1 = 0, seconds = 0;
-  double p50_ms = 0, p95_ms = 0;                                 // per question (corpus); mean per question otherwise
-  std::vector<std::pair<std::string, std::string>> predictions;  // id, answer
-};
-
-// options.db is ignored (corpus builds its own index); progress(done, total) per question (corpus).
-EvalReport evaluate_squad(const EngineOptions& options, const EvalRequest& request,
-                          const std::function<void(int, int)>& progress = {});
+// Evaluation and calibration on SQuAD-format files: ldqa/eval.hpp.
 
 }  // namespace ldqa

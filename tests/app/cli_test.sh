@@ -114,6 +114,22 @@ check "eval predictions" python3 -c 'import json,sys; d=json.load(open(sys.argv[
 out=$("$ldqa" eval --setting chapter "$tmp/squad.json" 2>&1)
 check "eval bad setting exit 2" test $? -eq 2
 
+# calibrate: a second article gives each question a paragraph that cannot answer it
+python3 - "$tmp/squad.json" "$tmp/squad2.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+d["data"].append({"title": "Espresso", "paragraphs": [{"context": "The Corvo 3 tank holds 1.8 litres of water.",
+    "qas": [{"id": "e1", "question": "How much water does the tank hold?",
+             "answers": [{"text": "1.8 litres", "answer_start": 23}]}]}]})
+json.dump(d, open(sys.argv[2], "w"))
+PY
+out=$("$ldqa" calibrate --questions 4 -o "$tmp/calibration.json" "$tmp/squad2.json" 2>&1)
+check "calibrate exit 0" test $? -eq 0
+check "calibrate file" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["questions"]==4 and 0.5<=d["accuracy"]<=1 and "no_answer_threshold" in d, d' "$tmp/calibration.json"
+out=$("$ldqa" calibrate "$tmp/squad.json" 2>&1)
+check "calibrate one article exit 3" test $? -eq 3
+check "calibrate one article message" contains "$out" "holds one article"
+
 # chat on a terminal: two questions, history, Ctrl-D
 python3 - "$ldqa" "$db" >"$tmp/chat.log" 2>&1 <<'PY'
 import os, pty, sys, time

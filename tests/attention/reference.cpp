@@ -1,4 +1,4 @@
-#include "reference.hpp"
+#include "attention/reference.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -184,15 +184,6 @@ std::shared_ptr<const attention::BlockLayout> make_test_layout(int kind, int n, 
   BSLongformerLayoutConfig cfg;
   cfg.global_block_indices = {0, 3};
   return std::make_shared<BlockLayout>(make_bslongformer_layout(n, block, heads, cfg));
-}
-
-uint64_t test_seed() {
-  static const uint64_t seed = [] {
-    if (const char* env = std::getenv("LDQA_TEST_SEED")) return static_cast<uint64_t>(std::strtoull(env, nullptr, 10));
-    std::random_device rd;
-    return (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  }();
-  return seed;
 }
 
 }  // namespace ldqa::test

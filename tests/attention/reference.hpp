@@ -25,6 +25,17 @@ struct AttentionCase {
   std::string describe() const;
 };
 
+// A case of this shape (and one-sided window), everything else as declared above.
+inline AttentionCase case_of_shape(int batch, int heads, int seq_len, int head_dim, int window = 0) {
+  AttentionCase c;
+  c.batch = batch;
+  c.heads = heads;
+  c.seq_len = seq_len;
+  c.head_dim = head_dim;
+  c.pattern.window = window;
+  return c;
+}
+
 struct ReferenceResult {
   std::vector<double> out;  // [batch, heads, n, head_dim]
   // Rows whose top-k selection is decided by a gap below rounding: the k-th and the
@@ -54,8 +65,5 @@ Comparison compare(const std::vector<double>& out, const ReferenceResult& ref, i
 // The four DeepSpeed-style layouts the tests use (kind 0 Fixed, 1 Variable, 2 BigBird,
 // 3 BSLongformer), with settings that give global rows, random blocks and odd windows.
 std::shared_ptr<const attention::BlockLayout> make_test_layout(int kind, int n, int block, int heads, uint64_t seed);
-
-// Seed from LDQA_TEST_SEED if set, else fresh from std::random_device (printed on failure).
-uint64_t test_seed();
 
 }  // namespace ldqa::test

@@ -4,8 +4,9 @@
 #include <set>
 
 #include "attention/attention.hpp"
+#include "attention/reference.hpp"
 #include "attention/tile_plan.hpp"
-#include "reference.hpp"
+#include "support/support.hpp"
 
 using namespace ldqa::attention;
 

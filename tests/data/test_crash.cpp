@@ -13,10 +13,11 @@
 #include <thread>
 
 #include "data/fts_tokenizer.hpp"
+#include "data/indexer.hpp"
 #include "data/store.hpp"
 #include "fixtures.hpp"
 #include "raw_sql.hpp"
-#include "reference.hpp"
+#include "support/support.hpp"
 
 using namespace ldqa;
 using namespace ldqa::data;

@@ -1,7 +1,7 @@
 // Passage splitting: exact offsets, limits, pages, odd inputs.
 #include <catch2/catch.hpp>
 
-#include "data/store.hpp"
+#include "data/passages.hpp"
 #include "fixtures.hpp"
 
 using namespace ldqa::data;

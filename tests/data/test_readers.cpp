@@ -2,7 +2,7 @@
 // scripts and entities, hand-made PDFs (whole, truncated, garbage), binary files.
 #include <catch2/catch.hpp>
 
-#include "data/store.hpp"
+#include "data/readers.hpp"
 #include "fixtures.hpp"
 #include "ldqa/error.hpp"
 

@@ -7,6 +7,8 @@
 #include <thread>
 
 #include "data/fts_tokenizer.hpp"
+#include "data/indexer.hpp"
+#include "data/retrieval.hpp"
 #include "data/store.hpp"
 #include "fixtures.hpp"
 #include "ldqa/error.hpp"
@@ -48,7 +50,7 @@ void make_corpus(const Corpus& c) {
 
 std::vector<std::string> hit_paths(Store& s, const std::string& q) {
   std::vector<std::string> out;
-  for (const auto& h : s.search(q, 10)) out.push_back(fs::path(h.path).filename().string());
+  for (const auto& h : Retriever(s).search(q, 10)) out.push_back(fs::path(h.path).filename().string());
   return out;
 }
 
@@ -71,7 +73,7 @@ TEST_CASE("indexing a folder: formats, failures reported, odd names, hidden file
   CHECK(hit_paths(s, "tomatoes").front() == "notes.md");
   CHECK(hit_paths(s, "zebra").empty());  // script text is not indexed
   CHECK(hit_paths(s, "auditor").front() == "report.pdf");
-  CHECK(s.search("auditor", 1)[0].passage.page == 2);
+  CHECK(Retriever(s).search("auditor", 1)[0].passage.page == 2);
   CHECK(hit_paths(s, "resume").front() == "na\xC3\xAFve caf\xC3\xA9 notes.txt");     // diacritics folded
   CHECK(hit_paths(s, "reviewing").front() == "na\xC3\xAFve caf\xC3\xA9 notes.txt");  // porter stemming
   CHECK(hit_paths(s, "secret").empty());
@@ -165,15 +167,15 @@ TEST_CASE("any question is a safe FTS query with the same meaning", "[data][stor
   for (const char* q : {"\"lighthouse keeper ships", "lighthouse AND keeper OR ships", "lighthouse NEAR(keeper ships",
                         "lighthouse* -keeper ships", "body: lighthouse keeper ships", "((lighthouse)) keeper) ships",
                         "lighthouse ^keeper {ships}", "LIGHTHOUSE, keeper; ships?!"}) {
-    INFO(q << " -> " << Store::fts_query(q));
-    CHECK_NOTHROW(s.search(q, 10));
+    INFO(q << " -> " << fts_query(q));
+    CHECK_NOTHROW(Retriever(s).search(q, 10));
     CHECK(hit_paths(s, q) == plain);
   }
-  CHECK(Store::fts_query("What is the capital of France?") == "\"capital\" OR \"france\"");
-  CHECK(Store::fts_query("the of and").empty());  // stopwords alone: nothing to search for
-  CHECK(s.search("the of and", 5).empty());
-  CHECK(s.search("", 5).empty());
-  CHECK(s.search("!!! ??? ...", 5).empty());
+  CHECK(fts_query("What is the capital of France?") == "\"capital\" OR \"france\"");
+  CHECK(fts_query("the of and").empty());  // stopwords alone: nothing to search for
+  CHECK(Retriever(s).search("the of and", 5).empty());
+  CHECK(Retriever(s).search("", 5).empty());
+  CHECK(Retriever(s).search("!!! ??? ...", 5).empty());
 }
 
 TEST_CASE("contexts: hits with neighbours, merged, within the budget, exact offsets", "[data][store][retrieval]") {
@@ -192,10 +194,10 @@ TEST_CASE("contexts: hits with neighbours, merged, within the budget, exact offs
   IndexOptions o;
   o.passages = {60, 100};
   index_paths(s, {c.docs()}, o);
-  const auto hits = s.search("quokka wombat", 10);
+  const auto hits = Retriever(s).search("quokka wombat", 10);
   REQUIRE(hits.size() == 3);
   const int budget = 400;
-  const auto contexts = s.build_contexts(hits, budget);
+  const auto contexts = Retriever(s).contexts(hits, budget);
   REQUIRE(contexts.size() == 2);  // passages 10 and 12 merge; 25 stands alone
   std::size_t hits_inside = 0;
   const std::string& stored = body;
@@ -293,7 +295,7 @@ TEST_CASE("stopwords: left out of the index on both sides, positions count kept 
   CHECK(raw_count(c.db(), "\"bank england\"") == "1");
   CHECK(raw_count(c.db(), "\"governor bank\"") == "1");
   // A question of stopwords only finds nothing, and fails in no way
-  CHECK(s.search("Who was it, and where?", 5).empty());
+  CHECK(Retriever(s).search("Who was it, and where?", 5).empty());
   CHECK(hit_paths(s, "Who governed the Bank of England?").front() == "bank.txt");
 }
 

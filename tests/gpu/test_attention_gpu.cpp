@@ -11,7 +11,8 @@
 
 #include "attention/attention.hpp"
 #include "ldqa/error.hpp"
-#include "reference.hpp"
+#include "support/attention_grid.hpp"
+#include "support/support.hpp"
 
 using namespace ldqa;
 using namespace ldqa::attention;
@@ -91,21 +92,20 @@ std::vector<double> run_gpu(const test::AttentionCase& c, DType dtype, const Gpu
   auto global_mask = upload(c.global_mask), key_mask = upload(c.key_mask), lengths = upload(c.valid_lengths);
   DeviceBuffer out(c.q.size() * 2);
   CUDA_OK(cudaMemset(out.ptr, 0xFF, c.q.size() * 2));  // NaN in both fp16 and bf16
-  AttentionInputs in;
-  in.batch = c.batch;
-  in.dtype = dtype;
-  in.q = q->ptr;
-  in.k = k->ptr;
-  in.v = v->ptr;
-  in.q_global = ptr(qg);
-  in.k_global = ptr(kg);
-  in.v_global = ptr(vg);
-  in.global_mask = static_cast<const uint8_t*>(ptr(global_mask));
-  in.key_mask = static_cast<const uint8_t*>(ptr(key_mask));
-  in.valid_lengths = static_cast<const int32_t*>(ptr(lengths));
-  in.max_global = opts.max_global;
-  in.out = out.ptr;
-  in.scale = static_cast<float>(c.scale);
+  const AttentionInputs in{.batch = c.batch,
+                           .dtype = dtype,
+                           .q = q->ptr,
+                           .k = k->ptr,
+                           .v = v->ptr,
+                           .q_global = ptr(qg),
+                           .k_global = ptr(kg),
+                           .v_global = ptr(vg),
+                           .global_mask = static_cast<const uint8_t*>(ptr(global_mask)),
+                           .max_global = opts.max_global,
+                           .valid_lengths = static_cast<const int32_t*>(ptr(lengths)),
+                           .key_mask = static_cast<const uint8_t*>(ptr(key_mask)),
+                           .out = out.ptr,
+                           .scale = static_cast<float>(c.scale)};
   if (opts.own_workspace) {
     DeviceBuffer ws(attn.cuda_workspace_bytes(c.batch, opts.max_global));
     CUDA_OK(cudaMemset(ws.ptr, 0x7F, attn.cuda_workspace_bytes(c.batch, opts.max_global)));  // garbage, not zeros
@@ -130,99 +130,38 @@ void check_case(test::AttentionCase& c, DType dtype, std::mt19937_64& rng) {
   CHECK(ref.ambiguous_rows * 20 <= static_cast<int64_t>(ref.ambiguous.size()) + 50);
 }
 
-const std::vector<int> kLengths = {1, 2, 7, 63, 64, 65, 257, 1000, 4099};
-const std::vector<std::string> kGlobalSets = {"none", "first", "first17", "scattered17", "all"};
-const std::vector<std::string> kPaddings = {"none", "lengths", "mask"};
-
 }  // namespace
 
 TEST_CASE("gpu: a CUDA device is usable", "[gpu]") { REQUIRE(SparseAttention::cuda_available()); }
 
 TEST_CASE("gpu window+global attention matches the float64 reference", "[gpu][attention]") {
   std::mt19937_64 rng(test::test_seed());
-  int case_index = 0;
-  for (int n : kLengths)
-    for (int w : {0, 1, 3, 64, 256, n + 5})
-      for (const auto& globals : kGlobalSets)
-        for (const auto& padding : kPaddings)
-          for (bool separate : {false, true}) {
-            ++case_index;
-            const bool corner = globals == "all" && padding == "mask" && separate && w == 256;
-            if (n >= 1000 && !corner && rng() % (n >= 4000 ? 30 : 8) != 0) continue;
-            test::AttentionCase c;
-            c.batch = 2;
-            c.heads = 2;
-            c.seq_len = n;
-            c.head_dim = case_index % 3 == 0 ? 32 : (case_index % 3 == 1 ? 64 : 128);
-            c.pattern.window = w;
-            c.separate_global = separate;
-            c.global_mask = test::make_global_set(globals, c.batch, n, rng);
-            test::make_padding(padding, c, rng);
-            if (case_index % 7 == 0) c.scale = 0.3;
-            check_case(c, case_index % 2 ? DType::f16 : DType::bf16, rng);
-          }
+  test::sweep_window_global(rng, 8, 30, [&](const test::GridPoint& p) {
+    auto c = test::make_case(p, p.index % 3 == 0 ? 32 : (p.index % 3 == 1 ? 64 : 128), rng);
+    check_case(c, p.index % 2 ? DType::f16 : DType::bf16, rng);
+  });
 }
 
 TEST_CASE("gpu block-sparse layouts match the float64 reference", "[gpu][layout]") {
   std::mt19937_64 rng(test::test_seed() + 1);
-  int case_index = 0;
-  for (int n : {63, 257, 1000})
-    for (int block : {16, 64, 128})
-      for (int kind = 0; kind < 4; ++kind)
-        for (int w : {-1, 3})
-          for (const char* globals : {"none", "scattered17"}) {
-            ++case_index;
-            test::AttentionCase c;
-            c.batch = 2;
-            c.heads = 3;
-            c.seq_len = n;
-            c.head_dim = case_index % 2 ? 64 : 32;
-            c.pattern.window = w;
-            const uint64_t seed = rng();
-            c.pattern.layout = test::make_test_layout(kind, n, block, c.heads, seed);
-            c.separate_global = kind % 2 == 1;
-            c.global_mask = test::make_global_set(globals, c.batch, n, rng);
-            test::make_padding(case_index % 3 == 0 ? "mask" : "none", c, rng);
-            check_case(c, case_index % 2 ? DType::bf16 : DType::f16, rng);
-          }
+  test::sweep_layouts(rng, 1, [&](test::GridPoint p) {
+    p.padding = p.index % 3 == 0 ? "mask" : "none";
+    auto c = test::make_case(p, p.index % 2 ? 64 : 32, rng);
+    check_case(c, p.index % 2 ? DType::bf16 : DType::f16, rng);
+  });
 }
 
 TEST_CASE("gpu top-k attention is exact", "[gpu][topk]") {
   std::mt19937_64 rng(test::test_seed() + 2);
-  int case_index = 0;
-  for (int n : {7, 65, 257, 1000})
-    for (int top_k : {1, 8, n})
-      for (int w : {0, 3, 64})
-        for (const char* globals : {"none", "first17", "scattered17"})
-          for (bool with_layout : {false, true}) {
-            ++case_index;
-            if (n == 1000 && rng() % 4 != 0) continue;
-            test::AttentionCase c;
-            c.batch = 2;
-            c.heads = 2;
-            c.seq_len = n;
-            c.head_dim = case_index % 3 == 0 ? 32 : (case_index % 3 == 1 ? 64 : 128);
-            c.pattern.window = w;
-            c.pattern.top_k = top_k;
-            if (with_layout) {
-              BigBirdLayoutConfig cfg;
-              c.pattern.layout = std::make_shared<BlockLayout>(make_bigbird_layout(n, 16, c.heads, cfg, rng(), true));
-            }
-            c.separate_global = true;
-            c.global_mask = test::make_global_set(globals, c.batch, n, rng);
-            test::make_padding(rng() % 2 ? "mask" : "lengths", c, rng);
-            check_case(c, case_index % 2 ? DType::f16 : DType::bf16, rng);
-          }
+  test::sweep_topk(rng, 4, [&](const test::GridPoint& p) {
+    auto c = test::make_case(p, p.index % 3 == 0 ? 32 : (p.index % 3 == 1 ? 64 : 128), rng);
+    check_case(c, p.index % 2 ? DType::f16 : DType::bf16, rng);
+  });
 }
 
 TEST_CASE("gpu: explicit workspace (filled with garbage) gives the same result", "[gpu]") {
   std::mt19937_64 rng(test::test_seed() + 3);
-  test::AttentionCase c;
-  c.batch = 3;
-  c.heads = 2;
-  c.seq_len = 777;
-  c.head_dim = 64;
-  c.pattern.window = 40;
+  auto c = test::case_of_shape(3, 2, 777, 64, 40);
   c.separate_global = true;
   c.global_mask = test::make_global_set("scattered17", c.batch, c.seq_len, rng);
   test::make_padding("lengths", c, rng);
@@ -236,12 +175,7 @@ TEST_CASE("gpu: explicit workspace (filled with garbage) gives the same result",
 
 TEST_CASE("gpu: a max_global bound below the real count poisons that sequence only", "[gpu]") {
   std::mt19937_64 rng(test::test_seed() + 4);
-  test::AttentionCase c;
-  c.batch = 2;
-  c.heads = 1;
-  c.seq_len = 200;
-  c.head_dim = 32;
-  c.pattern.window = 8;
+  auto c = test::case_of_shape(2, 1, 200, 32, 8);
   c.global_mask.assign(2 * 200, 0);
   for (int i = 0; i < 10; ++i) c.global_mask[i * 7] = 1;        // sequence 0: 10 globals
   for (int i = 0; i < 3; ++i) c.global_mask[200 + i * 50] = 1;  // sequence 1: 3 globals
@@ -262,12 +196,7 @@ TEST_CASE("gpu: a max_global bound below the real count poisons that sequence on
 TEST_CASE("gpu matches the cpu backend on a 65k-token sequence", "[gpu][long]") {
   std::mt19937_64 rng(test::test_seed() + 5);
   for (DType dtype : {DType::bf16, DType::f16}) {
-    test::AttentionCase c;
-    c.batch = 1;
-    c.heads = 2;
-    c.seq_len = 65537;
-    c.head_dim = 64;
-    c.pattern.window = 256;
+    auto c = test::case_of_shape(1, 2, 65537, 64, 256);
     c.separate_global = true;
     c.global_mask = test::make_global_set("scattered17", 1, c.seq_len, rng);
     for (int i = 0; i < 64; ++i) c.global_mask[rng() % c.seq_len] = 1;
@@ -278,18 +207,16 @@ TEST_CASE("gpu matches the cpu backend on a 65k-token sequence", "[gpu][long]") 
     std::vector<float> q(c.q.begin(), c.q.end()), k(c.k.begin(), c.k.end()), v(c.v.begin(), c.v.end());
     std::vector<float> qg(c.qg.begin(), c.qg.end()), kg(c.kg.begin(), c.kg.end()), vg(c.vg.begin(), c.vg.end());
     std::vector<float> out(q.size(), std::numeric_limits<float>::quiet_NaN());
-    AttentionInputs in;
-    in.batch = 1;
-    in.q = q.data();
-    in.k = k.data();
-    in.v = v.data();
-    in.q_global = qg.data();
-    in.k_global = kg.data();
-    in.v_global = vg.data();
-    in.global_mask = c.global_mask.data();
-    in.valid_lengths = c.valid_lengths.data();
-    in.out = out.data();
-    attn.run_cpu(in);
+    attn.run_cpu({.batch = 1,
+                  .q = q.data(),
+                  .k = k.data(),
+                  .v = v.data(),
+                  .q_global = qg.data(),
+                  .k_global = kg.data(),
+                  .v_global = vg.data(),
+                  .global_mask = c.global_mask.data(),
+                  .valid_lengths = c.valid_lengths.data(),
+                  .out = out.data()});
     double err = 0, norm = 0;
     int64_t bad = 0;
     for (std::size_t x = 0; x < out.size(); ++x) {

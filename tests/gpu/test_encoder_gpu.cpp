@@ -40,7 +40,7 @@ model::Batch random_batch(const model::Config& c, std::mt19937& rng, int batch, 
 }  // namespace
 
 TEST_CASE("cuda encoder matches PyTorch on the tiny model within bf16 tolerance", "[model_gpu]") {
-  REQUIRE(model::choose_device(model::Device::automatic) == model::Device::cuda);
+  REQUIRE(resolve_device(Device::automatic) == Device::cuda);
   const auto encoder = model::Encoder::load(kModels / "fixtures/tiny");
   const auto cases = read_cases(kModels / "fixtures/tiny/cases.safetensors");
   const int layers = encoder.config().layers, h = encoder.config().hidden;

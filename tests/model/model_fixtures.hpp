@@ -11,17 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "fixtures.hpp"
 #include "model/model.hpp"
+#include "support/support.hpp"
 
 namespace ldqa::test {
-
-// The source tree's models/; LDQA_SOURCE_DIR in the environment overrides the
-// configure-time path (test binaries carried to another machine).
-inline const std::filesystem::path kModels = [] {
-  const char* env = std::getenv("LDQA_SOURCE_DIR");
-  return std::filesystem::path(env && *env ? env : LDQA_SOURCE_DIR) / "models";
-}();
 
 struct Tensor {
   std::vector<int64_t> shape;

@@ -150,16 +150,3 @@ TEST_CASE("a 200k-token context is read window by window", "[reader][slow]") {
   REQUIRE(!answers[0].empty());
   CHECK(answer_text(text, answers[0].front()).find("Ada Brandt") != std::string::npos);
 }
-
-TEST_CASE("SQuAD normalisation and scores follow the official script", "[reader]") {
-  CHECK(model::squad_normalize("The  Quick, brown fox!") == "quick brown fox");
-  CHECK(model::squad_normalize("an Apple a day") == "apple day");
-  CHECK(model::squad_normalize("ÉCOLE") == "école");
-  CHECK(model::squad_exact("the Eiffel Tower.", {"Tower", "Eiffel tower"}) == 1.0);
-  CHECK(model::squad_exact("Eiffel", {"Eiffel tower"}) == 0.0);
-  CHECK(model::squad_f1("Eiffel", {"Eiffel tower"}) == Approx(2 * 1.0 * 0.5 / 1.5));
-  CHECK(model::squad_f1("x b b", {"b b c", "y"}) == Approx(2.0 / 3));
-  CHECK(model::squad_f1("a b b", {"b b c"}) == Approx(0.8));  // "a" is an article: dropped
-  CHECK(model::squad_f1("", {"x"}) == 0.0);
-  CHECK(model::squad_f1("the", {"a"}) == 0.0);
-}

@@ -6,13 +6,14 @@
 #include <random>
 
 #include "ldqa/error.hpp"
+#include "support/support.hpp"
 #include "tokenizer/tokenizer.hpp"
 
 using namespace ldqa;
 using namespace ldqa::tokenizer;
 
 namespace {
-const std::string kModelDir = std::string(LDQA_SOURCE_DIR) + "/models/ldqa-small";
+const std::string kModelDir = (ldqa::test::kModels / "ldqa-small").string();
 
 const Tokenizer& shipped() {
   static const Tokenizer tok = Tokenizer::load(kModelDir + "/tokenizer.model");
@@ -33,7 +34,7 @@ std::vector<Token> fake_tokens(int n) {
 }  // namespace
 
 TEST_CASE("packed ids and answer spans match training's on SQuAD dev questions", "[tokenizer]") {
-  std::ifstream in(std::string(LDQA_SOURCE_DIR) + "/models/fixtures/ldqa-small-squad.json");
+  std::ifstream in(ldqa::test::kModels / "fixtures/ldqa-small-squad.json");
   REQUIRE(in);
   const auto fixture = nlohmann::json::parse(in);
   const Tokenizer& tok = shipped();

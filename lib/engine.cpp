@@ -6,13 +6,17 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "data/indexer.hpp"
+#include "data/retrieval.hpp"
 #include "data/store.hpp"
 #include "ldqa/ldqa.hpp"
 #include "model/model.hpp"
+#include "util/utf8.hpp"
 
 namespace ldqa {
 
@@ -20,39 +24,11 @@ namespace {
 
 constexpr const char* kBundledModel = "ldqa-small";
 
-// Code points in the first `bytes` bytes.
-int64_t code_points(std::string_view text, int64_t bytes) {
-  int64_t count = 0;
-  for (int64_t i = 0; i < bytes && i < static_cast<int64_t>(text.size()); ++i)
-    if ((static_cast<unsigned char>(text[static_cast<std::size_t>(i)]) & 0xC0) != 0x80) ++count;
-  return count;
-}
-
-// A UTF-8 boundary at or before/after `at`.
-std::size_t boundary_back(std::string_view text, std::size_t at) {
-  while (at > 0 && at < text.size() && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80) --at;
-  return at;
-}
-std::size_t boundary_forward(std::string_view text, std::size_t at) {
-  while (at < text.size() && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80) ++at;
-  return at;
-}
-
 double elapsed_ms(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace
-
-struct ProgressBar::Impl {
-  data::ProgressBar bar;
-};
-ProgressBar::ProgressBar(std::FILE* out) : impl_(std::make_unique<Impl>(Impl{data::ProgressBar(out)})) {}
-ProgressBar::~ProgressBar() = default;
-void ProgressBar::update(const IndexProgress& p) {
-  impl_->bar.update(data::IndexProgress{p.files_done, p.files_total, p.bytes_done, p.bytes_total, p.current});
-}
-void ProgressBar::finish() { impl_->bar.finish(); }
 
 std::filesystem::path bundled_model_dir() {
   std::vector<std::filesystem::path> tried;
@@ -83,10 +59,12 @@ struct Engine::Impl {
   EngineOptions options;
   std::mutex mutex;
   std::optional<data::Store> store;
+  std::optional<data::Retriever> retriever;
   std::optional<model::Reader> reader;
   model::Device device = model::Device::cpu;
   std::string device_note;
-  double threshold = -1e300;
+  // The model's calibration.json (`ldqa calibrate`); unset when the model has none.
+  std::optional<double> threshold;
 
   // Commands that only read need an existing index; indexing creates it.
   data::Store& open_store(bool create = false) {
@@ -98,12 +76,16 @@ struct Engine::Impl {
     return *store;
   }
 
+  data::Retriever& open_retriever() {
+    if (!retriever) retriever.emplace(open_store());
+    return *retriever;
+  }
+
   model::Reader& load_reader() {
     if (reader) return *reader;
     const auto dir = options.model.empty() ? bundled_model_dir() : options.model;
     reader.emplace(model::Reader::load(dir));
-    device = model::choose_device(model::parse_device(options.device), &device_note);
-    // Calibration (scripts/calibrate.sh): the score below which an answer is withheld.
+    device = resolve_device(options.device, &device_note);
     std::ifstream in(dir / "calibration.json");
     if (in) {
       try {
@@ -123,7 +105,6 @@ Engine::~Engine() = default;
 
 Engine Engine::open(const EngineOptions& options) {
   if (options.db.empty()) fail("Engine::open: no database path");
-  model::parse_device(options.device);  // a bad name fails now, not at the first question
   if (!options.model.empty() && !std::filesystem::exists(options.model / "config.json"))
     fail("model config not found: ", (options.model / "config.json").string());
   auto impl = std::make_unique<Impl>();
@@ -167,11 +148,12 @@ AskResult Engine::ask(std::string_view question, const AskOptions& options) {
   auto& reader = impl_->load_reader();
   auto& store = impl_->open_store();
   AskResult result;
-  result.threshold = options.min_score > -1e299 ? options.min_score : impl_->threshold;
+  result.threshold = options.min_score.value_or(impl_->threshold.value_or(-std::numeric_limits<double>::infinity()));
   const auto t0 = std::chrono::steady_clock::now();
-  const auto hits = store.search(question, options.passages);
+  auto& retriever = impl_->open_retriever();
+  const auto hits = retriever.search(question, options.passages);
   const int budget = std::min(options.context_tokens, reader.encoder().config().max_len - 80);
-  const auto contexts = store.build_contexts(
+  const auto contexts = retriever.contexts(
       hits, budget, [&](std::string_view s) { return static_cast<int>(reader.tokenizer().encode(s).size()); });
   result.retrieval_ms = elapsed_ms(t0);
   if (contexts.empty()) return result;
@@ -201,13 +183,13 @@ AskResult Engine::ask(std::string_view question, const AskOptions& options) {
     out.source.title = c.title;
     out.source.byte_start = c.byte_start + a.byte_start;
     out.source.byte_end = c.byte_start + a.byte_end;
-    out.source.char_start = c.char_start + code_points(text, a.byte_start);
-    out.source.char_end = c.char_start + code_points(text, a.byte_end);
+    out.source.char_start = c.char_start + utf8::code_points(text, static_cast<std::size_t>(a.byte_start));
+    out.source.char_end = c.char_start + utf8::code_points(text, static_cast<std::size_t>(a.byte_end));
     out.source.page = c.first_page > 0 ? store.page_at(c.document_id, out.source.byte_start) : 0;
     constexpr std::size_t kAround = 240;
     const auto b0 = static_cast<std::size_t>(a.byte_start), b1 = static_cast<std::size_t>(a.byte_end);
-    const std::size_t from = boundary_forward(text, b0 > kAround ? b0 - kAround : 0);
-    const std::size_t to = boundary_back(text, std::min(text.size(), b1 + kAround));
+    const std::size_t from = utf8::boundary_forward(text, b0 > kAround ? b0 - kAround : 0);
+    const std::size_t to = utf8::boundary_back(text, std::min(text.size(), b1 + kAround));
     out.before = std::string(text.substr(from, b0 - from));
     out.after = std::string(text.substr(b1, to - b1));
     result.answers.push_back(std::move(out));
@@ -219,7 +201,7 @@ std::vector<Passage> Engine::search(std::string_view question, int k) {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   auto& store = impl_->open_store();
   std::vector<Passage> out;
-  for (const auto& h : store.search(question, k))
+  for (const auto& h : impl_->open_retriever().search(question, k))
     out.push_back(Passage{h.path, store.text(h.document_id, h.passage.byte_start, h.passage.byte_end), h.score,
                           h.passage.char_start, h.passage.char_end, h.passage.page});
   return out;
@@ -253,7 +235,7 @@ bool Engine::remove(const std::filesystem::path& path) {
 std::string Engine::device() {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   impl_->load_reader();
-  return model::device_name(impl_->device);
+  return device_name(impl_->device);
 }
 
 std::string Engine::device_note() {
@@ -265,7 +247,7 @@ std::string Engine::device_note() {
 double Engine::calibrated_threshold() {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   impl_->load_reader();
-  return impl_->threshold;
+  return impl_->threshold.value_or(-std::numeric_limits<double>::infinity());
 }
 
 }  // namespace ldqa

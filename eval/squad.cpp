@@ -2,17 +2,16 @@
 // evaluate script: lower case, punctuation and articles removed, whitespace folded).
 #include <zlib.h>
 
-#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "eval/squad.hpp"
 #include "ldqa/error.hpp"
-#include "model/model.hpp"
 
-namespace ldqa::model {
+namespace ldqa::eval {
 
 namespace {
 
@@ -117,11 +116,15 @@ double squad_f1(std::string_view prediction, const std::vector<std::string>& ref
 
 SquadData load_squad(const std::filesystem::path& file) {
   if (!std::filesystem::exists(file)) fail("SQuAD file not found: ", file.string());
+  return parse_squad(read_maybe_gzip(file), file.string());
+}
+
+SquadData parse_squad(std::string_view json, const std::string& name) {
   nlohmann::json root;
   try {
-    root = nlohmann::json::parse(read_maybe_gzip(file));
+    root = nlohmann::json::parse(json);
   } catch (const nlohmann::json::exception& e) {
-    fail(file.string(), " is not valid JSON: ", e.what());
+    fail(name, " is not valid JSON: ", e.what());
   }
   SquadData data;
   try {
@@ -148,90 +151,9 @@ SquadData load_squad(const std::filesystem::path& file) {
       data.article_titles.push_back(article.value("title", "article " + std::to_string(ai + 1)));
     }
   } catch (const nlohmann::json::exception& e) {
-    fail(file.string(), " is not in SQuAD format: ", e.what());
+    fail(name, " is not in SQuAD format: ", e.what());
   }
   return data;
 }
 
-SquadResult evaluate_squad(const Reader& reader, const SquadData& data, SquadSetting setting, ReaderOptions options,
-                           int limit) {
-  const std::size_t count =
-      limit > 0 ? std::min<std::size_t>(data.items.size(), static_cast<std::size_t>(limit)) : data.items.size();
-  std::vector<std::string_view> contexts;
-  if (setting == SquadSetting::paragraph) {
-    contexts.assign(data.paragraphs.begin(), data.paragraphs.end());
-    if (options.max_len <= 0) options.max_len = 384;
-    if (options.overlap < 0) options.overlap = 128;
-  } else {
-    contexts.assign(data.articles.begin(), data.articles.end());
-  }
-  options.answers = 1;
-  std::vector<Question> questions;
-  for (std::size_t i = 0; i < count; ++i) {
-    const auto& it = data.items[i];
-    questions.push_back(Question{it.question, {setting == SquadSetting::paragraph ? it.paragraph : it.article}});
-  }
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto answers = reader.answer(questions, contexts, options);
-  SquadResult result;
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  double em = 0, f1 = 0;
-  for (std::size_t i = 0; i < count; ++i) {
-    std::string text;
-    if (!answers[i].empty()) {
-      const Answer& a = answers[i].front();
-      text = std::string(contexts[static_cast<std::size_t>(a.context)].substr(
-          static_cast<std::size_t>(a.byte_start), static_cast<std::size_t>(a.byte_end - a.byte_start)));
-    }
-    em += squad_exact(text, data.items[i].answers);
-    f1 += squad_f1(text, data.items[i].answers);
-    result.predictions[data.items[i].id] = std::move(text);
-  }
-  result.questions = static_cast<int>(count);
-  result.em = count ? 100.0 * em / static_cast<double>(count) : 0;
-  result.f1 = count ? 100.0 * f1 / static_cast<double>(count) : 0;
-  return result;
-}
-
-Calibration calibrate_no_answer(const Reader& reader, const SquadData& data, int count, ReaderOptions options) {
-  const auto n = std::min<std::size_t>(data.items.size(), static_cast<std::size_t>(std::max(count, 1)));
-  std::vector<std::string_view> contexts(data.paragraphs.begin(), data.paragraphs.end());
-  std::vector<Question> questions;
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto& it = data.items[i];
-    questions.push_back(Question{it.question, {it.paragraph}});
-    // A paragraph from another article: the item half the set away (deterministic).
-    int other = it.paragraph;
-    for (std::size_t k = (i + data.items.size() / 2) % data.items.size();
-         other == it.paragraph || data.items[k].article == it.article; k = (k + 97) % data.items.size())
-      other = data.items[k].article == it.article ? it.paragraph : data.items[k].paragraph;
-    questions.push_back(Question{it.question, {other}});
-  }
-  if (options.max_len <= 0) options.max_len = 384;
-  if (options.overlap < 0) options.overlap = 128;
-  options.answers = 1;
-  const auto answers = reader.answer(questions, contexts, options);
-  std::vector<std::pair<double, bool>> scored;  // best score, answerable
-  for (std::size_t i = 0; i < answers.size(); ++i)
-    scored.emplace_back(answers[i].empty() ? -1e9 : answers[i].front().score, i % 2 == 0);
-  std::sort(scored.begin(), scored.end());
-  // Threshold between consecutive scores: answerable cases above it, the others below.
-  std::size_t answerable_total = 0;
-  for (const auto& s : scored) answerable_total += s.second;
-  std::size_t below_unanswerable = 0, below_answerable = 0, best_correct = answerable_total;
-  Calibration c;
-  c.threshold = scored.empty() ? 0 : scored.front().first - 1;
-  for (std::size_t i = 0; i < scored.size(); ++i) {
-    (scored[i].second ? below_answerable : below_unanswerable) += 1;
-    const std::size_t correct = below_unanswerable + (answerable_total - below_answerable);
-    if (correct > best_correct && (i + 1 == scored.size() || scored[i + 1].first > scored[i].first)) {
-      best_correct = correct;
-      c.threshold = i + 1 < scored.size() ? (scored[i].first + scored[i + 1].first) / 2 : scored[i].first + 1;
-    }
-  }
-  c.questions = static_cast<int>(n);
-  c.accuracy = scored.empty() ? 0 : static_cast<double>(best_correct) / static_cast<double>(scored.size());
-  return c;
-}
-
-}  // namespace ldqa::model
+}  // namespace ldqa::eval

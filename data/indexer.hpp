@@ -1,0 +1,49 @@
+// Indexing: a folder (or files) brought up to date in the store. Discovery (globs,
+// hidden files, symbolic link loops), change detection (size + mtime, then SHA-256),
+// parallel read/parse/split on reader threads, one writer. A bad file never throws out
+// of index_paths: it is reported in the summary.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "data/store.hpp"
+
+namespace ldqa::data {
+
+struct IndexOptions {
+  std::vector<std::string> include;  // globs; empty: every supported file
+  std::vector<std::string> exclude;  // globs (a glob without '/' matches the file or directory name)
+  bool prune = false;                // remove documents under the roots whose files are gone
+  int threads = 0;                   // readers/parsers; 0: all cores but one (the writer's)
+  PassageOptions passages;
+  const std::atomic<bool>* cancel = nullptr;  // set (e.g. on Ctrl-C): stop after the current file
+};
+
+struct IndexProgress {
+  int64_t files_done = 0, files_total = 0;
+  int64_t bytes_done = 0, bytes_total = 0;
+  std::string current;
+};
+
+struct IndexSummary {
+  int64_t indexed = 0, unchanged = 0, removed = 0;
+  int64_t bytes_read = 0;
+  double seconds = 0;
+  bool interrupted = false;  // cancelled: what was written is complete, the rest is not started
+  std::vector<std::pair<std::string, std::string>> skipped;  // path, reason
+  std::vector<std::pair<std::string, std::string>> failed;   // path, error
+  std::string to_json() const;
+};
+
+// Walks the roots (files or folders; recursive, symlinks followed with loop detection)
+// and brings the store up to date. `progress` is called from the calling thread.
+IndexSummary index_paths(Store& store, const std::vector<std::filesystem::path>& roots, const IndexOptions& options,
+                         const std::function<void(const IndexProgress&)>& progress = {});
+
+}  // namespace ldqa::data

@@ -1,0 +1,32 @@
+// The evaluation module's face (the library's public side is ldqa/eval.hpp): SQuAD
+// v1.1-format files and the official metric (the normalisation of the SQuAD v1.1
+// evaluate script: lower case, punctuation and articles removed, whitespace folded;
+// EM and token F1, max over the references).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ldqa::eval {
+
+std::string squad_normalize(std::string_view answer);
+double squad_exact(std::string_view prediction, const std::vector<std::string>& references);
+double squad_f1(std::string_view prediction, const std::vector<std::string>& references);
+
+struct SquadData {
+  struct Item {
+    std::string id, question;
+    int paragraph = 0, article = 0;
+    std::vector<std::string> answers;
+  };
+  std::vector<std::string> paragraphs;
+  std::vector<std::string> articles;  // an article's paragraphs joined with blank lines
+  std::vector<std::string> article_titles;
+  std::vector<Item> items;
+};
+SquadData load_squad(const std::filesystem::path& file);  // .json or .json.gz
+SquadData parse_squad(std::string_view json, const std::string& name);
+
+}  // namespace ldqa::eval
