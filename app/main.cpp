@@ -18,6 +18,7 @@
 
 #include "app/output.hpp"
 #include "app/progress_bar.hpp"
+#include "app/questions.hpp"
 #include "app/spinner.hpp"
 #include "ldqa/error.hpp"
 #include "ldqa/eval.hpp"
@@ -109,7 +110,9 @@ po::options_description index_options() {
   o.add_options()("include", po::value<std::vector<std::string>>()->composing(),
                   "only files matching this glob (repeatable; a glob without '/' matches the file name)")(
       "exclude", po::value<std::vector<std::string>>()->composing(), "skip files and folders matching this glob")(
-      "prune", "remove documents under PATH whose files are gone")(
+      "keep-missing", "keep the documents of files that are gone (default: the index reflects PATH)")(
+      "prune", "drop the documents of files that are gone (the default; kept for scripts)")(
+      "follow-links", "follow symbolic links that lead outside PATH")(
       "passage-words", po::value<int>()->default_value(200), "target words per passage");
   return o;
 }
@@ -152,7 +155,8 @@ int cmd_index(const Global& g, const po::variables_map& vm, const Args& paths) {
   IndexRequest request;
   if (vm.count("include")) request.include = vm["include"].as<std::vector<std::string>>();
   if (vm.count("exclude")) request.exclude = vm["exclude"].as<std::vector<std::string>>();
-  request.prune = vm.count("prune") > 0;
+  request.prune = vm.count("keep-missing") == 0;
+  request.follow_links = vm.count("follow-links") > 0;
   request.passage_words = vm["passage-words"].as<int>();
   request.cancel = &g_interrupted;
   for (const auto& p : paths) request.paths.emplace_back(p);
@@ -177,6 +181,8 @@ int cmd_index(const Global& g, const po::variables_map& vm, const Args& paths) {
     if (g.verbose)
       for (const auto& s : summary.skipped)
         std::fprintf(stderr, "  skipped %s: %s\n", terminal_text(s.first).c_str(), terminal_text(s.second).c_str());
+    for (const auto& n : summary.notes)
+      std::fprintf(stderr, "  note %s: %s\n", terminal_text(n.first).c_str(), terminal_text(n.second).c_str());
     for (const auto& f : summary.failed)
       std::fprintf(stderr, "  FAILED %s: %s\n", terminal_text(f.first).c_str(), terminal_text(f.second).c_str());
   }
@@ -281,31 +287,6 @@ int cmd_chat(const Global& g, const po::variables_map& vm, const Args& rest) {
   return g_interrupted ? kExitInterrupted : kExitOk;
 }
 
-// Questions: plain lines (id = line number) or JSON objects {"id", "question"}.
-std::vector<std::pair<std::string, std::string>> read_questions(const std::string& file) {
-  std::ifstream in(file);
-  if (!in) throw Error("cannot read " + file);
-  std::vector<std::pair<std::string, std::string>> questions;
-  std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    if (line[line.find_first_not_of(" \t")] == '{') {
-      try {
-        const auto j = nlohmann::json::parse(line);
-        const std::string id = j.contains("id") ? (j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump())
-                                                : std::to_string(number);
-        questions.emplace_back(id, j.at("question").get<std::string>());
-      } catch (const std::exception& e) {
-        throw Error(file + ":" + std::to_string(number) + ": not a JSON question: " + e.what());
-      }
-    } else {
-      if (line.back() == '\r') line.pop_back();
-      questions.emplace_back(std::to_string(number), line);
-    }
-  }
-  return questions;
-}
-
 int cmd_batch(const Global& g, const po::variables_map& vm, const Args& files) {
   if (files.size() != 1) throw po::error("batch needs one FILE");
   const auto questions = read_questions(files[0]);
@@ -383,6 +364,7 @@ int cmd_eval(const Global& g, const po::variables_map& vm, const Args& files) {
   } else {
     std::printf("%s setting, %d questions on %s: EM %.2f  F1 %.2f  (%.1f s; per question p50 %.1f ms, p95 %.1f ms)\n",
                 r.setting.c_str(), r.questions, r.device.c_str(), r.em, r.f1, r.seconds, r.p50_ms, r.p95_ms);
+    if (r.unanswerable) std::printf("%d questions without a reference answer were left out\n", r.unanswerable);
   }
   return kExitOk;
 }
@@ -623,6 +605,17 @@ int main(int argc, char** argv) {
   } catch (const po::error& e) {
     std::fprintf(stderr, "ldqa: %s (try 'ldqa help')\n", terminal_text(e.what()).c_str());
     return kExitUsage;
+  } catch (const Error& e) {
+    // What is wrong and what to do; the underlying cause in its own words with -v.
+    std::fprintf(stderr, "ldqa: %s\n", terminal_text(e.what()).c_str());
+    if (!e.detail().empty()) {
+      if (g.verbose) {
+        std::fprintf(stderr, "  detail: %s\n", terminal_text(e.detail()).c_str());
+      } else {
+        std::fprintf(stderr, "  (-v for details)\n");
+      }
+    }
+    return kExitError;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ldqa: %s\n", terminal_text(e.what()).c_str());
     return kExitError;

@@ -52,9 +52,9 @@ Json to_json(const DocumentInfo& d) {
 }
 
 Json to_json(const EvalReport& r) {
-  return Json{{"setting", r.setting},       {"device", r.device},        {"questions", r.questions},
-              {"em", number(r.em)},         {"f1", number(r.f1)},        {"seconds", number(r.seconds)},
-              {"p50_ms", number(r.p50_ms)}, {"p95_ms", number(r.p95_ms)}};
+  return Json{{"setting", r.setting},           {"device", r.device},         {"questions", r.questions},
+              {"unanswerable", r.unanswerable}, {"em", number(r.em)},         {"f1", number(r.f1)},
+              {"seconds", number(r.seconds)},   {"p50_ms", number(r.p50_ms)}, {"p95_ms", number(r.p95_ms)}};
 }
 
 std::string terminal_text(std::string_view s) {

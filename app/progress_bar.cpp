@@ -1,5 +1,8 @@
 #include "app/progress_bar.hpp"
 
+#include "app/output.hpp"
+#include "util/utf8.hpp"
+
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -28,18 +31,24 @@ void ProgressBar::update(const IndexProgress& p) {
       p.bytes_total > 0
           ? static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total)
           : (p.files_total > 0 ? static_cast<double>(p.files_done) / static_cast<double>(p.files_total) : 1.0);
-  const int eta = fraction > 0 ? static_cast<int>(elapsed * (1 - fraction) / fraction) : 0;
+  // An estimate from the first instants (one small file done in a millisecond) says
+  // nothing: none until a second has passed and 1% is done.
+  const bool estimate = elapsed >= 1.0 && fraction >= 0.01;
+  const int eta = estimate ? static_cast<int>(std::min(elapsed * (1 - fraction) / fraction, 359999.0)) : 0;
   constexpr int kBar = 20;
   const int filled = static_cast<int>(fraction * kBar);
+  char eta_text[32] = "--:--";
+  if (estimate) std::snprintf(eta_text, sizeof eta_text, "%d:%02d", eta / 60, eta % 60);
   char head[160];
-  std::snprintf(head, sizeof head, "[%.*s%.*s] %lld/%lld files %6.1f MB/s ETA %d:%02d ", filled, "####################",
+  std::snprintf(head, sizeof head, "[%.*s%.*s] %lld/%lld files %6.1f MB/s ETA %s ", filled, "####################",
                 kBar - filled, "....................", static_cast<long long>(p.files_done),
-                static_cast<long long>(p.files_total), mbps, eta / 60, eta % 60);
+                static_cast<long long>(p.files_total), mbps, eta_text);
   std::string line = head;
   const int room = width - 1 - static_cast<int>(line.size());
   if (room > 5) {
-    std::string cur = p.current;
-    if (static_cast<int>(cur.size()) > room) cur = "..." + cur.substr(cur.size() - static_cast<std::size_t>(room - 3));
+    std::string cur = terminal_text(p.current);  // a file name may hold escape sequences
+    if (static_cast<int>(cur.size()) > room)
+      cur = "..." + cur.substr(utf8::boundary_forward(cur, cur.size() - static_cast<std::size_t>(room - 3)));
     line += cur;
   }
   std::fprintf(out_, "\r\033[K%s", line.c_str());

@@ -1,8 +1,11 @@
-// Folder indexing: discovery (globs, symlink loops, unreadable entries), change
-// detection (size + mtime, then SHA-256), parallel read/parse/split, one writer.
+// Folder indexing: discovery (globs, symbolic links kept inside the roots, loops,
+// pseudo-filesystems, unreadable entries), change detection (size + mtime, then
+// SHA-256; failed files are tried again), parallel read/parse/split, one writer, and
+// the documents of files that are gone removed.
 #include <fnmatch.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -61,18 +64,92 @@ struct Candidate {
   int64_t mtime_ns = 0;
 };
 
+// Filesystems that hold no documents, only the kernel's view of itself: never entered
+// (`ldqa index /` must not walk /proc or /sys).
+const char* pseudo_filesystem(const fs::path& dir) {
+  struct statfs sf {};
+  if (::statfs(dir.c_str(), &sf) != 0) return nullptr;
+  switch (static_cast<unsigned long>(sf.f_type)) {
+    case 0x9fa0:
+      return "proc";
+    case 0x62656572:
+      return "sysfs";
+    case 0x1cd1:
+      return "devpts";
+    case 0x27e0eb:
+      return "cgroup";
+    case 0x63677270:
+      return "cgroup2";
+    case 0x64626720:
+      return "debugfs";
+    case 0x74726163:
+      return "tracefs";
+    case 0x73636673:
+      return "securityfs";
+    case 0x6165676c:
+      return "pstore";
+    case 0xcafe4a11:
+      return "bpf";
+    case 0x62656570:
+      return "configfs";
+    case 0x65735543:
+      return "fusectl";
+    case 0x19800202:
+      return "mqueue";
+    case 0x958458f6:
+      return "hugetlbfs";
+    case 0x42494e4d:
+      return "binfmt_misc";
+    case 0x6e736673:
+      return "nsfs";
+    case 0xde5e81e4:
+      return "efivarfs";
+    case 0xf97cff8c:
+      return "selinuxfs";
+    default:
+      return nullptr;
+  }
+}
+
+bool under(const std::string& path, const std::string& root) {
+  return path == root || root == "/" || path.rfind(root.back() == '/' ? root : root + "/", 0) == 0;
+}
+
 struct Walker {
   const IndexOptions& options;
   std::vector<Candidate>& files;
   IndexSummary& summary;
+  std::vector<std::string> canonical_roots;  // where links may lead
   std::set<std::pair<dev_t, ino_t>> visited_dirs;
+  std::vector<std::string> refused;  // links and mounts not followed: what was indexed through them goes
+
+  bool cancelled() const { return options.cancel != nullptr && options.cancel->load(); }
 
   void add_file(const fs::path& path, const struct stat& st) {
     files.push_back({path.string(), static_cast<int64_t>(st.st_size),
                      static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec});
   }
 
-  void visit(const fs::path& path, const std::string& relative, bool is_root) {
+  // A symbolic link is followed only to a place inside the indexed roots (unless
+  // options say otherwise): a link to /etc must not make /etc/passwd searchable.
+  bool link_allowed(const fs::path& path) {
+    std::error_code ec;
+    const fs::path target = fs::canonical(path, ec);
+    if (ec) return true;  // broken: stat reports it below
+    if (options.follow_links_outside) return true;
+    const std::string t = target.string();
+    for (const auto& root : canonical_roots)
+      if (under(t, root)) return true;
+    summary.skipped.emplace_back(
+        path.string(), "symbolic link to " + t + ", outside the indexed folders (--follow-links to index it)");
+    refused.push_back(path.string());
+    return false;
+  }
+
+  void visit(const fs::path& path, const std::string& relative, bool is_root, dev_t parent_dev) {
+    if (cancelled()) return;
+    struct stat lst {};
+    if (!is_root && ::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode) && !link_allowed(path)) return;
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {  // follows symlinks
       summary.skipped.emplace_back(path.string(), errno == ENOENT
@@ -86,6 +163,13 @@ struct Walker {
       if (any_match(options.exclude, name, relative)) return;
     }
     if (S_ISDIR(st.st_mode)) {
+      if (is_root || st.st_dev != parent_dev) {  // a mount point: what is mounted here?
+        if (const char* pseudo = pseudo_filesystem(path)) {
+          summary.skipped.emplace_back(path.string(), std::string("pseudo-filesystem (") + pseudo + "), not entered");
+          refused.push_back(path.string());
+          return;
+        }
+      }
       if (!visited_dirs.insert({st.st_dev, st.st_ino}).second) {
         summary.skipped.emplace_back(path.string(), "symbolic link loop (folder already visited)");
         return;
@@ -106,7 +190,8 @@ struct Walker {
       }
       std::sort(children.begin(), children.end());
       for (const auto& child : children)
-        visit(child, relative.empty() ? child.filename().string() : relative + "/" + child.filename().string(), false);
+        visit(child, relative.empty() ? child.filename().string() : relative + "/" + child.filename().string(), false,
+              st.st_dev);
       return;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -141,19 +226,22 @@ Result process(const Candidate& file, const std::optional<DocumentRecord>& known
     r.message = std::string("cannot read: ") + std::strerror(errno);
     return r;
   }
-  if (!has_supported_extension(file.path)) {  // only a PDF (by content) is read whatever its name
-    char magic[5] = {};
-    in.read(magic, 5);
-    if (std::string_view(magic, static_cast<std::size_t>(in.gcount())) != "%PDF-") {
-      r.kind = Result::kSkipped;
-      r.message = "unsupported file type " + fs::path(file.path).extension().string();
-      return r;
-    }
-    in.seekg(0);
-  }
-  std::string bytes(static_cast<std::size_t>(file.size), '\0');
+  // The first 8 KiB decide whether the rest is worth reading (a video named .dat is not).
+  std::string bytes(static_cast<std::size_t>(std::min<int64_t>(file.size, 8192)), '\0');
   in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  bytes.resize(static_cast<std::size_t>(in.gcount()));  // the file may have shrunk since stat
+  bytes.resize(static_cast<std::size_t>(in.gcount()));
+  if (!has_supported_extension(file.path) && !may_hold_text(file.path, bytes)) {
+    r.kind = Result::kSkipped;
+    const std::string ext = fs::path(file.path).extension().string();
+    r.message = ext.empty() ? "binary content" : "binary content or unsupported file type " + ext;
+    return r;
+  }
+  if (file.size > static_cast<int64_t>(bytes.size())) {
+    const std::size_t head = bytes.size();
+    bytes.resize(static_cast<std::size_t>(file.size));
+    in.read(bytes.data() + head, static_cast<std::streamsize>(bytes.size() - head));
+    bytes.resize(head + static_cast<std::size_t>(in.gcount()));  // the file may have shrunk since stat
+  }
   if (in.bad()) {
     r.message = "read error";
     return r;
@@ -171,6 +259,7 @@ Result process(const Candidate& file, const std::optional<DocumentRecord>& known
       return r;
     }
     r.text = std::move(std::get<ExtractedText>(extracted));
+    r.message = r.text.note;
     r.passages = split_passages(r.text.text, r.text.pages, options);
     // Tokenized here, on this reader thread, so that the one writer only stores.
     thread_local const IndexTokenizer tokenizer;
@@ -190,6 +279,8 @@ std::string IndexSummary::to_json() const {
   Json skipped_json = Json::array(), failed_json = Json::array();
   for (const auto& [path, reason] : skipped) skipped_json.push_back(Json{{"path", path}, {"reason", reason}});
   for (const auto& [path, error] : failed) failed_json.push_back(Json{{"path", path}, {"error", error}});
+  Json notes_json = Json::array();
+  for (const auto& [path, note] : notes) notes_json.push_back(Json{{"path", path}, {"note", note}});
   // Paths that are not UTF-8 (a file name is any bytes) become U+FFFD: always valid JSON.
   return Json{{"indexed", indexed},
               {"unchanged", unchanged},
@@ -197,7 +288,8 @@ std::string IndexSummary::to_json() const {
               {"bytes_read", bytes_read},
               {"seconds", seconds},
               {"skipped", std::move(skipped_json)},
-              {"failed", std::move(failed_json)}}
+              {"failed", std::move(failed_json)},
+              {"notes", std::move(notes_json)}}
       .dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
@@ -207,20 +299,26 @@ IndexSummary index_paths(Store& store, const std::vector<fs::path>& roots, const
   IndexSummary summary;
   std::vector<Candidate> files;
   std::vector<std::string> root_paths;
-  Walker walker{options, files, summary, {}};
+  // A damaged index is not written into: what is wrong would only spread.
+  if (const std::string check = store.quick_check(); check != "ok")
+    throw Error("the index is damaged (" + check.substr(0, 200) +
+                "): move it away and index again into a new one; nothing was written");
+  Walker walker{options, files, summary, {}, {}, {}};
   for (const auto& root : roots) {
     std::error_code ec;
     fs::path clean = fs::absolute(root, ec).lexically_normal();
     if (!clean.has_filename() && clean.has_parent_path()) clean = clean.parent_path();  // "docs/" -> "docs"
     root_paths.push_back(clean.string());
-    walker.visit(clean, "", true);
+    const fs::path canonical = fs::canonical(clean, ec);
+    walker.canonical_roots.push_back(ec ? clean.string() : canonical.string());
   }
-  // Unchanged files need no reading at all.
+  for (const auto& root : root_paths) walker.visit(root, "", true, 0);
+  // Unchanged files need no reading at all; a file that failed is tried again.
   std::vector<std::pair<Candidate, std::optional<DocumentRecord>>> work;
   IndexProgress prog;
   for (const auto& f : files) {
     auto known = store.find(f.path);
-    if (known && known->size == f.size && known->mtime_ns == f.mtime_ns) {
+    if (known && known->status == "indexed" && known->size == f.size && known->mtime_ns == f.mtime_ns) {
       ++summary.unchanged;
       continue;
     }
@@ -301,6 +399,7 @@ IndexSummary index_paths(Store& store, const std::vector<fs::path>& roots, const
         case Result::kIndex:
           store.put(rec, r.text, r.passages, run_id);
           ++summary.indexed;
+          if (!r.message.empty()) summary.notes.emplace_back(rec.path, r.message);
           break;
         case Result::kTouch:
           store.touch(rec.path, rec.mtime_ns);
@@ -338,13 +437,19 @@ IndexSummary index_paths(Store& store, const std::vector<fs::path>& roots, const
   }
   summary.interrupted = cancelled();
   if (options.prune && !summary.interrupted) {
+    // The documents under the roots whose files are gone, or that were reached through
+    // a link or mount this walk refused to follow.
     for (const auto& doc : store.documents()) {
-      const bool under_root = std::any_of(root_paths.begin(), root_paths.end(), [&](const std::string& r) {
-        return doc.path == r || doc.path.rfind(r.back() == '/' ? r : r + "/", 0) == 0;
-      });
+      if (cancelled()) break;
+      const bool under_root =
+          std::any_of(root_paths.begin(), root_paths.end(), [&](const std::string& r) { return under(doc.path, r); });
+      if (!under_root) continue;
       std::error_code ec;
-      if (under_root && !fs::exists(doc.path, ec) && store.remove(doc.path)) ++summary.removed;
+      const bool refused = std::any_of(walker.refused.begin(), walker.refused.end(),
+                                       [&](const std::string& r) { return under(doc.path, r); });
+      if ((refused || !fs::exists(doc.path, ec)) && store.remove(doc.path)) ++summary.removed;
     }
+    summary.interrupted = cancelled();
   }
   summary.seconds = now() - t0;
   store.end_run(run_id, summary.interrupted ? "interrupted" : "done", summary.to_json());

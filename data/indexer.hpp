@@ -19,8 +19,12 @@ namespace ldqa::data {
 struct IndexOptions {
   std::vector<std::string> include;  // globs; empty: every supported file
   std::vector<std::string> exclude;  // globs (a glob without '/' matches the file or directory name)
-  bool prune = false;                // remove documents under the roots whose files are gone
-  int threads = 0;                   // readers/parsers; 0: all cores but one (the writer's)
+  // An indexed folder reflects the folder: documents under the roots whose files are
+  // gone (or are now reached only through a link or mount that is not followed) are
+  // removed. false keeps them.
+  bool prune = true;
+  bool follow_links_outside = false;  // follow symbolic links that lead outside the roots
+  int threads = 0;                    // readers/parsers; 0: all cores but one (the writer's)
   PassageOptions passages;
   const std::atomic<bool>* cancel = nullptr;  // set (e.g. on Ctrl-C): stop after the current file
 };
@@ -38,11 +42,14 @@ struct IndexSummary {
   bool interrupted = false;  // cancelled: what was written is complete, the rest is not started
   std::vector<std::pair<std::string, std::string>> skipped;  // path, reason
   std::vector<std::pair<std::string, std::string>> failed;   // path, error
+  std::vector<std::pair<std::string, std::string>> notes;    // path, how its reader coped (indexed)
   std::string to_json() const;
 };
 
-// Walks the roots (files or folders; recursive, symlinks followed with loop detection)
-// and brings the store up to date. `progress` is called from the calling thread.
+// Walks the roots (files or folders; recursive; symbolic links followed inside the
+// roots, with loop detection; pseudo-filesystems never entered) and brings the store up
+// to date. Refuses a store that fails its integrity check. `progress` is called from
+// the calling thread.
 IndexSummary index_paths(Store& store, const std::vector<std::filesystem::path>& roots, const IndexOptions& options,
                          const std::function<void(const IndexProgress&)>& progress = {});
 

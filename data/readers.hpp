@@ -1,6 +1,9 @@
-// Readers: what a file's bytes hold as text. Content is sniffed first (PDF magic,
-// binary bytes), then the extension decides; every reader returns normalised UTF-8
-// (valid, \n line ends, no BOM, no NUL) and, for PDFs, the byte span of each page.
+// Readers: what a file's bytes hold as text. Content decides first: gzip is opened,
+// a PDF is known by its magic, a byte-order mark names UTF-8/16/32, binary bytes are
+// skipped; then the name chooses between HTML, Markdown and plain text (files with no
+// or an unknown extension that hold text are plain text). Every reader returns
+// normalised UTF-8 (valid, \n line ends, no BOM, no NUL) and, for PDFs, the byte span
+// of each page.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +26,7 @@ struct ExtractedText {
   std::string text;             // normalised UTF-8: valid, \n line ends, no BOM, no NUL
   std::vector<PageSpan> pages;  // PDFs only
   int64_t replaced = 0;         // invalid bytes replaced by U+FFFD
+  std::string note;             // how the reader coped, for the index summary ("" normally)
 };
 
 // Why a file is not indexed (skipped) — as opposed to failing to read.
@@ -30,13 +34,17 @@ struct SkipReason {
   std::string reason;
 };
 
-// Recognises the format by content first (PDF magic, binary bytes), then extension.
-// Returns a SkipReason for unsupported or binary files; throws ldqa::Error for files
-// of a supported format that cannot be read (corrupt PDF, ...).
+// Returns a SkipReason for binary files and known non-document formats; throws
+// ldqa::Error for files that cannot be read as what they claim to be (a corrupt PDF or
+// gzip, ...).
 std::variant<ExtractedText, SkipReason> extract_text(const std::filesystem::path& path, std::string_view bytes);
 
-// Whether extract_text reads files with this name's extension (.txt .text .md .markdown
-// .html .htm .xhtml .pdf, any case). Other files are only read when they hold a PDF.
+// Whether a file could hold text, from its name and first bytes (8 KiB): false for
+// known binary formats and bytes that are binary. The indexer reads the rest only then.
+bool may_hold_text(const std::filesystem::path& path, std::string_view first_bytes);
+
+// The formats read by name: .txt .text .md .markdown .html .htm .xhtml .pdf (any case,
+// also with .gz). Other names are read when their content is text.
 bool has_supported_extension(const std::filesystem::path& path);
 
 // UTF-8 cleanup used by every reader: invalid sequences -> U+FFFD (counted), NUL -> U+FFFD,

@@ -5,18 +5,53 @@
 namespace ldqa::data::sql {
 
 namespace {
-[[noreturn]] void sqlite_fail(sqlite3* db, std::string_view what, std::string_view detail) {
-  fail("SQLite: ", what, " (", detail, "): ", db ? sqlite3_errmsg(db) : "out of memory");
+
+// What a failed call means for the user, by SQLite's result code; SQLite's own words
+// and the statement go to Error::detail().
+[[noreturn]] void sqlite_fail(sqlite3* db, std::string_view what, std::string_view statement) {
+  const std::string raw = std::string("SQLite: ") + std::string(what) + " (" + std::string(statement.substr(0, 200)) +
+                          "): " + (db ? sqlite3_errmsg(db) : "out of memory");
+  const char* file = db ? sqlite3_db_filename(db, "main") : nullptr;
+  const std::string path = file && *file ? file : "the index database";
+  switch (db ? sqlite3_errcode(db) : SQLITE_NOMEM) {
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      throw Error("the index " + path +
+                      " is damaged or is not an ldqa index: move it away and run 'ldqa index' again to rebuild it",
+                  raw);
+    case SQLITE_FULL:
+      throw Error("the disk holding " + path + " is full: free some space and run the command again", raw);
+    case SQLITE_READONLY:
+      throw Error("the index " + path + " cannot be written (a read-only file, folder or medium)", raw);
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      throw Error(
+          "the index " + path + " is busy in another program (another 'ldqa index'?): try again when it is done", raw);
+    case SQLITE_IOERR:
+      throw Error("reading or writing " + path + " failed (a disk or file system error)", raw);
+    case SQLITE_CANTOPEN:
+      throw Error("cannot open the index " + path + " (is its folder readable and writable?)", raw);
+    default:
+      throw Error(raw);
+  }
 }
+
 }  // namespace
 
-Database::Database(const std::string& path, bool read_only) : path_(path) {
-  const int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  if (sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+Database::Database(const std::string& path, Mode mode) : path_(path) {
+  int flags = mode == Mode::read_write ? (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) : SQLITE_OPEN_READONLY;
+  std::string name = path;
+  if (mode == Mode::immutable) {  // read-only media: no locks, no -shm file (the URI escapes ? and #)
+    std::string escaped;
+    for (char c : path) escaped += c == '?' ? std::string("%3f") : c == '#' ? std::string("%23") : std::string(1, c);
+    name = "file:" + escaped + "?immutable=1";
+    flags |= SQLITE_OPEN_URI;
+  }
+  if (sqlite3_open_v2(name.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
     const std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
     db_ = nullptr;
-    fail("cannot open database ", path, ": ", message);
+    throw Error("cannot open the index " + path + ": " + message, message);
   }
   sqlite3_busy_timeout(db_, 10000);  // a reader or a second writer waits instead of failing
   sqlite3_extended_result_codes(db_, 1);
@@ -30,7 +65,7 @@ void Database::exec(std::string_view sql) {
   if (sqlite3_exec(db_, copy.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
     const std::string text = message ? message : "unknown error";
     sqlite3_free(message);
-    fail("SQLite: ", text, " in: ", copy.substr(0, 200), " (", path_, ")");
+    sqlite_fail(db_, text, copy);
   }
 }
 

@@ -15,7 +15,10 @@ class Statement;
 
 class Database {
  public:
-  explicit Database(const std::string& path, bool read_only = false);
+  // read_write creates the file; read_only needs the WAL's -shm file writable or
+  // present; immutable reads a database nothing can change (read-only media).
+  enum class Mode { read_write, read_only, immutable };
+  explicit Database(const std::string& path, Mode mode = Mode::read_write);
   ~Database();
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;

@@ -2,6 +2,7 @@
 // index runs, statistics. Retrieval reads it in retrieval.cpp.
 #include <algorithm>
 #include <chrono>
+#include <thread>
 #include <unordered_map>
 
 #include "data/fts_tokenizer.hpp"
@@ -104,7 +105,8 @@ struct Store::Impl {
   bool read_only;
   // Prepared once per connection: the indexer runs these for every document.
   std::unordered_map<std::string, std::unique_ptr<sql::Statement>> statements;
-  Impl(const std::string& path, bool ro) : db(path, ro), read_only(ro) {}
+  Impl(const std::string& path, sql::Database::Mode mode)
+      : db(path, mode), read_only(mode != sql::Database::Mode::read_write) {}
 
   sql::Statement& cached(const std::string& text) {
     auto& slot = statements[text];
@@ -114,13 +116,23 @@ struct Store::Impl {
   }
 
   void delete_passages(int64_t document_id) {
-    // Contentless FTS5: each row is removed by giving back the text it indexed.
-    auto& old = cached(
-        "SELECT p.id, substr(CAST(t.body AS BLOB), p.byte_start + 1, p.byte_end - p.byte_start) FROM passages p"
-        " JOIN texts t ON t.document_id = p.document_id WHERE p.document_id = ?");
+    // Contentless FTS5: each row is removed by giving back the text it indexed. The
+    // document's text is read once and cut here (a substr() per passage in SQL re-read
+    // the whole text for each: quadratic in the document's size).
+    auto& body = cached("SELECT body FROM texts WHERE document_id = ?");
+    body.bind(1, document_id);
+    const std::string text = body.step() ? body.text(0) : std::string();
+    body.reset();
+    auto& old = cached("SELECT id, byte_start, byte_end FROM passages WHERE document_id = ?");
     old.bind(1, document_id);
     auto& del = cached("INSERT INTO passages_fts(passages_fts, rowid, body) VALUES ('delete', ?, ?)");
-    while (old.step()) del.bind(1, old.int64(0)).bind(2, old.text_view(1)).run();
+    while (old.step()) {
+      const auto start =
+          static_cast<std::size_t>(std::clamp<int64_t>(old.int64(1), 0, static_cast<int64_t>(text.size())));
+      const auto end =
+          static_cast<std::size_t>(std::clamp<int64_t>(old.int64(2), 0, static_cast<int64_t>(text.size())));
+      del.bind(1, old.int64(0)).bind_static(2, std::string_view(text).substr(start, end - std::min(start, end))).run();
+    }
     old.reset();
     cached("DELETE FROM passages WHERE document_id = ?").bind(1, document_id).run();
   }
@@ -160,13 +172,25 @@ Store Store::open(const std::filesystem::path& db_path, bool read_only) {
   } else if (!std::filesystem::exists(db_path)) {
     fail("no index at ", db_path.string(), " (run `ldqa index` first)");
   }
-  auto impl = std::make_unique<Impl>(db_path.string(), read_only);
+  // A read-only open of a WAL database needs its -shm file; on read-only media (a CD,
+  // a read-only mount) it cannot be made, and the database is read as immutable.
+  std::unique_ptr<Impl> impl;
+  int version = 0;
+  for (auto mode :
+       {read_only ? sql::Database::Mode::read_only : sql::Database::Mode::read_write, sql::Database::Mode::immutable}) {
+    try {
+      impl = std::make_unique<Impl>(db_path.string(), mode);
+      register_tokenizers(impl->db.handle());
+      impl->db.exec("PRAGMA foreign_keys = ON");
+      if (read_only) impl->db.exec("PRAGMA mmap_size = 1073741824");  // readers only: the writer gains nothing
+      impl->db.exec("PRAGMA temp_store = MEMORY");
+      version = impl->db.user_version();
+      break;
+    } catch (const Error&) {
+      if (!read_only || mode == sql::Database::Mode::immutable) throw;
+    }
+  }
   sql::Database& db = impl->db;
-  register_tokenizers(db.handle());
-  db.exec("PRAGMA foreign_keys = ON");
-  if (read_only) db.exec("PRAGMA mmap_size = 1073741824");  // readers only: the writer gains nothing
-  db.exec("PRAGMA temp_store = MEMORY");
-  const int version = db.user_version();
   if (version > kSchemaVersion)
     fail("database ", db_path.string(), " has schema version ", version, ", newer than this ldqa (", kSchemaVersion,
          ")");
@@ -176,12 +200,26 @@ Store Store::open(const std::filesystem::path& db_path, bool read_only) {
     return Store(std::move(impl));
   }
   if (version == 0) db.exec("PRAGMA page_size = 16384");  // only takes effect before the first table
-  db.exec("PRAGMA journal_mode = WAL");
+  // Switching to WAL needs the database to itself, and SQLite does not wait for that:
+  // two first runs at once would have one fail. Wait for the other (up to ~10 s).
+  for (int attempt = 0;; ++attempt) {
+    try {
+      auto mode = db.prepare("PRAGMA journal_mode = WAL");
+      if (mode.step() && mode.text(0) == "wal") break;
+    } catch (const Error&) {
+      if (attempt >= 1000) throw;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   db.exec("PRAGMA wal_autocheckpoint = 4000");
   db.exec("PRAGMA synchronous = NORMAL");  // WAL: a crash loses at most the last commits, never consistency
   db.exec("PRAGMA cache_size = -65536");
-  for (int v = version; v < kSchemaVersion; ++v) {
+  // Migrations: one writer at a time (BEGIN IMMEDIATE), the version read again inside
+  // the transaction, so that two first runs on a new database do not both create it.
+  for (;;) {
     sql::Transaction tx(db);
+    const int v = db.user_version();
+    if (v >= kSchemaVersion) break;
     db.exec(kMigrations[v]);
     db.exec("PRAGMA user_version = " + std::to_string(v + 1));
     tx.commit();
@@ -313,6 +351,13 @@ int64_t Store::document_count() {
   return st.int64(0);
 }
 
+std::string Store::quick_check() {
+  std::string report;
+  auto qc = impl_->db.prepare("PRAGMA quick_check");
+  while (qc.step()) report += (report.empty() ? "" : "; ") + qc.text(0);
+  return report;
+}
+
 StoreStats Store::stats() {
   StoreStats s;
   sql::Database& db = impl_->db;
@@ -327,8 +372,7 @@ StoreStats Store::stats() {
   s.text_bytes = one("SELECT coalesce(sum(length(CAST(body AS BLOB))), 0) FROM texts");
   s.file_bytes = one("SELECT coalesce(sum(size), 0) FROM documents");
   s.schema_version = db.user_version();
-  auto qc = db.prepare("PRAGMA quick_check");
-  while (qc.step()) s.integrity += (s.integrity.empty() ? "" : "; ") + qc.text(0);
+  s.integrity = quick_check();
   auto run = db.prepare("SELECT status FROM index_runs ORDER BY id DESC LIMIT 1");
   if (run.step()) s.last_run_status = run.text(0);
   return s;

@@ -85,8 +85,9 @@ class Store {
   int64_t begin_run(const std::string& roots);
   void end_run(int64_t run_id, const std::string& status, const std::string& summary_json);
 
-  StoreStats stats();        // scans every text and runs quick_check: for `ldqa stats`, not hot paths
-  int64_t document_count();  // indexed documents, from one count
+  StoreStats stats();         // scans every text and runs quick_check: for `ldqa stats`, not hot paths
+  std::string quick_check();  // "ok" or SQLite's report (reads the whole file)
+  int64_t document_count();   // indexed documents, from one count
 
   // The connection, for data/'s own retrieval (data/retrieval.hpp).
   sql::Database& database();

@@ -157,8 +157,10 @@ EvalReport evaluate_squad(const EngineOptions& options, const EvalRequest& reque
   if (request.setting != "paragraph" && request.setting != "document" && request.setting != "corpus")
     fail("unknown evaluation setting '", request.setting, "' (paragraph, document, corpus)");
   const auto squad = eval::load_squad(request.squad_file);
-  if (request.setting == "corpus") return ask_through_retrieval(options, request, squad, progress);
-  return read_directly(options, request, squad);
+  auto report = request.setting == "corpus" ? ask_through_retrieval(options, request, squad, progress)
+                                            : read_directly(options, request, squad);
+  report.unanswerable = squad.unanswerable;
+  return report;
 }
 
 std::string CalibrationReport::json() const {

@@ -119,39 +119,101 @@ SquadData load_squad(const std::filesystem::path& file) {
   return parse_squad(read_maybe_gzip(file), file.string());
 }
 
+namespace {
+
+// Walks a parsed SQuAD file; every complaint names the JSON path of what is wrong.
+class SquadReader {
+ public:
+  explicit SquadReader(std::string name) : name_(std::move(name)) {}
+
+  [[noreturn]] void wrong(const std::string& path, const std::string& what) const {
+    fail(name_, " is not a SQuAD-format file: ", path, " ", what,
+         " (expected {\"data\": [{\"paragraphs\": [{\"context\", \"qas\": [{\"question\", \"answers\": "
+         "[{\"text\"}]}]}]}]})");
+  }
+
+  const nlohmann::json& member(const nlohmann::json& object, const char* key, const std::string& path) const {
+    if (!object.is_object()) wrong(path, "is not an object");
+    const auto it = object.find(key);
+    if (it == object.end()) wrong(path, std::string("has no \"") + key + "\"");
+    return *it;
+  }
+
+  const nlohmann::json& array(const nlohmann::json& object, const char* key, const std::string& path) const {
+    const auto& a = member(object, key, path);
+    if (!a.is_array()) wrong(path + "." + key, "is not a list");
+    return a;
+  }
+
+  std::string text(const nlohmann::json& object, const char* key, const std::string& path) const {
+    const auto& t = member(object, key, path);
+    if (!t.is_string()) wrong(path + "." + key, "is not a string");
+    return t.get<std::string>();
+  }
+
+ private:
+  std::string name_;
+};
+
+}  // namespace
+
 SquadData parse_squad(std::string_view json, const std::string& name) {
   nlohmann::json root;
   try {
     root = nlohmann::json::parse(json);
   } catch (const nlohmann::json::exception& e) {
-    fail(name, " is not valid JSON: ", e.what());
+    throw Error(name + " is not valid JSON", e.what());
   }
+  const SquadReader r(name);
   SquadData data;
-  try {
-    int unnamed = 0;
-    for (const auto& article : root.at("data")) {
-      const int ai = static_cast<int>(data.articles.size());
-      std::string joined;
-      for (const auto& para : article.at("paragraphs")) {
-        const int pi = static_cast<int>(data.paragraphs.size());
-        data.paragraphs.push_back(para.at("context").get<std::string>());
-        if (!joined.empty()) joined += "\n\n";
-        joined += data.paragraphs.back();
-        for (const auto& qa : para.at("qas")) {
-          SquadData::Item item;
-          item.id = qa.contains("id") ? qa["id"].get<std::string>() : "q" + std::to_string(unnamed++);
-          item.question = qa.at("question").get<std::string>();
-          item.paragraph = pi;
-          item.article = ai;
-          for (const auto& a : qa.at("answers")) item.answers.push_back(a.at("text").get<std::string>());
-          data.items.push_back(std::move(item));
+  int unnamed = 0;
+  const auto& articles = r.array(root, "data", "the top level");
+  for (std::size_t a = 0; a < articles.size(); ++a) {
+    const std::string apath = "data[" + std::to_string(a) + "]";
+    const auto& article = articles[a];
+    const int ai = static_cast<int>(data.articles.size());
+    std::string joined;
+    const auto& paragraphs = r.array(article, "paragraphs", apath);
+    for (std::size_t p = 0; p < paragraphs.size(); ++p) {
+      const std::string ppath = apath + ".paragraphs[" + std::to_string(p) + "]";
+      const int pi = static_cast<int>(data.paragraphs.size());
+      data.paragraphs.push_back(r.text(paragraphs[p], "context", ppath));
+      if (!joined.empty()) joined += "\n\n";
+      joined += data.paragraphs.back();
+      const auto& qas = r.array(paragraphs[p], "qas", ppath);
+      for (std::size_t q = 0; q < qas.size(); ++q) {
+        const std::string qpath = ppath + ".qas[" + std::to_string(q) + "]";
+        SquadData::Item item;
+        // Ids: strings in SQuAD, numbers in some published sets (COVID-QA), or absent.
+        const auto id = qas[q].is_object() ? qas[q].find("id") : qas[q].end();
+        if (id == qas[q].end() || id->is_null()) {
+          item.id = "q" + std::to_string(unnamed++);
+        } else if (id->is_string()) {
+          item.id = id->get<std::string>();
+        } else if (id->is_number()) {
+          item.id = id->dump();
+        } else {
+          r.wrong(qpath + ".id", "is neither a string nor a number");
         }
+        item.question = r.text(qas[q], "question", qpath);
+        item.paragraph = pi;
+        item.article = ai;
+        const auto& answers = r.array(qas[q], "answers", qpath);
+        for (std::size_t k = 0; k < answers.size(); ++k)
+          item.answers.push_back(r.text(answers[k], "text", qpath + ".answers[" + std::to_string(k) + "]"));
+        // A question without a reference answer (SQuAD 2.0's unanswerable ones) cannot
+        // be scored by the v1.1 metric: counted, left out.
+        if (item.answers.empty()) {
+          ++data.unanswerable;
+          continue;
+        }
+        data.items.push_back(std::move(item));
       }
-      data.articles.push_back(std::move(joined));
-      data.article_titles.push_back(article.value("title", "article " + std::to_string(ai + 1)));
     }
-  } catch (const nlohmann::json::exception& e) {
-    fail(name, " is not in SQuAD format: ", e.what());
+    data.articles.push_back(std::move(joined));
+    const auto title = article.find("title");
+    data.article_titles.push_back(title != article.end() && title->is_string() ? title->get<std::string>()
+                                                                               : "article " + std::to_string(ai + 1));
   }
   return data;
 }

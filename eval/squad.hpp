@@ -25,7 +25,11 @@ struct SquadData {
   std::vector<std::string> articles;  // an article's paragraphs joined with blank lines
   std::vector<std::string> article_titles;
   std::vector<Item> items;
+  int unanswerable = 0;  // questions without a reference answer, left out
 };
+// Any SQuAD-format file a user is likely to have: ids strings or numbers (or none),
+// titles optional, unanswerable questions left out. What is malformed is named by its
+// JSON path (data[3].paragraphs[0].qas[5] has no "question").
 SquadData load_squad(const std::filesystem::path& file);  // .json or .json.gz
 SquadData parse_squad(std::string_view json, const std::string& name);
 

@@ -65,16 +65,26 @@ struct Engine::Impl {
   std::string device_note;
   // The model's calibration.json (`ldqa calibrate`); unset when the model has none.
   std::optional<double> threshold;
+  std::filesystem::path model_dir;
 
-  // Commands that only read need an existing index; indexing creates it.
-  data::Store& open_store(bool create = false) {
+  // Commands that only read open the index read-only (it may sit on read-only media)
+  // and need it to exist; indexing and removal open it for writing, creating it.
+  enum class Access { read, write };
+  data::Store& open_store(Access access = Access::read) {
+    if (store && access == Access::write && store_read_only) {
+      retriever.reset();
+      store.reset();
+    }
     if (!store) {
-      if (!create && !std::filesystem::exists(options.db))
+      const bool read_only = access == Access::read;
+      if (read_only && !std::filesystem::exists(options.db))
         fail("no index at ", options.db.string(), " (run 'ldqa index PATH...' first, or pass --db)");
-      store.emplace(data::Store::open(options.db));
+      store.emplace(data::Store::open(options.db, read_only));
+      store_read_only = read_only;
     }
     return *store;
   }
+  bool store_read_only = false;
 
   data::Retriever& open_retriever() {
     if (!retriever) retriever.emplace(open_store());
@@ -83,15 +93,19 @@ struct Engine::Impl {
 
   model::Reader& load_reader() {
     if (reader) return *reader;
-    const auto dir = options.model.empty() ? bundled_model_dir() : options.model;
+    const auto dir = model_dir = options.model.empty() ? bundled_model_dir() : options.model;
     reader.emplace(model::Reader::load(dir));
     device = resolve_device(options.device, &device_note);
+    if (options.threads > 0) model::set_cpu_threads(options.threads);
     std::ifstream in(dir / "calibration.json");
     if (in) {
       try {
         threshold = nlohmann::json::parse(in).at("no_answer_threshold").get<double>();
       } catch (const std::exception& e) {
-        fail((dir / "calibration.json").string(), ": ", e.what());
+        throw Error(
+            (dir / "calibration.json").string() +
+                " is not a calibration (no number \"no_answer_threshold\"): make it again with 'ldqa calibrate'",
+            e.what());
       }
     }
     return *reader;
@@ -118,6 +132,7 @@ IndexReport Engine::index(const IndexRequest& request, const std::function<void(
   o.include = request.include;
   o.exclude = request.exclude;
   o.prune = request.prune;
+  o.follow_links_outside = request.follow_links;
   o.threads = impl_->options.threads;
   o.passages.target_words = request.passage_words;
   o.passages.max_words = request.passage_words * 7 / 4;
@@ -130,11 +145,20 @@ IndexReport Engine::index(const IndexRequest& request, const std::function<void(
     std::filesystem::create_directories(dir, ec);
     if (ec) fail("cannot create the index folder ", dir.string(), ": ", ec.message());
   }
-  const auto s = data::index_paths(impl_->open_store(true), request.paths, o, [&](const data::IndexProgress& p) {
-    if (progress) progress(IndexProgress{p.files_done, p.files_total, p.bytes_done, p.bytes_total, p.current});
-  });
-  return IndexReport{s.indexed,     s.unchanged, s.removed, s.bytes_read, s.seconds,
-                     s.interrupted, s.skipped,   s.failed,  s.to_json()};
+  const auto s =
+      data::index_paths(impl_->open_store(Impl::Access::write), request.paths, o, [&](const data::IndexProgress& p) {
+        if (progress) progress(IndexProgress{p.files_done, p.files_total, p.bytes_done, p.bytes_total, p.current});
+      });
+  return IndexReport{.indexed = s.indexed,
+                     .unchanged = s.unchanged,
+                     .removed = s.removed,
+                     .bytes_read = s.bytes_read,
+                     .seconds = s.seconds,
+                     .interrupted = s.interrupted,
+                     .skipped = s.skipped,
+                     .failed = s.failed,
+                     .notes = s.notes,
+                     .json = s.to_json()};
 }
 
 AskResult Engine::ask(std::string_view question, const AskOptions& options) {
@@ -146,9 +170,15 @@ AskResult Engine::ask(std::string_view question, const AskOptions& options) {
     fail("ask: answers (", options.answers, ") and passages (", options.passages,
          ") must be positive and context_tokens (", options.context_tokens, ") at least 64");
   auto& reader = impl_->load_reader();
+  if (!options.min_score && !impl_->threshold)
+    fail("the model at ", impl_->model_dir.string(),
+         " has no calibration.json, so an answer cannot be told from a guess: make one with 'ldqa calibrate "
+         "FILE.json -o ",
+         (impl_->model_dir / "calibration.json").string(),
+         "', or choose a threshold with --min-score (-inf shows every answer)");
   auto& store = impl_->open_store();
   AskResult result;
-  result.threshold = options.min_score.value_or(impl_->threshold.value_or(-std::numeric_limits<double>::infinity()));
+  result.threshold = options.min_score ? *options.min_score : *impl_->threshold;
   const auto t0 = std::chrono::steady_clock::now();
   auto& retriever = impl_->open_retriever();
   const auto hits = retriever.search(question, options.passages);
@@ -229,7 +259,7 @@ int64_t Engine::document_count() {
 
 bool Engine::remove(const std::filesystem::path& path) {
   std::lock_guard<std::mutex> lock(impl_->mutex);
-  return impl_->open_store().remove(std::filesystem::absolute(path).lexically_normal().string());
+  return impl_->open_store(Impl::Access::write).remove(std::filesystem::absolute(path).lexically_normal().string());
 }
 
 std::string Engine::device() {
@@ -244,10 +274,10 @@ std::string Engine::device_note() {
   return impl_->device_note;
 }
 
-double Engine::calibrated_threshold() {
+std::optional<double> Engine::calibrated_threshold() {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   impl_->load_reader();
-  return impl_->threshold.value_or(-std::numeric_limits<double>::infinity());
+  return impl_->threshold;
 }
 
 }  // namespace ldqa

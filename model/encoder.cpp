@@ -83,52 +83,21 @@ Encoder Encoder::load(const std::filesystem::path& dir) {
   const auto config_path = dir / "config.json";
   std::ifstream in(config_path);
   if (!in) fail("model config not found: ", config_path.string());
-  nlohmann::json meta;
-  try {
-    meta = nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    fail(config_path.string(), " is not valid JSON: ", e.what());
-  }
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto impl = std::make_unique<Impl>();
   impl->dir = dir;
-  Config& c = impl->config;
   std::vector<std::string> files;
-  try {
-    if (meta.at("format_version").get<int>() != 1)
-      fail(config_path.string(), ": format_version ", meta.at("format_version").dump(), " is not 1");
-    const auto& m = meta.at("model");
-    c.vocab_size = m.at("vocab_size");
-    c.hidden = m.at("hidden");
-    c.layers = m.at("layers");
-    c.heads = m.at("heads");
-    c.ffn = m.at("ffn");
-    c.window = m.at("window");
-    c.rotary_dims = m.at("rotary_dims");
-    c.rotary_base = m.at("rotary_base");
-    c.type_vocab = m.at("type_vocab");
-    c.layer_norm_eps = m.at("layer_norm_eps");
-    c.max_question_tokens = m.at("max_question_tokens");
-    c.max_len = m.at("max_len");
-    c.cls_id = m.at("cls_id");
-    c.sep_id = m.at("sep_id");
-    c.pad_id = m.at("pad_id");
-    if (meta.contains("packing") && meta["packing"].contains("window_overlap_tokens"))
-      c.window_overlap = meta["packing"]["window_overlap_tokens"];
-    files = meta.at("weights").at("files").get<std::vector<std::string>>();
-  } catch (const nlohmann::json::exception& e) {
-    fail(config_path.string(), ": ", e.what());
-  }
-  if (c.heads <= 0 || c.hidden <= 0 || c.hidden % c.heads != 0 || c.rotary_dims % 2 != 0 || c.rotary_dims < 0 ||
-      c.rotary_dims > c.head_dim() || c.layers < 1 || c.ffn < 1 || c.vocab_size < 5 || c.max_len < 8 ||
-      c.type_vocab < 2)
-    fail(config_path.string(), ": inconsistent sizes (hidden ", c.hidden, ", heads ", c.heads, ", rotary_dims ",
-         c.rotary_dims, ", layers ", c.layers, ", max_len ", c.max_len, ")");
+  impl->config = detail::parse_config(text, config_path.string(), &files);
+  const Config& c = impl->config;
   for (const auto& file : files) {
     const auto path = dir / file;
     if (!std::filesystem::exists(path)) fail("model weights not found: ", path.string());
     impl->shards.add(path);
   }
-  for (const auto& spec : detail::expected_tensors(c)) impl->shards.get(spec.name, spec.shape);
+  for (const auto& spec : detail::expected_tensors(c)) {
+    impl->shards.get(spec.name, spec.shape);
+    impl->shards.check_finite(spec.name);
+  }
   return Encoder(std::move(impl));
 }
 

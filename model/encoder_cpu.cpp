@@ -1,5 +1,6 @@
 // The float32 CPU forward pass (Eigen, the attention library's CPU backend) and span
 // decoding.
+#include <omp.h>
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
@@ -11,6 +12,13 @@
 #include "model/encoder_internal.hpp"
 
 namespace ldqa::model {
+
+void set_cpu_threads(int threads) {
+  if (threads > 0) {
+    omp_set_num_threads(threads);
+    Eigen::setNbThreads(threads);
+  }
+}
 
 namespace detail {
 

@@ -45,6 +45,10 @@ struct Outputs {
   std::vector<std::vector<float>> states;
 };
 
+// Threads of the CPU forward pass (OpenMP, process-wide); 0 leaves OpenMP's default
+// (all cores).
+void set_cpu_threads(int threads);
+
 class Encoder {
  public:
   static Encoder load(const std::filesystem::path& model_dir);

@@ -2,6 +2,7 @@
 // each as global tokens), run windows of every question through shared forward passes,
 // decode spans per window and rank them per question on one scale (start + end logit).
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <optional>
 
@@ -97,6 +98,15 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<Question>& que
       batch.global_len.push_back(w.global_len);
     }
     const Outputs out = encoder_->forward(batch, device);
+    // A model with broken weights or config answers nonsense with confidence: refuse it.
+    for (std::size_t k = at; k < end; ++k) {
+      const std::size_t row = (k - at) * static_cast<std::size_t>(n);
+      const auto len = static_cast<std::size_t>(batch.valid_len[k - at]);
+      for (std::size_t p = 0; p < len; ++p)
+        if (!std::isfinite(out.start_logits[row + p]) || !std::isfinite(out.end_logits[row + p]))
+          fail("the model in ", encoder_->directory().string(),
+               " produced a non-finite score (NaN or infinity): its weights or config are broken");
+    }
     for (std::size_t k = at; k < end; ++k) {
       const WindowJob& job = jobs[order[k]];
       const auto& w = job.window;

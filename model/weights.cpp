@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -137,6 +138,27 @@ const TensorView& Shards::get(const std::string& name, const std::vector<int64_t
   return t;
 }
 
+void Shards::check_finite(const std::string& name) const {
+  const TensorView& t = tensors_.at(name);
+  std::size_t bad = 0;
+  if (t.dtype == WeightType::f32) {
+    for (std::size_t i = 0; i < t.count; ++i) {
+      uint32_t v;
+      std::memcpy(&v, t.data + 4 * i, 4);
+      bad += (v & 0x7F800000u) == 0x7F800000u;
+    }
+  } else {
+    const uint16_t exponent = t.dtype == WeightType::bf16 ? 0x7F80 : 0x7C00;
+    for (std::size_t i = 0; i < t.count; ++i) {
+      uint16_t v;
+      std::memcpy(&v, t.data + 2 * i, 2);
+      bad += (v & exponent) == exponent;
+    }
+  }
+  if (bad)
+    fail(t.file, ": tensor ", name, " holds ", bad, " NaN or infinite values of ", t.count, ": the weights are broken");
+}
+
 std::vector<float> Shards::floats(const std::string& name, const std::vector<int64_t>& shape) const {
   const TensorView& t = get(name, shape);
   std::vector<float> out(t.count);
@@ -150,6 +172,91 @@ std::vector<float> Shards::floats(const std::string& name, const std::vector<int
     }
   }
   return out;
+}
+
+namespace {
+
+int integer(const nlohmann::json& object, const char* key, const std::string& where) {
+  const auto it = object.find(key);
+  if (it == object.end()) fail(where, ": model.", key, " is missing");
+  if (!it->is_number_integer() || it->get<int64_t>() < INT32_MIN || it->get<int64_t>() > INT32_MAX)
+    fail(where, ": model.", key, " = ", it->dump(), " is not an integer");
+  return static_cast<int>(it->get<int64_t>());
+}
+
+double real(const nlohmann::json& object, const char* key, const std::string& where) {
+  const auto it = object.find(key);
+  if (it == object.end()) fail(where, ": model.", key, " is missing");
+  if (!it->is_number()) fail(where, ": model.", key, " = ", it->dump(), " is not a number");
+  return it->get<double>();
+}
+
+}  // namespace
+
+Config parse_config(std::string_view text, const std::string& where, std::vector<std::string>* weight_files) {
+  nlohmann::json meta;
+  try {
+    meta = nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    fail(where, " is not valid JSON: ", e.what());
+  }
+  if (!meta.is_object() || !meta.contains("format_version") || meta["format_version"] != 1)
+    fail(where, ": format_version ",
+         meta.is_object() && meta.contains("format_version") ? meta["format_version"].dump() : "missing", " is not 1");
+  const auto m = meta.find("model");
+  if (m == meta.end() || !m->is_object()) fail(where, ": no \"model\" object");
+  Config c;
+  c.vocab_size = integer(*m, "vocab_size", where);
+  c.hidden = integer(*m, "hidden", where);
+  c.layers = integer(*m, "layers", where);
+  c.heads = integer(*m, "heads", where);
+  c.ffn = integer(*m, "ffn", where);
+  c.window = integer(*m, "window", where);
+  c.rotary_dims = integer(*m, "rotary_dims", where);
+  c.rotary_base = real(*m, "rotary_base", where);
+  c.type_vocab = integer(*m, "type_vocab", where);
+  c.layer_norm_eps = real(*m, "layer_norm_eps", where);
+  c.max_question_tokens = integer(*m, "max_question_tokens", where);
+  c.max_len = integer(*m, "max_len", where);
+  c.cls_id = integer(*m, "cls_id", where);
+  c.sep_id = integer(*m, "sep_id", where);
+  c.pad_id = integer(*m, "pad_id", where);
+  if (const auto packing = meta.find("packing");
+      packing != meta.end() && packing->is_object() && packing->contains("window_overlap_tokens"))
+    c.window_overlap = integer(*packing, "window_overlap_tokens", where);
+  validate_config(c, where);
+  const auto weights = meta.find("weights");
+  if (weights == meta.end() || !weights->is_object() || !weights->contains("files") ||
+      !(*weights)["files"].is_array() || (*weights)["files"].empty())
+    fail(where, ": weights.files must list the safetensors files");
+  for (const auto& f : (*weights)["files"]) {
+    // Plain file names beside config.json: a config must not point anywhere else.
+    if (!f.is_string() || f.get<std::string>().empty() || f.get<std::string>().find('/') != std::string::npos ||
+        f.get<std::string>() == "." || f.get<std::string>() == "..")
+      fail(where, ": weights.files entry ", f.dump(), " is not a file name in the model's folder");
+    if (weight_files) weight_files->push_back(f.get<std::string>());
+  }
+  return c;
+}
+
+void validate_config(const Config& c, const std::string& where) {
+  if (c.heads <= 0 || c.hidden <= 0 || c.hidden % c.heads != 0 || c.rotary_dims % 2 != 0 || c.rotary_dims < 0 ||
+      c.rotary_dims > c.head_dim() || c.layers < 1 || c.ffn < 1 || c.vocab_size < 5 || c.max_len < 8 ||
+      c.type_vocab < 2)
+    fail(where, ": inconsistent sizes (hidden ", c.hidden, ", heads ", c.heads, ", rotary_dims ", c.rotary_dims,
+         ", layers ", c.layers, ", max_len ", c.max_len, ")");
+  // Values a model cannot have been trained with: a broken or hand-edited config.
+  if (!(c.layer_norm_eps > 0) || !std::isfinite(c.layer_norm_eps) || c.layer_norm_eps > 0.1)
+    fail(where, ": layer_norm_eps ", c.layer_norm_eps, " is not a small positive number");
+  if (c.window < 1) fail(where, ": window ", c.window, " must be at least 1 (tokens see their neighbours)");
+  if (!(c.rotary_base > 1) || !std::isfinite(c.rotary_base))
+    fail(where, ": rotary_base ", c.rotary_base, " must exceed 1");
+  if (c.max_question_tokens < 1 || c.max_question_tokens + 8 > c.max_len)
+    fail(where, ": max_question_tokens ", c.max_question_tokens, " does not fit windows of ", c.max_len, " tokens");
+  for (const auto& [name, id] : {std::pair{"cls_id", c.cls_id}, {"sep_id", c.sep_id}, {"pad_id", c.pad_id}})
+    if (id < 0 || id >= c.vocab_size)
+      fail(where, ": ", name, " ", id, " is outside the vocabulary (", c.vocab_size, ")");
+  if (c.window_overlap < 0) fail(where, ": window_overlap_tokens ", c.window_overlap, " is negative");
 }
 
 }  // namespace ldqa::model::detail

@@ -9,7 +9,10 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "model/model.hpp"
 
 namespace ldqa::model::detail {
 
@@ -48,11 +51,19 @@ class Shards {
   void add(const std::filesystem::path& path);
   // The tensor, its dtype and byte size checked against `shape`; errors name the file.
   const TensorView& get(const std::string& name, const std::vector<int64_t>& shape) const;
+  // Throws naming the tensor and its file when any value is NaN or infinite.
+  void check_finite(const std::string& name) const;
   std::vector<float> floats(const std::string& name, const std::vector<int64_t>& shape) const;
 
  private:
   std::vector<std::unique_ptr<MappedFile>> files_;
   std::map<std::string, TensorView> tensors_;
 };
+
+// config.json's text to a Config, every value checked (validate_config); the weight
+// files it names (plain names beside it) into *weight_files. `where` names the file.
+Config parse_config(std::string_view text, const std::string& where, std::vector<std::string>* weight_files);
+// Every value of a model's config checked (sizes, epsilon, window, ids).
+void validate_config(const Config& config, const std::string& where);
 
 }  // namespace ldqa::model::detail

@@ -7,7 +7,8 @@ packages=(
   libeigen3-dev catch2
   libboost-program-options-dev libsqlite3-dev
   libsentencepiece-dev sentencepiece
-  libgumbo-dev libpoppler-cpp-dev libssl-dev sqlite3 nlohmann-json3-dev
+  libgumbo-dev libpoppler-cpp-dev libssl-dev sqlite3 nlohmann-json3-dev zlib1g-dev
+  clang libclang-rt-14-dev  # the libFuzzer targets (scripts/fuzz.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

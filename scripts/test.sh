@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is needed, builds, and runs every test: the release build (with the
 # CUDA kernels when nvcc is present; GPU tests only run where a device is), then a
-# CPU build under AddressSanitizer + UndefinedBehaviorSanitizer.
+# CPU build under AddressSanitizer + UndefinedBehaviorSanitizer, then the fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -22,3 +22,6 @@ grep -q "^Thomas Marsh" build/embed/answer.txt
 echo "installed package: OK"
 scripts/build.sh build-sanitize -DLDQA_CUDA=OFF -DLDQA_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 (cd build-sanitize && ctest --output-on-failure -LE slow)
+# The libFuzzer targets, a few seconds each from their seed corpora (longer by hand:
+# scripts/fuzz.sh 600).
+scripts/fuzz.sh 8

@@ -10,9 +10,16 @@
 
 namespace ldqa {
 
+// what(): what is wrong and what to do, for the user; detail(): the underlying cause
+// in its own words (SQLite's message, a JSON parser's), for -v and bug reports.
 class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+  Error(const std::string& message, std::string detail) : std::runtime_error(message), detail_(std::move(detail)) {}
+  const std::string& detail() const noexcept { return detail_; }
+
+ private:
+  std::string detail_;
 };
 
 namespace detail {

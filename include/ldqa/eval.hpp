@@ -29,6 +29,7 @@ struct EvalRequest {
 struct EvalReport {
   std::string setting, device;
   int questions = 0;
+  int unanswerable = 0;  // questions of the file without a reference answer, left out
   double em = 0, f1 = 0, seconds = 0;
   double p50_ms = 0, p95_ms = 0;                                 // per question (corpus); mean per question otherwise
   std::vector<std::pair<std::string, std::string>> predictions;  // id, answer

@@ -34,7 +34,7 @@ struct EngineOptions {
   std::filesystem::path db;           // the index database; its folder must exist (or be creatable)
   std::filesystem::path model;        // empty: the bundled model (see bundled_model_dir)
   Device device = Device::automatic;  // ldqa/device.hpp; parse_device("cuda") from a flag
-  int threads = 0;                    // indexing workers; 0: all cores but one
+  int threads = 0;  // indexing workers and the CPU reader's threads; 0: all cores (indexing: all but one)
 };
 
 // The bundled model: $LDQA_MODEL if set, else the installed copy beside the library
@@ -45,7 +45,11 @@ std::filesystem::path bundled_model_dir();
 struct IndexRequest {
   std::vector<std::filesystem::path> paths;
   std::vector<std::string> include, exclude;  // globs
-  bool prune = false;                         // drop documents under the paths whose files are gone
+  // The index reflects the folders: documents under the paths whose files are gone (or
+  // that were reached through a link that is no longer followed) are dropped; false
+  // keeps them.
+  bool prune = true;
+  bool follow_links = false;  // follow symbolic links that lead outside the paths
   int passage_words = 200;
   const std::atomic<bool>* cancel = nullptr;  // set (e.g. from a signal handler) to stop cleanly
 };
@@ -61,6 +65,7 @@ struct IndexReport {
   bool interrupted = false;
   std::vector<std::pair<std::string, std::string>> skipped;  // path, reason
   std::vector<std::pair<std::string, std::string>> failed;   // path, error
+  std::vector<std::pair<std::string, std::string>> notes;    // path, how its reader coped (indexed anyway)
   std::string json;                                          // the same, as one JSON object
 };
 
@@ -79,10 +84,12 @@ struct Answer {
 };
 
 struct AskOptions {
-  int answers = 3;                  // at most this many, best first
-  int passages = 12;                // retrieval hits handed to context building
-  int context_tokens = 1536;        // per document context (hit passages and their neighbours)
-  std::optional<double> min_score;  // below: no answer; unset: the model's calibrated threshold
+  int answers = 3;            // at most this many, best first
+  int passages = 12;          // retrieval hits handed to context building
+  int context_tokens = 1536;  // per document context (hit passages and their neighbours)
+  // Below: no answer. Unset: the model's calibration.json (an error when it has none);
+  // -infinity shows every answer.
+  std::optional<double> min_score;
 };
 
 struct AskResult {
@@ -129,7 +136,9 @@ class Engine {
   // it differs from the one asked for (empty when it does not).
   std::string device();
   std::string device_note();
-  double calibrated_threshold();  // loads the model if needed
+  // The model's calibration.json threshold, none when it has no such file (then ask()
+  // needs AskOptions::min_score); loads the model if needed.
+  std::optional<double> calibrated_threshold();
 
   struct Impl;
 

@@ -247,5 +247,154 @@ check "consistent after Ctrl-C" python3 -c 'import json,sys; d=json.loads(sys.ar
 out=$("$ldqa" --db "$tmp/int.db" --json stats)
 check "finished after re-run" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["documents"]==300, d' "$out"
 
+
+# ---------------------------------------------------------------- a hostile folder
+# Deep and unclosed HTML, a large file that changes, a link out of the folder, escape
+# bytes in a document and in a file name, a name that is not UTF-8, gzip, UTF-16, a
+# corrupt PDF: indexed to completion, every problem reported.
+hostile="$tmp/hostile"
+mkdir -p "$hostile/docs" "$hostile/outside"
+echo "root:x:0:0:quartermaster:/root:/bin/bash" >"$hostile/outside/passwd"
+ln -s "$hostile/outside" "$hostile/docs/etc"
+python3 - "$hostile/docs" <<'PY'
+import gzip, os, random, sys
+d = sys.argv[1]
+open(os.path.join(d, "deep.html"), "w").write("<html><body>" + "<div>" * 100000 + "the deep note")
+with open(os.path.join(d, "unclosed.html"), "w") as f:
+    f.write("<html><body>")
+    i = 0
+    while f.tell() < 1 << 20:
+        f.write(f'<b id="{i}"><font color=red>word{i}<p>')
+        i += 1
+random.seed(5)
+words = ["harbour", "keeper", "lamp", "storm", "rope", "tide", "gull", "anchor"]
+with open(os.path.join(d, "big.txt"), "w") as f:
+    for p in range(40000):
+        f.write(" ".join(random.choice(words) for _ in range(30)) + "\n\n")
+open(os.path.join(d, "escape.txt"), "w").write("\x1b]0;owned\x07\x1b[2J The alarm code is 4711.\n")
+open(os.path.join(d, "name-\x1b[31mred.txt"), "w").write("A file named to colour the terminal: periwinkle.\n")
+open(os.fsdecode(os.path.join(os.fsencode(d), b"latin-na\xefve.txt")), "w").write("A Latin-1 name: marzipan.\n")
+open(os.path.join(d, "README.gz"), "wb").write(gzip.compress(b"Gzipped notes mention a lighthouse called Farola.\n"))
+open(os.path.join(d, "AUTHORS"), "w").write("Written by Ingeborg Vang.\n")
+open(os.path.join(d, "utf16.txt"), "wb").write("\ufeffThe ferry is called Solveig.\n".encode("utf-16-le"))
+open(os.path.join(d, "corrupt.pdf"), "wb").write(b"%PDF-1.4\nbroken beyond repair")
+PY
+out=$(timeout 300 "$ldqa" --db "$hostile/index.db" index "$hostile/docs" 2>&1)
+code=$?
+check "hostile folder indexed to completion (exit 1: the corrupt PDF)" test $code -eq 1
+check "hostile: corrupt PDF reported" contains "$out" "FAILED $hostile/docs/corrupt.pdf"
+check "hostile: link out reported" contains "$out" "outside the indexed folders"
+check "hostile: HTML stripped noted" contains "$out" "read with the tags stripped"
+check "hostile: gzip noted" contains "$out" "read through gzip"
+check "hostile: UTF-16 noted" contains "$out" "read as utf-16le"
+check "hostile: no escape byte in the summary" bash -c "! grep -q $'\x1b' <<<\"\$1\"" _ "$out"
+out=$("$ldqa" --db "$hostile/index.db" search quartermaster 2>&1)
+check "hostile: nothing from outside the folder" contains "$out" "no matching passage"
+for word in "the deep note" word1000 Farola Ingeborg Solveig periwinkle marzipan; do
+  out=$("$ldqa" --db "$hostile/index.db" --json search "$word")
+  check "hostile: '$word' found" python3 -c 'import json,sys; assert json.loads(sys.argv[1]), sys.argv[2]' "$out" "$word"
+done
+out=$("$ldqa" --db "$hostile/index.db" search "alarm code")
+check "hostile: search shows the text" contains "$out" "4711"
+check "hostile: search output carries no escape byte" bash -c "! grep -q $'\x1b' <<<\"\$1\"" _ "$out"
+out=$("$ldqa" --db "$hostile/index.db" list)
+check "hostile: list carries no escape byte" bash -c "! grep -q $'\x1b' <<<\"\$1\"" _ "$out"
+out=$("$ldqa" --db "$hostile/index.db" --json list)
+check "hostile: --json list is JSON (a name that is not UTF-8)" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert any("latin-na" in x["path"] for x in d)' "$out"
+out=$("$ldqa" --db "$hostile/index.db" --json ask --min-score=-inf "What is the alarm code?")
+check "hostile: --json ask is JSON" python3 -c 'import json,sys; json.loads(sys.argv[1])' "$out"
+# the large file changes: re-indexed in bounded time; the corrupt PDF fails again (exit 1)
+echo "storm lantern epilogue" >>"$hostile/docs/big.txt"
+out=$(timeout 120 "$ldqa" --db "$hostile/index.db" index "$hostile/docs" 2>&1)
+code=$?
+check "hostile: changed large file re-indexed, failed file reported again" test $code -eq 1
+check "hostile: re-index summary" contains "$out" "indexed 1,"
+# a deleted file leaves the index without --prune
+rm "$hostile/docs/AUTHORS"
+out=$("$ldqa" --db "$hostile/index.db" index "$hostile/docs" 2>&1)
+check "hostile: deleted file removed by default" contains "$out" "removed 1"
+out=$("$ldqa" --db "$hostile/index.db" search Ingeborg 2>&1)
+check "hostile: deleted file not searchable" contains "$out" "no matching passage"
+
+# ---------------------------------------------------------- broken models, calibration
+model_src="$(realpath "$(dirname "$ldqa")"/../../models/ldqa-small)"
+make_model() {  # make_model DIR: the bundled model, linked file by file
+  mkdir -p "$1"
+  for f in "$model_src"/*; do ln -sf "$f" "$1/"; done
+}
+make_model "$tmp/eps"
+rm "$tmp/eps/config.json"
+sed 's/"layer_norm_eps": 1e-05/"layer_norm_eps": -1e-05/' "$model_src/config.json" >"$tmp/eps/config.json"
+out=$("$ldqa" --db "$db" --model "$tmp/eps" ask "When was the lighthouse built?" 2>&1)
+check "negative layer_norm_eps exit 3" test $? -eq 3
+check "negative layer_norm_eps named" contains "$out" "layer_norm_eps"
+make_model "$tmp/nocal"
+rm "$tmp/nocal/calibration.json"
+out=$("$ldqa" --db "$db" --model "$tmp/nocal" ask "When was the lighthouse built?" 2>&1)
+check "missing calibration exit 3" test $? -eq 3
+check "missing calibration says what to do" contains "$out" "ldqa calibrate"
+out=$("$ldqa" --db "$db" --model "$tmp/nocal" --json ask --min-score=-inf "When was the lighthouse built?" 2>&1)
+check "missing calibration, explicit threshold" python3 -c 'import json,sys; assert json.loads(sys.argv[1])["answers"][0]["text"]=="1871"' "$out"
+
+# ------------------------------------------------------------ errors a user can act on
+cp "$db" "$tmp/damaged.db"
+python3 - "$tmp/damaged.db" <<'PY'
+import sys
+raw = bytearray(open(sys.argv[1], "rb").read())
+raw[100:4096] = b"\xAB" * (4096 - 100)  # the schema page
+open(sys.argv[1], "wb").write(raw)
+PY
+out=$("$ldqa" --db "$tmp/damaged.db" list 2>&1)
+check "damaged index exit 3" test $? -eq 3
+check "damaged index says what to do" contains "$out" "is damaged or is not an ldqa index"
+check "damaged index: SQLite's words only with -v" bash -c "! grep -q 'SQLite:' <<<\"\$1\"" _ "$out"
+out=$("$ldqa" -v --db "$tmp/damaged.db" list 2>&1)
+check "damaged index detail with -v" contains "$out" "detail: SQLite"
+printf 'When?\n{"id": "x", "text": "no question field"}\n' >"$tmp/bad.jsonl"
+out=$("$ldqa" --db "$db" batch "$tmp/bad.jsonl" 2>&1)
+check "malformed JSONL exit 3" test $? -eq 3
+check "malformed JSONL names the line" contains "$out" "$tmp/bad.jsonl:2: the object has no \"question\" string"
+# two first runs on a new index at once
+"$ldqa" --db "$tmp/twice.db" -q index "$tmp/docs" & first=$!
+"$ldqa" --db "$tmp/twice.db" -q index "$tmp/docs" & second=$!
+wait $first; code1=$?
+wait $second; code2=$?
+check "two first index runs both succeed" test "$code1$code2" = "00"
+# an index on read-only media: searched, listed, asked (an unprivileged user when root)
+mkdir -p "$tmp/ro" && cp "$db" "$tmp/ro/index.db" && rm -f "$tmp/ro/index.db-"*
+chmod 0444 "$tmp/ro/index.db" && chmod 0555 "$tmp/ro" && chmod 0755 "$tmp"
+as_reader=()
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+  as_reader=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+fi
+out=$("${as_reader[@]}" "$ldqa" --db "$tmp/ro/index.db" search lighthouse 2>&1)
+check "read-only index searched" contains "$out" "lighthouse.txt"
+chmod 0755 "$tmp/ro"
+
+# ------------------------------------------------------------------ CLI rough edges
+out=$("$ldqa" help stats)
+check "help stats" contains "$out" "usage: ldqa stats"
+out=$("$ldqa" help remove)
+check "help remove" contains "$out" "usage: ldqa remove PATH..."
+out=$("$ldqa" help frobnicate 2>&1)
+check "help on an unknown command exit 2" test $? -eq 2
+out=$("$ldqa" --db "$db" --json search -- "-lighthouse keeper" 2>&1)
+check "a question starting with - after --" python3 -c 'import json,sys; assert json.loads(sys.argv[1])[0]["path"].endswith("lighthouse.txt")' "$out"
+"$ldqa" --db "$db" -q ask -- "-5 or 1871: when was the lighthouse built?" >/dev/null 2>&1
+check "ask takes it too (no usage error)" test $? -ne 2
+out=$(printf 'When was the lighthouse built?\n:quit\nWho was the first keeper?\n' | "$ldqa" --db "$db" chat 2>&1)
+check "chat :quit leaves" bash -c "contains() { grep -qF -- \"\$2\" <<<\"\$1\"; }; contains \"\$1\" 1871 && ! contains \"\$1\" 'Thomas Marsh'" _ "$out"
+out=$("$ldqa" --db "$db" --json remove "$tmp/docs/lighthouse.txt" "$tmp/docs/nothing.txt")
+check "--json remove" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert len(d["removed"])==1 and len(d["not_in_index"])==1, d' "$out"
+python3 - "$tmp/covid.json" <<'PY'
+import json, sys
+ctx = "The incubation period of the virus is about five days. Masks reduce transmission."
+data = {"data": [{"paragraphs": [{"context": ctx, "qas": [
+    {"id": 1, "question": "How long is the incubation period?", "answers": [{"text": "about five days", "answer_start": 37}]}]}]}]}
+json.dump(data, open(sys.argv[1], "w"))
+PY
+out=$("$ldqa" --json eval --setting paragraph "$tmp/covid.json" 2>&1)
+check "eval: numeric ids and no title (COVID-QA's file)" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["questions"]==1, d' "$out"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

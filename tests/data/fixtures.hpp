@@ -10,7 +10,24 @@
 
 #include "support/support.hpp"
 
+#include <zlib.h>
+
 namespace ldqa::test {
+
+// bytes as one gzip member (what gzip(1) writes).
+inline std::string gzip(const std::string& bytes) {
+  z_stream z{};
+  deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+  std::string out(deflateBound(&z, bytes.size()) + 32, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()));
+  z.avail_in = static_cast<uInt>(bytes.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
 
 // A valid PDF with one page per entry; each page's lines drawn with Helvetica.
 inline std::string make_pdf(const std::vector<std::vector<std::string>>& pages, const std::string& title = "") {

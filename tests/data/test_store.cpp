@@ -86,7 +86,7 @@ TEST_CASE("indexing a folder: formats, failures reported, odd names, hidden file
   CHECK(st.last_run_status == "done");
 }
 
-TEST_CASE("re-indexing touches only what changed; prune removes what is gone", "[data][store]") {
+TEST_CASE("re-indexing touches only what changed; what is gone is removed", "[data][store]") {
   Corpus c;
   make_corpus(c);
   Store s = Store::open(c.db());
@@ -94,13 +94,15 @@ TEST_CASE("re-indexing touches only what changed; prune removes what is gone", "
   const auto before = s.find((c.docs() / "notes.md").string());
   auto again = index_paths(s, {c.docs()}, {});
   CHECK(again.indexed == 0);
-  CHECK(again.unchanged == 8);  // the 7 documents and the failed PDF
+  CHECK(again.unchanged == 7);  // the 7 documents; the failed PDF is tried again, and fails again
+  REQUIRE(again.failed.size() == 1);
+  CHECK(again.failed[0].first.find("broken.pdf") != std::string::npos);
   // same content, new mtime: hashed, not re-indexed
   const auto notes = c.docs() / "notes.md";
   fs::last_write_time(notes, fs::last_write_time(notes) + std::chrono::seconds(5));
   again = index_paths(s, {c.docs()}, {});
   CHECK(again.indexed == 0);
-  CHECK(again.unchanged == 8);
+  CHECK(again.unchanged == 7);
   CHECK(s.find(notes.string())->id == before->id);
   // changed content: re-indexed, old words gone, new ones found
   test::write_file(notes, "# Garden notes\n\nPumpkins replaced everything.\n");
@@ -109,16 +111,24 @@ TEST_CASE("re-indexing touches only what changed; prune removes what is gone", "
   CHECK(again.indexed == 1);
   CHECK(hit_paths(s, "pumpkins") == std::vector<std::string>{"notes.md"});
   CHECK(hit_paths(s, "tomatoes").empty());
-  // a deleted file stays until --prune
+  // a deleted file stays only when asked to (prune = false); by default it goes
   fs::remove(c.docs() / "page.html");
-  index_paths(s, {c.docs()}, {});
+  IndexOptions keep;
+  keep.prune = false;
+  again = index_paths(s, {c.docs()}, keep);
+  CHECK(again.removed == 0);
   CHECK(s.find((c.docs() / "page.html").string()));
-  IndexOptions prune;
-  prune.prune = true;
-  again = index_paths(s, {c.docs()}, prune);
+  again = index_paths(s, {c.docs()}, {});
   CHECK(again.removed == 1);
   CHECK_FALSE(s.find((c.docs() / "page.html").string()));
   CHECK(hit_paths(s, "museum").empty());
+  // a document of another root is not touched by this root's pruning
+  test::write_file(c.dir / "other/keep.txt", "An unrelated heron.");
+  index_paths(s, {c.dir / "other"}, {});
+  fs::remove(c.docs() / "notes.md");
+  again = index_paths(s, {c.docs()}, {});
+  CHECK(again.removed == 1);
+  CHECK(s.find((c.dir / "other/keep.txt").string()));
   CHECK(s.stats().integrity == "ok");
 }
 

@@ -18,3 +18,40 @@ TEST_CASE("SQuAD normalisation and scores follow the official script", "[eval]")
   CHECK(eval::squad_f1("", {"x"}) == 0.0);
   CHECK(eval::squad_f1("the", {"a"}) == 0.0);
 }
+
+TEST_CASE("SQuAD-format files as users have them: numeric ids, no titles, unanswerable questions", "[eval]") {
+  // COVID-QA's published file: numeric ids, no titles; SQuAD 2.0 adds questions without answers.
+  const auto data = eval::parse_squad(R"({"data": [{"paragraphs": [{"context": "Alpha beta gamma.", "qas": [
+      {"id": 107, "question": "Which letter?", "answers": [{"text": "beta", "answer_start": 6}]},
+      {"question": "No id?", "answers": [{"text": "gamma"}]},
+      {"id": "u1", "question": "Unanswerable?", "answers": [], "is_impossible": true}]}]},
+      {"title": null, "paragraphs": [{"context": "Delta.", "qas": []}]}]})",
+                                      "covid.json");
+  REQUIRE(data.items.size() == 2);
+  CHECK(data.items[0].id == "107");
+  CHECK(data.items[1].id == "q0");
+  CHECK(data.unanswerable == 1);
+  CHECK(data.article_titles == std::vector<std::string>{"article 1", "article 2"});
+  CHECK(data.articles[1] == "Delta.");
+}
+
+TEST_CASE("a malformed SQuAD file is named by the JSON path of what is wrong", "[eval]") {
+  auto error = [](const char* json) {
+    try {
+      eval::parse_squad(json, "f.json");
+    } catch (const ldqa::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK_THAT(error(R"({"version": "1.1"})"), Catch::Contains("the top level has no \"data\""));
+  CHECK_THAT(error(R"({"data": [{"paragraphs": [{"context": "x", "qas": [{"id": "a", "answers": []}]}]}]})"),
+             Catch::Contains("data[0].paragraphs[0].qas[0] has no \"question\""));
+  CHECK_THAT(error(R"({"data": [{"paragraphs": [{"context": 5, "qas": []}]}]})"),
+             Catch::Contains("data[0].paragraphs[0].context is not a string"));
+  CHECK_THAT(
+      error(R"({"data": [{"paragraphs": [{"context": "x", "qas": [{"id": [1], "question": "q", "answers": []}]}]}]})"),
+      Catch::Contains("data[0].paragraphs[0].qas[0].id is neither"));
+  CHECK_THAT(error(R"({"data": [{"paragraphs": {}}]})"), Catch::Contains("data[0].paragraphs is not a list"));
+  CHECK_THAT(error("{not json"), Catch::Contains("f.json is not valid JSON"));
+}

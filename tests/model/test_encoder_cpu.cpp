@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "ldqa/error.hpp"
 #include "model/model.hpp"
@@ -89,6 +90,74 @@ TEST_CASE("bad model folders fail with the file and the tensor named", "[model]"
   // a missing shard
   fs::remove(dir / "model-00001-of-00001.safetensors");
   CHECK_THROWS_WITH(model::Encoder::load(dir.path()), Catch::Contains("model weights not found"));
+}
+
+namespace {
+
+// A copy of a model folder with one config value replaced (`"key": old` -> `"key": value`).
+void with_config_value(const fs::path& from, const fs::path& to, const std::string& key, const std::string& value) {
+  std::string config = read_file(from / "config.json");
+  const auto at = config.find("\"" + key + "\": ");
+  REQUIRE(at != std::string::npos);
+  const auto start = at + key.size() + 4;
+  config.replace(start, config.find_first_of(",\n}", start) - start, value);
+  write_file(to / "config.json", config);
+}
+
+// Overwrites every value of one tensor in a safetensors file with `bits` (raw, per element).
+void fill_tensor(const fs::path& file, const std::string& name, uint32_t bits) {
+  std::string raw = read_file(file);
+  uint64_t n = 0;
+  std::memcpy(&n, raw.data(), 8);
+  const auto header = nlohmann::json::parse(raw.substr(8, n));
+  const auto& t = header.at(name);
+  const std::size_t width = t.at("dtype") == "F32" ? 4 : 2;
+  const auto begin = t.at("data_offsets")[0].get<std::size_t>(), end = t.at("data_offsets")[1].get<std::size_t>();
+  for (std::size_t i = 8 + n + begin; i < 8 + n + end; i += width) std::memcpy(raw.data() + i, &bits, width);
+  write_file(file, raw);
+}
+
+}  // namespace
+
+TEST_CASE("broken model values are refused: non-finite weights, impossible config values", "[model]") {
+  TempDir dir;
+  const fs::path tiny = kModels / "fixtures/tiny";
+  const std::string shard = "model-00001-of-00001.safetensors";
+  for (const auto& [key, value, message] : {std::tuple{"layer_norm_eps", "-1e-05", "layer_norm_eps"},
+                                            {"layer_norm_eps", "0", "layer_norm_eps"},
+                                            {"window", "0", "window 0"},
+                                            {"rotary_base", "0.5", "rotary_base"},
+                                            {"cls_id", "600", "cls_id 600"},
+                                            {"max_question_tokens", "5000", "max_question_tokens"}}) {
+    INFO(key << " = " << value);
+    fs::copy_file(tiny / shard, dir / shard, fs::copy_options::overwrite_existing);
+    with_config_value(tiny, dir.path(), key, value);
+    CHECK_THROWS_WITH(model::Encoder::load(dir.path()), Catch::Contains(message));
+  }
+  // NaN weights: the tensor and its file are named
+  fs::copy_file(tiny / "config.json", dir / "config.json", fs::copy_options::overwrite_existing);
+  fill_tensor(dir / shard, "layers.1.ffn_in.weight", 0x7FC00000u);  // f32 NaN
+  CHECK_THROWS_WITH(model::Encoder::load(dir.path()), Catch::Contains("layers.1.ffn_in.weight holds 8192 NaN"));
+}
+
+TEST_CASE("the reader refuses non-finite scores", "[model][reader]") {
+  // Finite but huge span weights overflow the logits to infinity: a broken model must
+  // not answer with confidence.
+  TempDir dir;
+  for (const auto& entry : fs::directory_iterator(kModels / "ldqa-small"))
+    fs::copy_file(entry.path(), dir / entry.path().filename().string());
+  for (const auto& entry : fs::directory_iterator(dir.path())) {
+    if (entry.path().extension() != ".safetensors") continue;
+    const std::string raw = read_file(entry.path());
+    if (raw.find("\"span.weight\"") != std::string::npos)
+      fill_tensor(entry.path(), "span.weight", 0x7F00u);  // bf16 1.7e38
+  }
+  const auto reader = model::Reader::load(dir.path());
+  model::ReaderOptions options;
+  options.device = model::Device::cpu;
+  const std::vector<std::string_view> contexts{"The lighthouse was built in 1871 on the point."};
+  CHECK_THROWS_WITH(reader.answer({model::Question{"When was the lighthouse built?", {0}}}, contexts, options),
+                    Catch::Contains("non-finite"));
 }
 
 TEST_CASE("encoder inputs are checked", "[model]") {
