@@ -84,15 +84,19 @@ AskOptions ask_settings(const po::variables_map& vm) {
 
 po::options_description batch_options() {
   po::options_description o = ask_options();
-  o.add_options()("output,o", po::value<std::string>(), "append answers to this JSONL file (default: stdout)")(
+  o.add_options()("devices", po::value<std::string>(),
+                  "spread the questions over these: all, or a list of cpu, cuda, cuda:N (one reader each)")(
+      "output,o", po::value<std::string>(), "append answers to this JSONL file (default: stdout)")(
       "skip-done", "skip questions whose id is already in --output (resume an interrupted run)");
   return o;
 }
 
 po::options_description eval_options() {
   po::options_description o("options");
-  o.add_options()("setting", po::value<std::string>()->default_value("document"),
-                  "paragraph, document or corpus (index the articles, ask through retrieval)")(
+  o.add_options()("devices", po::value<std::string>(),
+                  "spread the questions over these: all, or a list of cpu, cuda, cuda:N (one reader each)")(
+      "setting", po::value<std::string>()->default_value("document"),
+      "paragraph, document or corpus (index the articles, ask through retrieval)")(
       "limit", po::value<int>()->default_value(0), "only the first N questions")(
       "predictions", po::value<std::string>(), "write {id: answer} to this JSON file");
   return o;
@@ -313,25 +317,38 @@ int cmd_batch(const Global& g, const po::variables_map& vm, const Args& files) {
   const AskOptions options = ask_settings(vm);
   const bool progress = interactive_stderr(g);
   int asked = 0, skipped = 0, unanswered = 0;
-  for (std::size_t i = 0; i < questions.size() && !g_interrupted; ++i) {
-    const auto& [id, question] = questions[i];
-    if (done.count(id)) {
+  std::vector<std::size_t> todo;
+  for (std::size_t i = 0; i < questions.size(); ++i) {
+    if (done.count(questions[i].id)) {
       ++skipped;
-      continue;
+    } else {
+      todo.push_back(i);
     }
-    Json record{{"id", id}, {"question", question}};
-    try {
-      const auto result = engine.ask(question, options);
-      unanswered += result.answers.empty();
-      record.update(to_json(result));
-    } catch (const Error& e) {
-      record["error"] = e.what();
+  }
+  // In chunks, each spread over the devices and written in input order as soon as it is
+  // done: an interrupted run keeps what it wrote, and --skip-done resumes after it.
+  const std::size_t chunk = 16 * std::max<std::size_t>(1, g.engine_options.devices.size());
+  for (std::size_t from = 0; from < todo.size() && !g_interrupted; from += chunk) {
+    std::vector<std::string> texts;
+    for (std::size_t k = from; k < std::min(todo.size(), from + chunk); ++k)
+      texts.push_back(questions[todo[k]].question);
+    const auto answers = engine.ask_many(texts, options, {}, &g_interrupted);
+    for (std::size_t k = 0; k < answers.size() && answers[k].asked; ++k) {
+      const auto& q = questions[todo[from + k]];
+      Json record{{"id", q.id}, {"question", q.question}};
+      if (answers[k].error.empty()) {
+        unanswered += answers[k].result.answers.empty();
+        record.update(to_json(answers[k].result));
+      } else {
+        record["error"] = answers[k].error;
+      }
+      const std::string line = json_text(record) + "\n";
+      std::fwrite(line.data(), 1, line.size(), out);
+      ++asked;
     }
-    const std::string line = json_text(record) + "\n";
-    std::fwrite(line.data(), 1, line.size(), out);
     std::fflush(out);
-    ++asked;
-    if (progress) std::fprintf(stderr, "\r%zu/%zu questions", i + 1, questions.size());
+    if (progress)
+      std::fprintf(stderr, "\r%zu/%zu questions", skipped + std::min(todo.size(), from + chunk), questions.size());
   }
   if (progress) std::fprintf(stderr, "\n");
   if (out != stdout) std::fclose(out);
@@ -600,6 +617,13 @@ int main(int argc, char** argv) {
       return kExitOk;
     }
     g.engine_options.db = g.db;
+    if (vm.count("devices")) {
+      try {
+        g.engine_options.devices = parse_devices(vm["devices"].as<std::string>());
+      } catch (const Error& e) {
+        throw po::error(std::string("--devices: ") + e.what());
+      }
+    }
     const Args positional = vm.count("positional") ? vm["positional"].as<Args>() : Args{};
     return command->run(g, vm, positional);
   } catch (const po::error& e) {

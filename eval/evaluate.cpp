@@ -11,6 +11,7 @@
 
 #include "eval/squad.hpp"
 #include "ldqa/eval.hpp"
+#include "lib/answering.hpp"
 #include "model/model.hpp"
 
 namespace ldqa {
@@ -44,7 +45,8 @@ std::filesystem::path model_dir_of(const EngineOptions& options) {
 // document setting: the model's own windows over each whole article.
 EvalReport read_directly(const EngineOptions& options, const EvalRequest& request, const eval::SquadData& squad) {
   const bool paragraph = request.setting == "paragraph";
-  const auto reader = model::Reader::load(model_dir_of(options));
+  const auto model_dir = model_dir_of(options);
+  const auto shared = model::Reader::load(model_dir);  // CPU workers share it; each GPU gets its own
   model::ReaderOptions ro;
   ro.device = resolve_device(options.device);
   ro.answers = 1;
@@ -66,11 +68,42 @@ EvalReport read_directly(const EngineOptions& options, const EvalRequest& reques
     const auto& it = squad.items[i];
     questions.push_back(model::Question{it.question, {paragraph ? it.paragraph : it.article}});
   }
+  // Batches of questions dealt to the devices as they free up (one device: the same
+  // path); answers land in the questions' order.
+  std::vector<DeviceId> devices = options.devices;
+  if (devices.empty()) devices.push_back({ro.device, 0});
+  constexpr std::size_t kJob = 256;
+  std::vector<std::vector<model::Answer>> answers(count);
+  struct Worker {
+    std::unique_ptr<model::Reader> own;
+    const model::Reader* reader = nullptr;
+    model::ReaderOptions options;
+  };
   const auto t0 = std::chrono::steady_clock::now();
-  const auto answers = reader.answer(questions, contexts, ro);
+  detail::run_on_devices<Worker>(
+      devices, (count + kJob - 1) / kJob,
+      [&](const DeviceId& id) {
+        Worker w;
+        w.options = ro;
+        w.options.device = id.device;
+        if (id.device == Device::cuda) {
+          w.own = std::make_unique<model::Reader>(model::Reader::load(model_dir));
+          w.reader = w.own.get();
+        } else {
+          w.reader = &shared;
+        }
+        return w;
+      },
+      [&](Worker& w, std::size_t job) {
+        const std::size_t from = job * kJob, to = std::min(count, from + kJob);
+        const std::vector<model::Question> part(questions.begin() + static_cast<std::ptrdiff_t>(from),
+                                                questions.begin() + static_cast<std::ptrdiff_t>(to));
+        auto found = w.reader->answer(part, contexts, w.options);
+        for (std::size_t i = from; i < to; ++i) answers[i] = std::move(found[i - from]);
+      });
   EvalReport report;
   report.setting = request.setting;
-  report.device = device_name(ro.device);
+  report.device = devices.size() == 1 ? device_name(devices[0].device) : std::to_string(devices.size()) + " devices";
   report.seconds = seconds_since(t0);
   double em = 0, f1 = 0;
   for (std::size_t i = 0; i < count; ++i) {
@@ -127,21 +160,24 @@ EvalReport ask_through_retrieval(const EngineOptions& options, const EvalRequest
   AskOptions ask = request.ask;
   ask.answers = 1;
   ask.min_score = -std::numeric_limits<double>::infinity();  // SQuAD questions all have answers: never withhold
+  std::vector<std::string> questions;
+  for (std::size_t i = 0; i < count; ++i) questions.push_back(squad.items[i].question);
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto answers = engine.ask_many(questions, ask, progress);  // EngineOptions::devices
+  report.seconds = seconds_since(t0);
+  if (options.devices.size() > 1) report.device = std::to_string(options.devices.size()) + " devices";
   std::vector<double> latencies;
   double em = 0, f1 = 0;
-  const auto t0 = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < count; ++i) {
     const auto& item = squad.items[i];
-    const auto q0 = std::chrono::steady_clock::now();
-    const auto r = engine.ask(item.question, ask);
-    latencies.push_back(1e3 * seconds_since(q0));
+    if (!answers[i].error.empty()) fail("question ", item.id, ": ", answers[i].error);
+    const auto& r = answers[i].result;
+    latencies.push_back(r.retrieval_ms + r.reader_ms);
     const std::string text = r.answers.empty() ? "" : r.answers.front().text;
     em += eval::squad_exact(text, item.answers);
     f1 += eval::squad_f1(text, item.answers);
     report.predictions.emplace_back(item.id, text);
-    if (progress) progress(static_cast<int>(i + 1), static_cast<int>(count));
   }
-  report.seconds = seconds_since(t0);
   report.questions = static_cast<int>(count);
   report.em = count ? 100.0 * em / static_cast<double>(count) : 0;
   report.f1 = count ? 100.0 * f1 / static_cast<double>(count) : 0;

@@ -15,6 +15,7 @@
 #include "data/retrieval.hpp"
 #include "data/store.hpp"
 #include "ldqa/ldqa.hpp"
+#include "lib/answering.hpp"
 #include "model/model.hpp"
 #include "util/utf8.hpp"
 
@@ -23,10 +24,6 @@ namespace ldqa {
 namespace {
 
 constexpr const char* kBundledModel = "ldqa-small";
-
-double elapsed_ms(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
 
 }  // namespace
 
@@ -85,6 +82,19 @@ struct Engine::Impl {
     return *store;
   }
   bool store_read_only = false;
+
+  // The threshold an ask applies: the caller's, or the model's calibration (a model
+  // without one needs the caller's).
+  double threshold_for(const AskOptions& ask) const {
+    if (ask.min_score) return *ask.min_score;
+    if (!threshold)
+      fail("the model at ", model_dir.string(),
+           " has no calibration.json, so an answer cannot be told from a guess: make one with 'ldqa calibrate "
+           "FILE.json -o ",
+           (model_dir / "calibration.json").string(),
+           "', or choose a threshold with --min-score (-inf shows every answer)");
+    return *threshold;
+  }
 
   data::Retriever& open_retriever() {
     if (!retriever) retriever.emplace(open_store());
@@ -163,68 +173,62 @@ IndexReport Engine::index(const IndexRequest& request, const std::function<void(
 
 AskResult Engine::ask(std::string_view question, const AskOptions& options) {
   std::lock_guard<std::mutex> lock(impl_->mutex);
-  const auto not_blank = std::find_if(question.begin(), question.end(),
-                                      [](char ch) { return !(ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'); });
-  if (not_blank == question.end()) fail("empty question");
-  if (options.answers < 1 || options.passages < 1 || options.context_tokens < 64)
-    fail("ask: answers (", options.answers, ") and passages (", options.passages,
-         ") must be positive and context_tokens (", options.context_tokens, ") at least 64");
+  detail::check_question(question, options);
   auto& reader = impl_->load_reader();
-  if (!options.min_score && !impl_->threshold)
-    fail("the model at ", impl_->model_dir.string(),
-         " has no calibration.json, so an answer cannot be told from a guess: make one with 'ldqa calibrate "
-         "FILE.json -o ",
-         (impl_->model_dir / "calibration.json").string(),
-         "', or choose a threshold with --min-score (-inf shows every answer)");
-  auto& store = impl_->open_store();
-  AskResult result;
-  result.threshold = options.min_score ? *options.min_score : *impl_->threshold;
-  const auto t0 = std::chrono::steady_clock::now();
-  auto& retriever = impl_->open_retriever();
-  const auto hits = retriever.search(question, options.passages);
-  const int budget = std::min(options.context_tokens, reader.encoder().config().max_len - 80);
-  const auto contexts = retriever.contexts(
-      hits, budget, [&](std::string_view s) { return static_cast<int>(reader.tokenizer().encode(s).size()); });
-  result.retrieval_ms = elapsed_ms(t0);
-  if (contexts.empty()) return result;
-  const auto t1 = std::chrono::steady_clock::now();
-  std::vector<std::string_view> texts;
-  model::Question q{std::string(question), {}};
-  for (const auto& c : contexts) {
-    q.contexts.push_back(static_cast<int>(texts.size()));
-    texts.push_back(c.text);
-  }
-  model::ReaderOptions ro;
-  ro.device = impl_->device;
-  ro.answers = options.answers;
-  const auto found = reader.answer({q}, texts, ro)[0];
-  result.reader_ms = elapsed_ms(t1);
-  if (found.empty()) return result;
-  result.best_score = found.front().score;
-  for (const auto& a : found) {
-    if (a.score < result.threshold) break;
-    const auto& c = contexts[static_cast<std::size_t>(a.context)];
-    const std::string_view text = c.text;
-    Answer out;
-    out.text = std::string(
-        text.substr(static_cast<std::size_t>(a.byte_start), static_cast<std::size_t>(a.byte_end - a.byte_start)));
-    out.score = a.score;
-    out.source.path = c.path;
-    out.source.title = c.title;
-    out.source.byte_start = c.byte_start + a.byte_start;
-    out.source.byte_end = c.byte_start + a.byte_end;
-    out.source.char_start = c.char_start + utf8::code_points(text, static_cast<std::size_t>(a.byte_start));
-    out.source.char_end = c.char_start + utf8::code_points(text, static_cast<std::size_t>(a.byte_end));
-    out.source.page = c.first_page > 0 ? store.page_at(c.document_id, out.source.byte_start) : 0;
-    constexpr std::size_t kAround = 240;
-    const auto b0 = static_cast<std::size_t>(a.byte_start), b1 = static_cast<std::size_t>(a.byte_end);
-    const std::size_t from = utf8::boundary_forward(text, b0 > kAround ? b0 - kAround : 0);
-    const std::size_t to = utf8::boundary_back(text, std::min(text.size(), b1 + kAround));
-    out.before = std::string(text.substr(from, b0 - from));
-    out.after = std::string(text.substr(b1, to - b1));
-    result.answers.push_back(std::move(out));
-  }
-  return result;
+  const double threshold = impl_->threshold_for(options);
+  return detail::answer_question({impl_->open_store(), impl_->open_retriever(), reader, impl_->device, threshold},
+                                 question, options);
+}
+
+std::vector<BatchAnswer> Engine::ask_many(const std::vector<std::string>& questions, const AskOptions& options,
+                                          const std::function<void(int, int)>& progress,
+                                          const std::atomic<bool>* cancel) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  const model::Reader& shared = impl_->load_reader();  // CPU workers share it; each GPU gets its own
+  const double threshold = impl_->threshold_for(options);
+  impl_->open_store();  // a missing index fails here, once
+  std::vector<DeviceId> devices = impl_->options.devices;
+  if (devices.empty()) devices.push_back({impl_->device, 0});
+  std::vector<BatchAnswer> out(questions.size());
+  std::mutex progress_mutex;
+  int done = 0;
+  struct Worker {
+    std::unique_ptr<data::Store> store;
+    std::unique_ptr<data::Retriever> retriever;
+    std::unique_ptr<model::Reader> own;  // CUDA: this device's copy of the weights
+    const model::Reader* reader = nullptr;
+    Device device = Device::cpu;
+  };
+  detail::run_on_devices<Worker>(
+      devices, questions.size(),
+      [&](const DeviceId& id) {
+        Worker w;
+        w.store = std::make_unique<data::Store>(data::Store::open(impl_->options.db, true));
+        w.retriever = std::make_unique<data::Retriever>(*w.store);
+        w.device = id.device;
+        if (id.device == Device::cuda) {
+          w.own = std::make_unique<model::Reader>(model::Reader::load(impl_->model_dir));
+          w.reader = w.own.get();
+        } else {
+          w.reader = &shared;
+        }
+        return w;
+      },
+      [&](Worker& w, std::size_t i) {
+        try {
+          out[i].result =
+              detail::answer_question({*w.store, *w.retriever, *w.reader, w.device, threshold}, questions[i], options);
+        } catch (const Error& e) {
+          out[i].error = e.what();
+        }
+        out[i].asked = true;
+        if (progress) {
+          std::lock_guard<std::mutex> guard(progress_mutex);
+          progress(++done, static_cast<int>(questions.size()));
+        }
+      },
+      cancel);
+  return out;
 }
 
 std::vector<Passage> Engine::search(std::string_view question, int k) {

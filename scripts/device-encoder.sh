@@ -26,6 +26,8 @@ case $what in
   tests)
     timeout 250 .device/ldqa_gpu_tests --durations yes 2>&1 | tail -n 80 | tee "$out/gpu_tests.log"
     echo "gpu tests exit: ${PIPESTATUS[0]}" | tee -a "$out/gpu_tests.log"
+    timeout 120 .device/ldqa_gpu_engine_tests 2>&1 | tail -n 20 | tee -a "$out/gpu_tests.log"
+    echo "gpu engine tests exit: ${PIPESTATUS[0]}" | tee -a "$out/gpu_tests.log"
     ;;
   warm)
     setsid nohup bash -c "$(declare -f torch_bench); model=$model; torch_bench eager --reps 1; torch_bench compile --reps 1" \

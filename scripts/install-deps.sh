@@ -9,6 +9,7 @@ packages=(
   libsentencepiece-dev sentencepiece
   libgumbo-dev libpoppler-cpp-dev libssl-dev sqlite3 nlohmann-json3-dev zlib1g-dev
   clang libclang-rt-14-dev  # the libFuzzer targets (scripts/fuzz.sh)
+  python3-torch python3-numpy python3-sentencepiece  # the training recipe's CPU test (tests/train)
 )
 missing=()
 for p in "${packages[@]}"; do

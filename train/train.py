@@ -24,14 +24,18 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import distributed  # noqa: E402
 import export  # noqa: E402
 import qa_data  # noqa: E402
 from model import HAVE_FLEX, Config, Encoder, add_pretraining_heads, rtd_logits  # noqa: E402
 
 LOG = None
+DIST = None  # distributed.Dist: this process's rank among torchrun's
 
 
 def log(record):
+    if DIST is not None and not DIST.main:
+        return
     record = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in record.items()}
     print(json.dumps(record), flush=True)
     if LOG is not None:
@@ -113,19 +117,25 @@ def mask_tokens(ids, cfg, objective, g):
     return inputs, chosen
 
 
-def pretraining_loss(model, forward, inputs, ids, chosen, types, plan, objective, rtd_weight, g):
+def pretraining_loss(model, forward, inputs, ids, chosen, types, plan, objective, rtd_weight, g, token_scale=None):
     """Returns (loss, stats). forward(module, ids, types, plan) runs an encoder stack
-    (compiled or not)."""
+    (compiled or not). token_scale: what a masked token's loss counts (processes over
+    masked tokens of the global batch: each rank's sum, averaged by DDP, is then the
+    global batch's mean); None: the mean over this batch."""
     labels = ids[chosen]
     if objective == "mlm":
         hidden = forward(model, inputs, types, plan)
         logits = model.mlm_logits(hidden[chosen])
-        loss = F.cross_entropy(logits.float(), labels)
+        if token_scale is None:
+            loss = F.cross_entropy(logits.float(), labels)
+        else:
+            loss = F.cross_entropy(logits.float(), labels, reduction="sum") * token_scale
         return loss, lambda: dict(mlm_loss=loss.item(), mlm_acc=(logits.argmax(-1) == labels).float().mean().item())
     gen = model.generator
     g_hidden = forward(gen, inputs, types, plan, model.token_embedding)
     g_logits = gen.logits(g_hidden[chosen], model.token_embedding).float()
-    g_loss = F.cross_entropy(g_logits, labels)
+    g_loss = (F.cross_entropy(g_logits, labels) if token_scale is None else
+              F.cross_entropy(g_logits, labels, reduction="sum") * token_scale)
     with torch.no_grad():  # sample (Gumbel-max) from the generator; no gradient through it
         u = torch.rand(g_logits.shape, device=g_logits.device, generator=g).clamp_(1e-9, 1.0)
         sampled = (g_logits - torch.log(-torch.log(u))).argmax(-1)
@@ -149,19 +159,54 @@ def pretraining_loss(model, forward, inputs, ids, chosen, types, plan, objective
     return loss, stats
 
 
-def pretrain(model, opt, stream, cfg, args, device, phase, length, batch, minutes, peak_lr, forward):
+class PretrainingStep(torch.nn.Module):
+    """The pretraining loss as one module, so that DistributedDataParallel sees every
+    parameter that gets a gradient in its forward."""
+
+    def __init__(self, model, forward, objective, rtd_weight):
+        super().__init__()
+        self.model = model
+        self.stack_forward = forward
+        self.objective = objective
+        self.rtd_weight = rtd_weight
+
+    def forward(self, inputs, ids, chosen, types, plan, g, token_scale):
+        return pretraining_loss(self.model, self.stack_forward, inputs, ids, chosen, types, plan, self.objective,
+                                self.rtd_weight, g, token_scale)
+
+
+def trainable_only(model, prefixes):
+    """requires_grad off for the parameters a phase does not train (DDP waits for a
+    gradient of every parameter that requires one)."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(not name.startswith(prefixes))
+
+
+def pretrain(model, opt, stream, cfg, args, device, phase, length, batch, minutes, peak_lr, forward, steps=0):
+    """batch is the global batch: every rank draws it (same seeds) and keeps its rows.
+    The phase ends after `steps` steps, or else after `minutes` (rank 0's clock)."""
     g = torch.Generator(device="cpu").manual_seed(args.seed + length)
     gd = torch.Generator(device=device).manual_seed(args.seed + 7 * length)
     stream_t = torch.from_numpy(stream).to(device)
     n_tokens = stream_t.numel()
     offs = torch.arange(length - 1, device=device)
-    valid = torch.ones(batch, length, dtype=torch.bool, device=device)
-    glen = torch.ones(batch, dtype=torch.long, device=device)  # [CLS] is the global token
-    types = torch.ones(batch, length, dtype=torch.long, device=device)
+    rows = DIST.rows(batch)
+    local = rows.stop - rows.start
+    valid = torch.ones(local, length, dtype=torch.bool, device=device)
+    glen = torch.ones(local, dtype=torch.long, device=device)  # [CLS] is the global token
+    types = torch.ones(local, length, dtype=torch.long, device=device)
     types[:, 0] = 0
     plan = model.plan(valid, glen, args.flex)  # same pattern for every batch of the phase
     budget = minutes * 60.0
     model.train()
+    trainable_only(model, ("span.",))
+    step_module = DIST.wrap(PretrainingStep(model, forward, args.objective, args.rtd_weight))
+
+    def local_batch():
+        ids = batch_ids()
+        inputs, chosen = mask_tokens(ids, cfg, args.objective, gd)
+        token_scale = DIST.world / max(1, int(chosen.sum().item())) if DIST.enabled else None
+        return inputs[rows], ids[rows], chosen[rows], token_scale
 
     def batch_ids():
         starts = torch.randint(0, n_tokens - length, (batch,), generator=g).to(device)
@@ -170,13 +215,11 @@ def pretrain(model, opt, stream, cfg, args, device, phase, length, batch, minute
 
     # One untimed forward/backward first (compilation, autotuning), no update.
     t_warm = time.time()
-    ids = batch_ids()
-    inputs, chosen = mask_tokens(ids, cfg, args.objective, gd)
+    inputs, ids, chosen, token_scale = local_batch()
     for attempt in range(2):
         try:
             with autocast(device):
-                loss, _ = pretraining_loss(model, forward, inputs, ids, chosen, types, plan, args.objective,
-                                           args.rtd_weight, gd)
+                loss, _ = step_module(inputs, ids, chosen, types, plan, gd, token_scale)
             loss.backward()
             break
         except Exception as e:  # noqa: BLE001 - a compiler failure: once more, eagerly
@@ -193,27 +236,26 @@ def pretrain(model, opt, stream, cfg, args, device, phase, length, batch, minute
     t0 = time.time()
     step, seen = 0, 0
     while True:
-        frac = (time.time() - t0) / budget
+        frac = step / steps if steps else DIST.agree((time.time() - t0) / budget)
         if frac >= 1.0:
             break
         for group in opt.param_groups:
             group["lr"] = lr_at(frac, peak_lr, args.warmup)
-        ids = batch_ids()
-        inputs, chosen = mask_tokens(ids, cfg, args.objective, gd)
+        inputs, ids, chosen, token_scale = local_batch()
         with autocast(device):
-            loss, stats = pretraining_loss(model, forward, inputs, ids, chosen, types, plan, args.objective,
-                                           args.rtd_weight, gd)
+            loss, stats = step_module(inputs, ids, chosen, types, plan, gd, token_scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
         seen += batch * length
-        if step % args.log_every == 0 or step == 1:
+        if DIST.main and (step % args.log_every == 0 or step == 1):
             el = time.time() - t0
             log(dict(phase=phase, step=step, elapsed=el, loss=loss.item(), **stats(),
                      lr=opt.param_groups[0]["lr"], tokens_per_s=seen / el))
-    log(dict(phase=phase, event="done", steps=step, tokens=seen, seconds=time.time() - t0))
+    log(dict(phase=phase, event="done", steps=step, tokens=seen, seconds=time.time() - t0, processes=DIST.world))
+    trainable_only(model, ())
     return seen
 
 
@@ -350,6 +392,17 @@ def span_loss(model, batch, args, device):
     return (F.cross_entropy(s, start) + F.cross_entropy(e, end)) / 2
 
 
+class SpanStep(torch.nn.Module):
+    """The span loss as one module (for DistributedDataParallel)."""
+
+    def __init__(self, model, args, device):
+        super().__init__()
+        self.model, self.args, self.device_ = model, args, device
+
+    def forward(self, *batch):
+        return span_loss(self.model, batch, self.args, self.device_)
+
+
 def finetune(model, cfg, args, device, para_feats, long_feats):
     rng = random.Random(args.seed + 1)
     batches = [("para", para_feats[i:i + args.para_batch]) for i in range(0, len(para_feats), args.para_batch)]
@@ -361,15 +414,19 @@ def finetune(model, cfg, args, device, para_feats, long_feats):
     t0 = time.time()
     step, epoch = 0, 0
     model.train()
+    from model import PRETRAINING_PREFIXES
+    trainable_only(model, PRETRAINING_PREFIXES)
+    step_module = DIST.wrap(SpanStep(model, args, device))
     losses = {"para": [], "long": []}
     while True:
         order = list(range(len(batches)))
         random.Random(args.seed + 100 + epoch).shuffle(order)
         for bi in order:
-            frac = (time.time() - t0) / budget
+            frac = step / args.finetune_steps if args.finetune_steps else DIST.agree((time.time() - t0) / budget)
             if frac >= 1.0:
                 log(dict(phase="finetune", event="done", steps=step, epochs=epoch + bi / len(batches),
-                         seconds=time.time() - t0))
+                         seconds=time.time() - t0, processes=DIST.world))
+                trainable_only(model, ())
                 return
             for group in opt.param_groups:
                 group["lr"] = lr_at(frac, args.finetune_lr, 0.08)
@@ -377,14 +434,14 @@ def finetune(model, cfg, args, device, para_feats, long_feats):
             length = args.para_len if kind == "para" else args.long_len
             if len(feats) != (args.para_batch if kind == "para" else args.long_batch):
                 continue  # fixed shapes: the last short batch is skipped
-            loss = span_loss(model, qa_data.collate(feats, cfg, length, device), args, device)
+            loss = step_module(*qa_data.collate(feats[DIST.rows(len(feats))], cfg, length, device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             step += 1
             losses[kind].append(loss.item())
-            if step % args.log_every == 0:
+            if DIST.main and step % args.log_every == 0:
                 log(dict(phase="finetune", step=step, elapsed=time.time() - t0,
                          loss_para=float(np.mean(losses["para"][-50:])) if losses["para"] else None,
                          loss_long=float(np.mean(losses["long"][-50:])) if losses["long"] else None,
@@ -505,17 +562,23 @@ def main():
     ap.add_argument("--skip-finetune", action="store_true", help="stop after pretraining (and --save-pretrained)")
     ap.add_argument("--eval-settings", default="paragraph,document")
     ap.add_argument("--compile", action="store_true", help="torch.compile each encoder layer")
+    ap.add_argument("--pretrain-steps", type=int, default=0, help="> 0: the short pretraining phase runs this many "
+                    "steps (its schedule follows them) instead of --pretrain-minutes")
+    ap.add_argument("--finetune-steps", type=int, default=0, help="> 0: fine-tuning runs this many steps")
+    ap.add_argument("--dump-state", help="rank 0 writes the float32 state_dict here at the end (tests)")
     args = ap.parse_args()
     args.settings = tuple(args.eval_settings.split(","))
 
-    global LOG
+    global LOG, DIST
+    DIST = distributed.Dist()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    LOG = open(out / "train_log.jsonl", "a")
+    if DIST.main:
+        LOG = open(out / "train_log.jsonl", "a")
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = DIST.device
     args.flex = device.type == "cuda" and HAVE_FLEX and not args.no_flex
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -532,7 +595,7 @@ def main():
     model = model.to(device)
     n_params = sum(p.numel() for p in model.exported_state().values())
     n_all = sum(p.numel() for p in model.parameters())
-    log(dict(phase="start", device=str(device), flex=args.flex, torch=torch.__version__, params_exported=n_params,
+    log(dict(phase="start", device=str(device), processes=DIST.world, flex=args.flex, torch=torch.__version__, params_exported=n_params,
              params_pretraining=n_all, objective=None if args.init else args.objective, resume=args.resume,
              earlier_sessions=len(sessions), config=dataclasses.asdict(cfg)))
     if args.flex:
@@ -551,12 +614,12 @@ def main():
         forward = StackForward(args.compile)
         t_pre = time.time()
         tokens = pretrain(model, opt, stream, cfg, args, device, "pretrain-short", args.pretrain_len,
-                          args.pretrain_batch, args.pretrain_minutes, args.pretrain_lr, forward)
+                          args.pretrain_batch, args.pretrain_minutes, args.pretrain_lr, forward, args.pretrain_steps)
         if args.pretrain_long_minutes > 0:
             tokens += pretrain(model, opt, stream, cfg, args, device, "pretrain-long", args.pretrain_long_len,
                                args.pretrain_long_batch, args.pretrain_long_minutes, args.pretrain_lr / 2, forward)
         del opt
-        if args.save_pretrained:
+        if args.save_pretrained and DIST.main:
             last = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
             last = [r for r in last if r.get("phase", "").startswith("pretrain") and "loss" in r]
             session = dict(date=time.strftime("%Y-%m-%d"), objective=args.objective,
@@ -573,6 +636,7 @@ def main():
             log(dict(phase="save-pretrained", event="done", dir=args.save_pretrained, session=session))
         del stream
     if args.skip_finetune:
+        finish(model, args)
         return
 
     if not args.init:
@@ -588,6 +652,9 @@ def main():
     log(dict(phase="features", seconds=time.time() - t0))
     finetune(model, cfg, args, device, para_feats, long_feats)
     train_seconds = time.time() - t_start
+    if not DIST.main:  # rank 0 exports and evaluates
+        finish(model, args)
+        return
     # Export before evaluating: the weights are what a lost machine would cost.
     export.export_model(model, cfg, out, shard_bytes=15 * 2**20, dtype=torch.bfloat16)
     log(dict(phase="export", event="done", seconds=time.time() - t_start))
@@ -601,6 +668,15 @@ def main():
     (out / "predictions_dev.json").write_text(json.dumps(
         {k: {q: p["text"] for q, p in v.items()} for k, v in results.items() if k.endswith("_predictions")}))
     log(dict(phase="eval", event="done", seconds=time.time() - t_start))
+    finish(model, args)
+
+
+def finish(model, args):
+    """The end of a run on every rank (no barrier: rank 0 may still be evaluating long
+    after the others are done)."""
+    if args.dump_state and DIST.main:
+        torch.save({k: v.detach().float().cpu() for k, v in model.state_dict().items()}, args.dump_state)
+    DIST.close()
 
 
 if __name__ == "__main__":

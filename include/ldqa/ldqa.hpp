@@ -35,6 +35,9 @@ struct EngineOptions {
   std::filesystem::path model;        // empty: the bundled model (see bundled_model_dir)
   Device device = Device::automatic;  // ldqa/device.hpp; parse_device("cuda") from a flag
   int threads = 0;  // indexing workers and the CPU reader's threads; 0: all cores (indexing: all but one)
+  // Engine::ask_many and the evaluation spread questions over these (parse_devices: one
+  // reader per entry, questions dealt as readers free up); empty: one, on `device`.
+  std::vector<DeviceId> devices;
 };
 
 // The bundled model: $LDQA_MODEL if set, else the installed copy beside the library
@@ -99,6 +102,12 @@ struct AskResult {
   double retrieval_ms = 0, reader_ms = 0;
 };
 
+struct BatchAnswer {
+  bool asked = false;  // false: not reached before a cancel
+  AskResult result;
+  std::string error;  // a question that could not be asked (an empty one, ...): why
+};
+
 struct DocumentInfo {
   std::string path, format, title, status, error;
   int64_t size = 0, passages = 0;
@@ -126,6 +135,13 @@ class Engine {
 
   IndexReport index(const IndexRequest& request, const std::function<void(const IndexProgress&)>& progress = {});
   AskResult ask(std::string_view question, const AskOptions& options = {});
+  // Many questions over EngineOptions::devices (one reader per device, each question
+  // given to the next device that is free); results in the questions' order, the same
+  // answers as ask() one by one. progress(done, total) is called from the workers, one
+  // at a time. Setting *cancel stops the dealing: the questions not asked say so.
+  std::vector<BatchAnswer> ask_many(const std::vector<std::string>& questions, const AskOptions& options = {},
+                                    const std::function<void(int, int)>& progress = {},
+                                    const std::atomic<bool>* cancel = nullptr);
   std::vector<Passage> search(std::string_view question, int k);
   std::vector<DocumentInfo> documents();
   IndexStats stats();        // full: sizes and an integrity check (reads the whole index)

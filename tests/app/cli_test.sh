@@ -371,6 +371,24 @@ out=$("${as_reader[@]}" "$ldqa" --db "$tmp/ro/index.db" search lighthouse 2>&1)
 check "read-only index searched" contains "$out" "lighthouse.txt"
 chmod 0755 "$tmp/ro"
 
+
+# several readers: the same answers, in the same order, as one
+printf 'When was the lighthouse built?\nWho is the chief executive?\nWhat is the capital of Peru?\nHow tall is the tower?\n' >"$tmp/q4.txt"
+"$ldqa" --db "$db" -q batch "$tmp/q4.txt" >"$tmp/one.jsonl"
+"$ldqa" --db "$db" -q batch --devices cpu,cpu,cpu "$tmp/q4.txt" >"$tmp/three.jsonl"
+check "batch --devices: same answers in order" python3 - "$tmp/one.jsonl" "$tmp/three.jsonl" <<'PY'
+import json, sys
+strip = lambda r: {k: v for k, v in r.items() if not k.endswith("_ms")}
+a = [strip(json.loads(l)) for l in open(sys.argv[1])]
+b = [strip(json.loads(l)) for l in open(sys.argv[2])]
+assert len(a) == 4 and a == b, (a, b)
+PY
+out1=$("$ldqa" --json eval --setting paragraph --predictions "$tmp/p1.json" "$tmp/squad2.json")
+out3=$("$ldqa" --json eval --setting paragraph --devices cpu,cpu --predictions "$tmp/p3.json" "$tmp/squad2.json")
+check "eval --devices: same scores and predictions" python3 -c 'import json,sys; a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2]); assert a["f1"]==b["f1"] and json.load(open(sys.argv[3]))==json.load(open(sys.argv[4])), (a,b)' "$out1" "$out3" "$tmp/p1.json" "$tmp/p3.json"
+out=$("$ldqa" --db "$db" batch --devices tpu "$tmp/q4.txt" 2>&1)
+check "bad --devices exit 2" test $? -eq 2
+
 # ------------------------------------------------------------------ CLI rough edges
 out=$("$ldqa" help stats)
 check "help stats" contains "$out" "usage: ldqa stats"

@@ -49,12 +49,13 @@ inline std::string read_file(const std::filesystem::path& path) {
 }
 
 #ifdef LDQA_SOURCE_DIR
-// The source tree's models/; LDQA_SOURCE_DIR in the environment overrides the
-// configure-time path (test binaries carried to another machine).
-inline const std::filesystem::path kModels = [] {
+// The source tree; LDQA_SOURCE_DIR in the environment overrides the configure-time path
+// (test binaries carried to another machine).
+inline const std::filesystem::path kSourceDir = [] {
   const char* env = std::getenv("LDQA_SOURCE_DIR");
-  return std::filesystem::path(env && *env ? env : LDQA_SOURCE_DIR) / "models";
+  return std::filesystem::path(env && *env ? env : LDQA_SOURCE_DIR);
 }();
+inline const std::filesystem::path kModels = kSourceDir / "models";
 #endif
 
 }  // namespace ldqa::test
