@@ -26,7 +26,8 @@ Device resolve_device(Device requested, std::string* note = nullptr);
 struct DeviceId {
   Device device = Device::cpu;
   int index = 0;  // CUDA device ordinal
-  bool operator==(const DeviceId&) const = default;
+  // Spelled out: CUDA sources include this header as C++17.
+  bool operator==(const DeviceId& other) const { return device == other.device && index == other.index; }
 };
 // "all" (every CUDA device, or the CPU when there is none), or a comma-separated list of
 // "cpu", "cuda" (device 0) and "cuda:N"; a device may repeat ("cpu,cpu": two CPU
