@@ -12,28 +12,6 @@ namespace ldqa::data {
 
 namespace detail {
 
-namespace {
-
-void append_code_point(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
-}  // namespace
-
 std::string_view bom_encoding(std::string_view b) {
   // UTF-32LE's BOM starts like UTF-16LE's: test the longer one first.
   if (b.substr(0, 4) == std::string_view("\xFF\xFE\x00\x00", 4)) return "utf-32le";
@@ -74,7 +52,7 @@ std::string utf16_32_to_utf8(std::string_view b, std::string_view encoding, int6
       ++bad;
       continue;
     }
-    append_code_point(out, cp);
+    utf8::append(out, cp);
   }
   if (at < b.size()) {  // an odd trailing byte
     out.append(kReplacement);

@@ -13,6 +13,7 @@
 
 #include "data/readers_internal.hpp"
 #include "ldqa/error.hpp"
+#include "util/utf8.hpp"
 
 namespace ldqa::data::detail {
 
@@ -226,23 +227,7 @@ void append_entity(std::string_view b, std::size_t& i, std::string& out) {
       return;
     }
   }
-  char buf[5] = {};
-  if (cp < 0x80) {
-    buf[0] = static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    buf[0] = static_cast<char>(0xC0 | (cp >> 6));
-    buf[1] = static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    buf[0] = static_cast<char>(0xE0 | (cp >> 12));
-    buf[1] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    buf[2] = static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    buf[0] = static_cast<char>(0xF0 | (cp >> 18));
-    buf[1] = static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    buf[2] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    buf[3] = static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  out.append(buf);
+  utf8::append(out, cp);
   i = semi + 1;
 }
 

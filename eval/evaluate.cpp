@@ -75,8 +75,7 @@ EvalReport read_directly(const EngineOptions& options, const EvalRequest& reques
   constexpr std::size_t kJob = 256;
   std::vector<std::vector<model::Answer>> answers(count);
   struct Worker {
-    std::unique_ptr<model::Reader> own;
-    const model::Reader* reader = nullptr;
+    std::unique_ptr<detail::DeviceReader> reader;
     model::ReaderOptions options;
   };
   const auto t0 = std::chrono::steady_clock::now();
@@ -86,19 +85,14 @@ EvalReport read_directly(const EngineOptions& options, const EvalRequest& reques
         Worker w;
         w.options = ro;
         w.options.device = id.device;
-        if (id.device == Device::cuda) {
-          w.own = std::make_unique<model::Reader>(model::Reader::load(model_dir));
-          w.reader = w.own.get();
-        } else {
-          w.reader = &shared;
-        }
+        w.reader = std::make_unique<detail::DeviceReader>(id, shared, model_dir);
         return w;
       },
       [&](Worker& w, std::size_t job) {
         const std::size_t from = job * kJob, to = std::min(count, from + kJob);
         const std::vector<model::Question> part(questions.begin() + static_cast<std::ptrdiff_t>(from),
                                                 questions.begin() + static_cast<std::ptrdiff_t>(to));
-        auto found = w.reader->answer(part, contexts, w.options);
+        auto found = w.reader->reader->answer(part, contexts, w.options);
         for (std::size_t i = from; i < to; ++i) answers[i] = std::move(found[i - from]);
       });
   EvalReport report;

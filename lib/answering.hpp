@@ -6,7 +6,9 @@
 #include <atomic>
 #include <cstddef>
 #include <exception>
+#include <filesystem>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string_view>
 #include <thread>
@@ -29,6 +31,21 @@ struct AskContext {
 };
 
 void check_question(std::string_view question, const AskOptions& options);
+
+// The reader of a worker on one device: CPU workers share one (immutable, thread-safe);
+// a GPU worker loads its own copy of the weights, on its device.
+struct DeviceReader {
+  std::unique_ptr<model::Reader> own;
+  const model::Reader* reader = nullptr;
+  DeviceReader(const DeviceId& id, const model::Reader& shared, const std::filesystem::path& model_dir) {
+    if (id.device == Device::cuda) {
+      own = std::make_unique<model::Reader>(model::Reader::load(model_dir));
+      reader = own.get();
+    } else {
+      reader = &shared;
+    }
+  }
+};
 AskResult answer_question(const AskContext& context, std::string_view question, const AskOptions& options);
 
 // Jobs 0..count-1 over one worker thread per device, each taking the next job as it

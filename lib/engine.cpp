@@ -195,8 +195,7 @@ std::vector<BatchAnswer> Engine::ask_many(const std::vector<std::string>& questi
   struct Worker {
     std::unique_ptr<data::Store> store;
     std::unique_ptr<data::Retriever> retriever;
-    std::unique_ptr<model::Reader> own;  // CUDA: this device's copy of the weights
-    const model::Reader* reader = nullptr;
+    std::unique_ptr<detail::DeviceReader> reader;
     Device device = Device::cpu;
   };
   detail::run_on_devices<Worker>(
@@ -206,18 +205,13 @@ std::vector<BatchAnswer> Engine::ask_many(const std::vector<std::string>& questi
         w.store = std::make_unique<data::Store>(data::Store::open(impl_->options.db, true));
         w.retriever = std::make_unique<data::Retriever>(*w.store);
         w.device = id.device;
-        if (id.device == Device::cuda) {
-          w.own = std::make_unique<model::Reader>(model::Reader::load(impl_->model_dir));
-          w.reader = w.own.get();
-        } else {
-          w.reader = &shared;
-        }
+        w.reader = std::make_unique<detail::DeviceReader>(id, shared, impl_->model_dir);
         return w;
       },
       [&](Worker& w, std::size_t i) {
         try {
-          out[i].result =
-              detail::answer_question({*w.store, *w.retriever, *w.reader, w.device, threshold}, questions[i], options);
+          out[i].result = detail::answer_question({*w.store, *w.retriever, *w.reader->reader, w.device, threshold},
+                                                  questions[i], options);
         } catch (const Error& e) {
           out[i].error = e.what();
         }
