@@ -2,6 +2,8 @@
 // backends can assume well-formed inputs.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <utility>
 
 #include "attention/attention_internal.hpp"
 #include "ldqa/error.hpp"
@@ -19,6 +21,21 @@ void validate(const SparseAttention::Impl& impl, const AttentionInputs& in, bool
     if (impl.head_dim != 32 && impl.head_dim != 64 && impl.head_dim != 128)
       fail("attention: run_cuda supports head_dim 32, 64 or 128, got ", impl.head_dim);
     if (in.max_global > impl.seq_len) fail("attention: max_global ", in.max_global, " > seq_len ", impl.seq_len);
+    // Grid dimensions y and z (heads, batch) stop at 65535.
+    if (in.batch > 65535) fail("attention: run_cuda takes at most 65535 sequences per call, got ", in.batch);
+    if (impl.num_heads > 65535) fail("attention: run_cuda takes at most 65535 heads, got ", impl.num_heads);
+    // The kernels copy rows 16 bytes at a time (cp.async): a view at an odd offset faults.
+    const std::pair<const char*, const void*> pointers[] = {{"q", in.q},
+                                                            {"k", in.k},
+                                                            {"v", in.v},
+                                                            {"q_global", in.q_global},
+                                                            {"k_global", in.k_global},
+                                                            {"v_global", in.v_global},
+                                                            {"out", in.out}};
+    for (const auto& [name, ptr] : pointers)
+      if (reinterpret_cast<std::uintptr_t>(ptr) % 16 != 0)
+        fail("attention: run_cuda needs 16-byte aligned tensors; ", name, " is at an address ending in ",
+             reinterpret_cast<std::uintptr_t>(ptr) % 16, " mod 16");
   } else {
     if (in.dtype != DType::f32) fail("attention: run_cpu takes f32 inputs");
     if (in.valid_lengths != nullptr)
@@ -82,9 +99,18 @@ void SparseAttention::run_cpu(const AttentionInputs& in) const {
   detail::run_cpu(*impl_, in);
 }
 
-void SparseAttention::run_cuda(const AttentionInputs& in, void* cuda_stream, void* workspace) const {
+void SparseAttention::run_cuda(const AttentionInputs& in, void* cuda_stream, void* workspace,
+                               std::size_t workspace_bytes) const {
   validate(*impl_, in, true);
-  detail::run_cuda(*impl_, in, cuda_stream, workspace);
+  if (workspace != nullptr) {
+    const std::size_t needed = cuda_workspace_bytes(in.batch, in.global_mask == nullptr ? 0 : in.max_global);
+    if (workspace_bytes < needed)
+      fail("attention: the workspace holds ", workspace_bytes, " bytes; this call needs ", needed,
+           " (cuda_workspace_bytes)");
+    if (reinterpret_cast<std::uintptr_t>(workspace) % 256 != 0)
+      fail("attention: the workspace must be 256-byte aligned");
+  }
+  detail::run_cuda(*impl_, in, cuda_stream, workspace, workspace_bytes);
 }
 
 std::size_t SparseAttention::cuda_workspace_bytes(int batch, int max_global) const {

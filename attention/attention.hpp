@@ -112,8 +112,11 @@ struct AttentionInputs {
   // launches are sized without reading the mask back (no host synchronisation).
   // -1 means seq_len. Rows beyond the bound are written as NaN, never silently dropped.
   int max_global = -1;
-  const int32_t* valid_lengths = nullptr;  // [batch]; optional
-  const uint8_t* key_mask = nullptr;       // [batch, seq_len], non-zero = real token; optional
+  // [batch]; optional. A length outside [0, seq_len] is an error: run_cpu throws;
+  // run_cuda (which cannot read device memory without a synchronisation) writes that
+  // sequence's whole output as NaN.
+  const int32_t* valid_lengths = nullptr;
+  const uint8_t* key_mask = nullptr;  // [batch, seq_len], non-zero = real token; optional
   void* out = nullptr;
   float scale = 0.0f;  // 0: 1/sqrt(head_dim)
 };
@@ -137,9 +140,14 @@ class SparseAttention {
   void run_cpu(const AttentionInputs& in) const;
 
   // f16/bf16, asynchronous on `cuda_stream` (a cudaStream_t; nullptr = default
-  // stream). `workspace` must hold cuda_workspace_bytes(batch, max_global) bytes, or
-  // be nullptr, in which case it is taken stream-ordered from the CUDA pool.
-  void run_cuda(const AttentionInputs& in, void* cuda_stream = nullptr, void* workspace = nullptr) const;
+  // stream). `workspace` of `workspace_bytes` (at least cuda_workspace_bytes(batch,
+  // max_global), checked), or nullptr: taken stream-ordered from the CUDA pool. Every
+  // pointer 16-byte aligned (the kernels copy 16 bytes at a time); batch and num_heads
+  // at most 65535 (grid dimensions). After a first call on a device nothing is
+  // allocated or configured per call, so calls may be captured in a CUDA graph (with an
+  // explicit workspace).
+  void run_cuda(const AttentionInputs& in, void* cuda_stream = nullptr, void* workspace = nullptr,
+                std::size_t workspace_bytes = 0) const;
   std::size_t cuda_workspace_bytes(int batch, int max_global) const;
 
   // True when this build has CUDA kernels and a device is usable.

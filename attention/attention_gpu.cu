@@ -14,6 +14,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
 
 #include "attention/attention_internal.hpp"
 #include "device/cuda_check.hpp"
@@ -123,7 +126,13 @@ __global__ void prepare_kernel(Params p) {
   const int b = blockIdx.x;
   const int n = p.n;
   int length = n;
-  if (p.valid_lengths != nullptr) length = min(max(p.valid_lengths[b], 0), n);
+  // A length outside [0, n] is the caller's error: the sequence is written as NaN (the
+  // overflow path), never silently clamped (the CPU backend throws).
+  bool bad_length = false;
+  if (p.valid_lengths != nullptr) {
+    bad_length = p.valid_lengths[b] < 0 || p.valid_lengths[b] > n;
+    length = min(max(p.valid_lengths[b], 0), n);
+  }
   const int per_thread = (n + kPrepThreads - 1) / kPrepThreads;
   const int first = threadIdx.x * per_thread;
   const int last = min(n, first + per_thread);
@@ -165,7 +174,7 @@ __global__ void prepare_kernel(Params p) {
   }
   if (threadIdx.x == kPrepThreads - 1) {
     p.global_count[b] = min(slot, p.max_global);
-    p.overflow[b] = slot > p.max_global ? 1 : 0;
+    p.overflow[b] = (slot > p.max_global || bad_length) ? 1 : 0;
   }
 }
 
@@ -456,7 +465,7 @@ __global__ void combine_kernel(Params p) {
   const int i = p.global_index[static_cast<std::size_t>(b) * p.max_global + slot];
   T* dst = static_cast<T*>(p.out) + (head_base(p, b, h) + i) * D;
 #pragma unroll
-  for (int x = 0; x < D / 32; ++x) dst[x * 32 + lane] = Ops<T>::from_float(acc[x] / sum);
+  for (int x = 0; x < D / 32; ++x) dst[x * 32 + lane] = Ops<T>::from_float(sum > 0.f ? acc[x] / sum : 0.f);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -656,21 +665,20 @@ X* upload(const std::vector<X>& host) {
   return dev;
 }
 
-const DevicePlan& device_plan(const SparseAttention::Impl& impl) {
-  int device = 0;
-  LDQA_CUDA_CHECK(cudaGetDevice(&device));
+// The plan on the calling thread's device: uploaded once per device and kept for the
+// object's life (a call on another device adds its own copy, never frees this one).
+std::shared_ptr<const DevicePlan> device_plan(const SparseAttention::Impl& impl, int device) {
   std::lock_guard<std::mutex> lock(impl.device_plan_mutex);
-  auto* plan = static_cast<DevicePlan*>(impl.device_plan.get());
-  if (plan == nullptr || plan->device != device) {
+  auto& slot = impl.device_plans[device];
+  if (!slot) {
     auto fresh = std::make_shared<DevicePlan>();
     fresh->device = device;
     fresh->row_ptr = upload(impl.plan.row_ptr);
     fresh->key_tile = upload(impl.plan.key_tile);
     fresh->layout_bits = upload(impl.plan.layout_bits);
-    impl.device_plan = fresh;
-    plan = fresh.get();
+    slot = fresh;
   }
-  return *plan;
+  return std::static_pointer_cast<const DevicePlan>(slot);
 }
 
 int multiprocessors() {
@@ -678,6 +686,20 @@ int multiprocessors() {
   LDQA_CUDA_CHECK(cudaGetDevice(&device));
   LDQA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
   return count;
+}
+
+// cudaFuncSetAttribute for a kernel once per device (not per call: calls stay
+// capturable in a CUDA graph and cost nothing extra). Keyed by the kernel's address:
+// every instantiation has the same type, so a per-type static would set only the first.
+void allow_dynamic_smem_once(const void* kernel, int bytes) {
+  static std::mutex mutex;
+  static std::vector<std::pair<const void*, int>> done;  // (kernel, device) set up
+  int device = 0;
+  LDQA_CUDA_CHECK(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(mutex);
+  if (std::find(done.begin(), done.end(), std::make_pair(kernel, device)) != done.end()) return;
+  LDQA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  done.emplace_back(kernel, device);
 }
 
 struct Geometry {
@@ -723,11 +745,8 @@ void launch(const Params& p, const Geometry& g, int batch, int heads, int num_ti
     return;
   }
   constexpr std::size_t smem = Smem<D>::kBytes;
-  // Per device and cheap: set on every launch rather than cached once per process.
-  LDQA_CUDA_CHECK(cudaFuncSetAttribute(fused_kernel<T, D, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(smem)));
-  LDQA_CUDA_CHECK(cudaFuncSetAttribute(fused_kernel<T, D, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(smem)));
+  allow_dynamic_smem_once(reinterpret_cast<const void*>(&fused_kernel<T, D, false>), static_cast<int>(smem));
+  allow_dynamic_smem_once(reinterpret_cast<const void*>(&fused_kernel<T, D, true>), static_cast<int>(smem));
   fused_kernel<T, D, false><<<dim3(num_tiles, heads, batch), kThreads, smem, stream>>>(p);
   LDQA_CUDA_CHECK(cudaGetLastError());
   if (p.global_mask == nullptr) return;
@@ -766,16 +785,27 @@ std::size_t cuda_workspace_bytes(const SparseAttention::Impl& impl, int batch, i
   return workspace_layout(impl, batch, geometry(impl, batch, max_global)).total;
 }
 
-void run_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, void* stream_ptr, void* workspace) {
+void run_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, void* stream_ptr, void* workspace,
+              std::size_t /*workspace_bytes: checked by SparseAttention::run_cuda*/) {
   auto stream = static_cast<cudaStream_t>(stream_ptr);
-  const DevicePlan& plan = device_plan(impl);
+  int device = 0;
+  LDQA_CUDA_CHECK(cudaGetDevice(&device));
+  const std::shared_ptr<const DevicePlan> held = device_plan(impl, device);  // alive for this call
+  const DevicePlan& plan = *held;
   const int max_global = in.global_mask == nullptr ? 0 : (in.max_global < 0 ? impl.seq_len : in.max_global);
   const Geometry g = geometry(impl, in.batch, max_global);
   const WorkspaceLayout w = workspace_layout(impl, in.batch, g);
-  void* owned = nullptr;
+  // A workspace taken here goes back to the pool on every way out, a throw included.
+  struct Owned {
+    void* ptr = nullptr;
+    cudaStream_t stream;
+    ~Owned() {
+      if (ptr != nullptr) cudaFreeAsync(ptr, stream);
+    }
+  } owned{nullptr, stream};
   if (workspace == nullptr) {
-    LDQA_CUDA_CHECK(cudaMallocAsync(&owned, w.total, stream));
-    workspace = owned;
+    LDQA_CUDA_CHECK(cudaMallocAsync(&owned.ptr, w.total, stream));
+    workspace = owned.ptr;
   }
   auto* ws = static_cast<unsigned char*>(workspace);
   Params p{};
@@ -819,7 +849,11 @@ void run_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, void
     launch_dtype<__nv_bfloat16>(p, g, in.batch, impl.num_heads, impl.plan.num_tiles, p.top_k > 0, impl.head_dim,
                                 stream);
   }
-  if (owned != nullptr) LDQA_CUDA_CHECK(cudaFreeAsync(owned, stream));
+  if (owned.ptr != nullptr) {
+    void* ptr = owned.ptr;
+    owned.ptr = nullptr;
+    LDQA_CUDA_CHECK(cudaFreeAsync(ptr, stream));
+  }
 }
 
 }  // namespace ldqa::attention::detail

@@ -2,6 +2,7 @@
 // (attention_cpu.cpp, attention_gpu.cu).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 
@@ -16,16 +17,18 @@ struct SparseAttention::Impl {
   int head_dim = 0;
   Pattern pattern;
   detail::TilePlan plan;
-  // Device copy of `plan`, made on the first run_cuda (owned by the CUDA backend).
+  // Device copies of `plan`, one per CUDA device, made on the first run_cuda there and
+  // kept (owned by the CUDA backend): a call on another device never frees one in use.
   mutable std::mutex device_plan_mutex;
-  mutable std::shared_ptr<void> device_plan;
+  mutable std::map<int, std::shared_ptr<void>> device_plans;
 };
 
 namespace detail {
 
 float effective_scale(const SparseAttention::Impl& impl, const AttentionInputs& in);
 void run_cpu(const SparseAttention::Impl& impl, const AttentionInputs& in);
-void run_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, void* stream, void* workspace);
+void run_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, void* stream, void* workspace,
+              std::size_t workspace_bytes);
 std::size_t cuda_workspace_bytes(const SparseAttention::Impl& impl, int batch, int max_global);
 bool cuda_available();
 

@@ -4,7 +4,7 @@
 
 namespace ldqa::attention::detail {
 
-void run_cuda(const SparseAttention::Impl&, const AttentionInputs&, void*, void*) {
+void run_cuda(const SparseAttention::Impl&, const AttentionInputs&, void*, void*, std::size_t) {
   fail("attention: this ldqa build has no CUDA support (configure with LDQA_CUDA=ON and nvcc)");
 }
 std::size_t cuda_workspace_bytes(const SparseAttention::Impl&, int, int) { return 0; }

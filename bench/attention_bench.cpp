@@ -173,7 +173,7 @@ void bench_cuda(const Options& o, int batch, int n, std::mt19937_64& rng) {
                              .max_global = o.globals,
                              .out = out};
     CHECK_CUDA(cudaEventRecord(start));
-    attn.run_cuda(in, nullptr, workspace);
+    attn.run_cuda(in, nullptr, workspace, ws_bytes);
     CHECK_CUDA(cudaEventRecord(stop));
     CHECK_CUDA(cudaEventSynchronize(stop));
     float ms = 0;

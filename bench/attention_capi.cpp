@@ -49,7 +49,9 @@ int ldqa_attention_cuda(int batch, int heads, int n, int head_dim, int dtype, in
                              .valid_lengths = valid_lengths,
                              .key_mask = key_mask,
                              .out = out};
-    cached(n, heads, head_dim, window, top_k).run_cuda(in, stream, workspace);
+    const auto& attn = cached(n, heads, head_dim, window, top_k);
+    // The Python side allocates cuda_workspace_bytes (ldqa_attention_workspace_bytes).
+    attn.run_cuda(in, stream, workspace, workspace ? attn.cuda_workspace_bytes(batch, max_global) : 0);
     return 0;
   } catch (const std::exception& e) {
     std::snprintf(err, static_cast<std::size_t>(err_len), "%s", e.what());

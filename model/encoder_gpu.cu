@@ -230,7 +230,14 @@ struct GpuState {
   DeviceBuffer x, a, qkv6, heads6, ctx_heads, ctx, g, ids, types, lens, mask, logits, states, attn_ws;
   int rotary_n = 0;
   DeviceBuffer cos_t, sin_t;
-  std::map<int, std::unique_ptr<attention::SparseAttention>> attention_by_n;
+  // Attention plans by padded length, the least recently used dropped beyond a bound
+  // (each holds a device copy of its tile plan; lengths come from user documents).
+  struct CachedAttention {
+    std::unique_ptr<attention::SparseAttention> attention;
+    uint64_t last_use = 0;
+  };
+  std::map<int, CachedAttention> attention_by_n;
+  uint64_t uses = 0;
   std::size_t peak_bytes = 0;
 
   ~GpuState() {
@@ -346,6 +353,11 @@ void gemm(cublasHandle_t handle, const bf16* x, const bf16* w, void* y, bool y_f
 }  // namespace
 }  // namespace detail
 
+std::size_t Encoder::cuda_cached_lengths() const {
+  std::lock_guard<std::mutex> lock(impl_->gpu_mutex);
+  return impl_->gpu ? impl_->gpu->attention_by_n.size() : 0;
+}
+
 std::size_t Encoder::cuda_workspace_bytes() const {
   std::lock_guard<std::mutex> lock(impl_->gpu_mutex);
   return impl_->gpu ? impl_->gpu->peak_bytes : 0;
@@ -400,8 +412,18 @@ Outputs Encoder::forward_cuda(const Batch& in, bool keep_states) const {
     LDQA_CUDA_CHECK(cudaMemcpy(s.sin_t.ptr, sin_h.data(), sin_h.size() * 4, cudaMemcpyHostToDevice));
     s.rotary_n = table_n;
   }
-  auto& attn = s.attention_by_n[n];
-  if (!attn) attn = std::make_unique<attention::SparseAttention>(n, H, D, attention::Pattern{c.window, nullptr, 0});
+  constexpr std::size_t kMaxCachedLengths = 32;
+  if (!s.attention_by_n.count(n) && s.attention_by_n.size() >= kMaxCachedLengths) {
+    auto oldest = s.attention_by_n.begin();
+    for (auto it = s.attention_by_n.begin(); it != s.attention_by_n.end(); ++it)
+      if (it->second.last_use < oldest->second.last_use) oldest = it;
+    s.attention_by_n.erase(oldest);  // its plan's cudaFree waits for the kernels that read it
+  }
+  auto& cached = s.attention_by_n[n];
+  cached.last_use = ++s.uses;
+  if (!cached.attention)
+    cached.attention = std::make_unique<attention::SparseAttention>(n, H, D, attention::Pattern{c.window, nullptr, 0});
+  const auto& attn = cached.attention;
   s.attn_ws.reserve(std::max<std::size_t>(attn->cuda_workspace_bytes(B, max_global), 256));
   s.peak_bytes =
       std::max(s.peak_bytes, s.x.bytes + s.a.bytes + s.qkv6.bytes + s.heads6.bytes + s.ctx_heads.bytes + s.ctx.bytes +
@@ -453,7 +475,7 @@ Outputs Encoder::forward_cuda(const Batch& in, bool keep_states) const {
     ai.max_global = max_global;
     ai.valid_lengths = lens;
     ai.out = s.ctx_heads.ptr;
-    attn->run_cuda(ai, st, s.attn_ws.ptr);
+    attn->run_cuda(ai, st, s.attn_ws.ptr, s.attn_ws.bytes);
     merge_heads_kernel<<<grid_for(rows * h, 256), 256, 0, st>>>(s.ctx_heads.as<bf16>(), s.ctx.as<bf16>(), B, n, H, D);
     gemm(s.cublas, s.ctx.as<bf16>(), L.out_w, x, true, true, static_cast<int>(rows), h, h);
     bias_norm_kernel<<<row_blocks, 32 * kRowWarps, 0, st>>>(x, L.out_b, L.ffn_norm_w, L.ffn_norm_b,

@@ -65,6 +65,9 @@ class Encoder {
   Outputs forward_cuda(const Batch& batch, bool keep_states = false) const;
   // Peak GPU memory the last CUDA forward pass held in its workspaces (bytes).
   std::size_t cuda_workspace_bytes() const;
+  // Sequence lengths whose attention plan the CUDA path keeps (bounded: least recently
+  // used dropped).
+  std::size_t cuda_cached_lengths() const;
 
   struct Impl;
 

@@ -136,3 +136,25 @@ TEST_CASE("invalid arguments throw ldqa::Error naming the value", "[attention][e
     CHECK_THROWS_AS(attn.run_cuda(in), ldqa::Error);
   }
 }
+
+TEST_CASE("run_cuda refuses misaligned tensors and grids beyond CUDA's limits before any launch",
+          "[attention][errors]") {
+  // Checked before the backend: the same errors with or without a GPU.
+  SparseAttention attn(64, 2, 64, {});
+  alignas(16) static uint16_t buffer[2 * 64 * 64 + 8];
+  AttentionInputs in;
+  in.batch = 1;
+  in.dtype = DType::bf16;
+  in.q = in.k = in.v = in.out = buffer;
+  in.k = buffer + 1;  // a view 2 bytes in: cp.async would fault
+  CHECK_THROWS_WITH(attn.run_cuda(in), Catch::Contains("16-byte aligned tensors; k is at an address ending in 2"));
+  in.k = buffer;
+  in.out = buffer + 4;
+  CHECK_THROWS_WITH(attn.run_cuda(in), Catch::Contains("out is at an address ending in 8"));
+  in.out = buffer;
+  in.batch = 65536;
+  CHECK_THROWS_WITH(attn.run_cuda(in), Catch::Contains("at most 65535 sequences"));
+  SparseAttention many_heads(8, 70000, 32, {});
+  in.batch = 1;
+  CHECK_THROWS_WITH(many_heads.run_cuda(in), Catch::Contains("at most 65535 heads"));
+}

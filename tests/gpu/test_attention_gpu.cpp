@@ -109,7 +109,7 @@ std::vector<double> run_gpu(const test::AttentionCase& c, DType dtype, const Gpu
   if (opts.own_workspace) {
     DeviceBuffer ws(attn.cuda_workspace_bytes(c.batch, opts.max_global));
     CUDA_OK(cudaMemset(ws.ptr, 0x7F, attn.cuda_workspace_bytes(c.batch, opts.max_global)));  // garbage, not zeros
-    attn.run_cuda(in, nullptr, ws.ptr);
+    attn.run_cuda(in, nullptr, ws.ptr, attn.cuda_workspace_bytes(c.batch, opts.max_global));
     CUDA_OK(cudaDeviceSynchronize());
   } else {
     attn.run_cuda(in);
@@ -228,6 +228,77 @@ TEST_CASE("gpu matches the cpu backend on a 65k-token sequence", "[gpu][long]") 
     CHECK(bad == 0);
     CHECK(std::sqrt(err / norm) <= 1e-2);
   }
+}
+
+TEST_CASE("gpu: a valid length outside [0, n] poisons that sequence, as the CPU backend refuses it", "[gpu]") {
+  std::mt19937_64 rng(test::test_seed() + 6);
+  for (int bad : {-1, 97}) {
+    auto c = test::case_of_shape(2, 2, 96, 64, 8);
+    c.global_mask = test::make_global_set("first17", 2, 96, rng);
+    c.valid_lengths = {bad, 80};
+    test::fill_inputs(c, rng, round_bf16);
+    const auto out = run_gpu(c, DType::bf16);
+    INFO("valid length " << bad);
+    const std::size_t per_sequence = 2 * 96 * 64;
+    int64_t nan_first = 0, nan_second = 0;
+    for (std::size_t x = 0; x < per_sequence; ++x) nan_first += std::isnan(out[x]) ? 1 : 0;
+    for (std::size_t x = per_sequence; x < 2 * per_sequence; ++x) nan_second += std::isnan(out[x]) ? 1 : 0;
+    CHECK(nan_first == static_cast<int64_t>(per_sequence));
+    CHECK(nan_second == 0);
+  }
+}
+
+TEST_CASE("gpu: an explicit workspace is checked for its size; calls capture in a CUDA graph", "[gpu]") {
+  std::mt19937_64 rng(test::test_seed() + 7);
+  auto c = test::case_of_shape(2, 2, 300, 64, 16);
+  c.separate_global = true;
+  c.global_mask = test::make_global_set("first17", 2, 300, rng);
+  test::fill_inputs(c, rng, round_bf16);
+  SparseAttention attn(c.seq_len, c.heads, c.head_dim, c.pattern);
+  auto q = upload(to_bits(c.q, DType::bf16)), k = upload(to_bits(c.k, DType::bf16)),
+       v = upload(to_bits(c.v, DType::bf16));
+  auto qg = upload(to_bits(c.qg, DType::bf16)), kg = upload(to_bits(c.kg, DType::bf16)),
+       vg = upload(to_bits(c.vg, DType::bf16));
+  auto mask = upload(c.global_mask);
+  DeviceBuffer direct(c.q.size() * 2), captured(c.q.size() * 2);
+  AttentionInputs in{.batch = c.batch,
+                     .dtype = DType::bf16,
+                     .q = q->ptr,
+                     .k = k->ptr,
+                     .v = v->ptr,
+                     .q_global = qg->ptr,
+                     .k_global = kg->ptr,
+                     .v_global = vg->ptr,
+                     .global_mask = static_cast<const uint8_t*>(mask->ptr),
+                     .max_global = 17,
+                     .valid_lengths = nullptr,
+                     .key_mask = nullptr,
+                     .out = direct.ptr,
+                     .scale = 0.f};
+  const std::size_t need = attn.cuda_workspace_bytes(c.batch, 17);
+  DeviceBuffer ws(need);
+  CHECK_THROWS_WITH(attn.run_cuda(in, nullptr, ws.ptr, need - 1), Catch::Contains("this call needs"));
+  attn.run_cuda(in, nullptr, ws.ptr, need);  // the first call on this device sets things up
+  CUDA_OK(cudaDeviceSynchronize());
+  cudaStream_t stream;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  CUDA_OK(cudaMemset(captured.ptr, 0xFF, c.q.size() * 2));
+  in.out = captured.ptr;
+  cudaGraph_t graph;
+  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  attn.run_cuda(in, stream, ws.ptr, need);  // nothing allocated or configured per call
+  CUDA_OK(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t exec;
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  CUDA_OK(cudaGraphLaunch(exec, stream));
+  CUDA_OK(cudaStreamSynchronize(stream));
+  std::vector<uint16_t> a(c.q.size()), b(c.q.size());
+  CUDA_OK(cudaMemcpy(a.data(), direct.ptr, a.size() * 2, cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaMemcpy(b.data(), captured.ptr, b.size() * 2, cudaMemcpyDeviceToHost));
+  CHECK(a == b);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
 }
 
 TEST_CASE("gpu: bad arguments are refused before any launch", "[gpu][errors]") {

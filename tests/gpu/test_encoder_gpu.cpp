@@ -61,6 +61,29 @@ TEST_CASE("cuda encoder matches PyTorch on the tiny model within bf16 tolerance"
   }
 }
 
+TEST_CASE("cuda encoder keeps a bounded number of attention plans, and answers the same after eviction",
+          "[model_gpu]") {
+  const auto encoder = model::Encoder::load(kModels / "fixtures/tiny");
+  const auto cases = read_cases(kModels / "fixtures/tiny/cases.safetensors");
+  const model::Batch batch = case_batch(cases, "case0.");
+  const auto first = encoder.forward_cuda(batch);
+  for (int n = 40; n < 100; ++n) {  // 60 other lengths, each a plan of its own
+    model::Batch other;
+    other.batch = 1;
+    other.n = n;
+    other.ids.assign(static_cast<std::size_t>(n), 7);
+    other.ids[0] = 2;
+    other.types.assign(static_cast<std::size_t>(n), 1);
+    other.valid_len = {n};
+    other.global_len = {3};
+    encoder.forward_cuda(other);
+  }
+  CHECK(encoder.cuda_cached_lengths() <= 32);
+  const auto again = encoder.forward_cuda(batch);  // its plan was dropped: made again
+  CHECK(again.start_logits == first.start_logits);
+  CHECK(again.end_logits == first.end_logits);
+}
+
 TEST_CASE("cuda and cpu encoders agree on the shipped model: padding, odd lengths, repeated calls", "[model_gpu]") {
   const auto& encoder = shipped_encoder();
   const auto seed = std::random_device{}();
