@@ -117,9 +117,12 @@ def mask_tokens(ids, cfg, objective, g):
     return inputs, chosen
 
 
-def pretraining_loss(model, forward, inputs, ids, chosen, types, plan, objective, rtd_weight, g, token_scale=None):
+def pretraining_loss(model, forward, inputs, ids, chosen, types, plan, objective, rtd_weight, sample_u,
+                     token_scale=None):
     """Returns (loss, stats). forward(module, ids, types, plan) runs an encoder stack
-    (compiled or not). token_scale: what a masked token's loss counts (processes over
+    (compiled or not). sample_u (ELECTRA): a uniform number per position, drawn for the
+    global batch and sliced like it, so that the generator's samples do not depend on
+    the number of processes. token_scale: what a masked token's loss counts (processes over
     masked tokens of the global batch: each rank's sum, averaged by DDP, is then the
     global batch's mean); None: the mean over this batch."""
     labels = ids[chosen]
@@ -136,9 +139,10 @@ def pretraining_loss(model, forward, inputs, ids, chosen, types, plan, objective
     g_logits = gen.logits(g_hidden[chosen], model.token_embedding).float()
     g_loss = (F.cross_entropy(g_logits, labels) if token_scale is None else
               F.cross_entropy(g_logits, labels, reduction="sum") * token_scale)
-    with torch.no_grad():  # sample (Gumbel-max) from the generator; no gradient through it
-        u = torch.rand(g_logits.shape, device=g_logits.device, generator=g).clamp_(1e-9, 1.0)
-        sampled = (g_logits - torch.log(-torch.log(u))).argmax(-1)
+    with torch.no_grad():  # sample from the generator (inverse CDF); no gradient through it
+        cdf = torch.softmax(g_logits, -1).cumsum_(-1)
+        sampled = torch.searchsorted(cdf, sample_u[chosen].unsqueeze(-1).float()).squeeze(-1)
+        sampled.clamp_(max=g_logits.shape[-1] - 1)  # u above the rounded total
         d_inputs = ids.clone()
         d_inputs[chosen] = sampled
         replaced = (d_inputs != ids).float()
@@ -170,9 +174,9 @@ class PretrainingStep(torch.nn.Module):
         self.objective = objective
         self.rtd_weight = rtd_weight
 
-    def forward(self, inputs, ids, chosen, types, plan, g, token_scale):
+    def forward(self, inputs, ids, chosen, types, plan, sample_u, token_scale):
         return pretraining_loss(self.model, self.stack_forward, inputs, ids, chosen, types, plan, self.objective,
-                                self.rtd_weight, g, token_scale)
+                                self.rtd_weight, sample_u, token_scale)
 
 
 def trainable_only(model, prefixes):
@@ -199,14 +203,17 @@ def pretrain(model, opt, stream, cfg, args, device, phase, length, batch, minute
     plan = model.plan(valid, glen, args.flex)  # same pattern for every batch of the phase
     budget = minutes * 60.0
     model.train()
-    trainable_only(model, ("span.",))
+    # ELECTRA trains the generator's MLM head, not the main model's (kept from an earlier
+    # MLM checkpoint or for a later switch): DDP must not wait for its gradients.
+    trainable_only(model, ("span.", "mlm_") if args.objective == "electra" else ("span.",))
     step_module = DIST.wrap(PretrainingStep(model, forward, args.objective, args.rtd_weight))
 
     def local_batch():
         ids = batch_ids()
         inputs, chosen = mask_tokens(ids, cfg, args.objective, gd)
+        sample_u = torch.rand(ids.shape, device=device, generator=gd)[rows] if args.objective == "electra" else None
         token_scale = DIST.world / max(1, int(chosen.sum().item())) if DIST.enabled else None
-        return inputs[rows], ids[rows], chosen[rows], token_scale
+        return inputs[rows], ids[rows], chosen[rows], sample_u, token_scale
 
     def batch_ids():
         starts = torch.randint(0, n_tokens - length, (batch,), generator=g).to(device)
@@ -215,11 +222,11 @@ def pretrain(model, opt, stream, cfg, args, device, phase, length, batch, minute
 
     # One untimed forward/backward first (compilation, autotuning), no update.
     t_warm = time.time()
-    inputs, ids, chosen, token_scale = local_batch()
+    inputs, ids, chosen, sample_u, token_scale = local_batch()
     for attempt in range(2):
         try:
             with autocast(device):
-                loss, _ = step_module(inputs, ids, chosen, types, plan, gd, token_scale)
+                loss, _ = step_module(inputs, ids, chosen, types, plan, sample_u, token_scale)
             loss.backward()
             break
         except Exception as e:  # noqa: BLE001 - a compiler failure: once more, eagerly
@@ -241,9 +248,9 @@ def pretrain(model, opt, stream, cfg, args, device, phase, length, batch, minute
             break
         for group in opt.param_groups:
             group["lr"] = lr_at(frac, peak_lr, args.warmup)
-        inputs, ids, chosen, token_scale = local_batch()
+        inputs, ids, chosen, sample_u, token_scale = local_batch()
         with autocast(device):
-            loss, stats = step_module(inputs, ids, chosen, types, plan, gd, token_scale)
+            loss, stats = step_module(inputs, ids, chosen, types, plan, sample_u, token_scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -552,7 +559,7 @@ def main():
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--no-flex", action="store_true")
     ap.add_argument("--init", help="skip pretraining: continue fine-tuning this exported model folder")
-    ap.add_argument("--objective", choices=("mlm", "electra"), default="electra",
+    ap.add_argument("--objective", choices=("mlm", "electra"), default="mlm",
                     help="pretraining objective of a new model (a resumed one keeps its own)")
     ap.add_argument("--rtd-weight", type=float, default=50.0, help="ELECTRA: weight of replaced-token detection")
     ap.add_argument("--warmup", type=float, default=0.06, help="share of each pretraining phase spent warming up")
