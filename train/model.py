@@ -97,12 +97,17 @@ def masked_attention(q, k, v, mask):
 class AttentionPlan:
     """Per-batch attention inputs shared by every layer."""
 
-    def __init__(self, valid, global_len, cfg, use_flex):
+    def __init__(self, valid, global_len, cfg, use_flex, global_rows=None):
+        """global_rows: how many leading rows the global attention computes, a bound on
+        every sequence's global_len (rows past a sequence's own count keep their local
+        result). Given as a constant (fine-tuning: the question bound), the shapes stay
+        fixed from batch to batch (one compiled graph) and no host sync is needed;
+        None: the batch's largest global_len."""
         self.valid = valid                                   # [B, n] bool
         b, n = valid.shape
         idx = torch.arange(n, device=valid.device)
         self.is_global = (idx[None, :] < global_len[:, None]) & valid  # prefix per sequence
-        self.global_rows = int(global_len.max().item())
+        self.global_rows = int(global_len.max().item()) if global_rows is None else min(global_rows, n)
         self.cos, self.sin = rotary_tables(n, cfg, valid.device)
         self.use_flex = use_flex
         if use_flex:
@@ -215,8 +220,8 @@ class Encoder(nn.Module):
             if isinstance(m, nn.Linear) and m.bias is not None:
                 nn.init.zeros_(m.bias)
 
-    def plan(self, valid, global_len, use_flex):
-        return AttentionPlan(valid, global_len, self.cfg, use_flex)
+    def plan(self, valid, global_len, use_flex, global_rows=None):
+        return AttentionPlan(valid, global_len, self.cfg, use_flex, global_rows)
 
     def forward(self, ids, types, plan, keep_states=False):
         x = self.embedding_norm(self.token_embedding(ids) + self.type_embedding(types))

@@ -102,25 +102,48 @@ def make_features(cfg, tok_q, ctx, max_len, stride_overlap, qid=None, answer=Non
 
 
 def collate(features, cfg, length, device):
+    """(ids, types, valid, span_ok, global_len, start, end) of the features, padded to
+    `length`, on `device`."""
     import torch
     b = len(features)
-    ids = torch.full((b, length), cfg.pad_id, dtype=torch.long)
-    types = torch.ones((b, length), dtype=torch.long)
-    valid = torch.zeros((b, length), dtype=torch.bool)
-    span_ok = torch.zeros((b, length), dtype=torch.bool)
-    glen = torch.zeros(b, dtype=torch.long)
-    start = torch.zeros(b, dtype=torch.long)
-    end = torch.zeros(b, dtype=torch.long)
+    ids = np.full((b, length), cfg.pad_id, dtype=np.int64)
+    types = np.ones((b, length), dtype=np.int64)
+    valid = np.zeros((b, length), dtype=bool)
+    span_ok = np.zeros((b, length), dtype=bool)
+    glen = np.zeros(b, dtype=np.int64)
+    start = np.zeros(b, dtype=np.int64)
+    end = np.zeros(b, dtype=np.int64)
     for i, f in enumerate(features):
         n = len(f.ids)
-        ids[i, :n] = torch.tensor(f.ids)
-        types[i, :n] = torch.tensor(f.types)
+        ids[i, :n] = f.ids
+        types[i, :n] = f.types
         valid[i, :n] = True
         span_ok[i, 0] = True
         span_ok[i, f.context_first:f.context_first + f.n_window] = True
         glen[i] = f.global_len
         start[i], end[i] = f.start, f.end
-    return [t.to(device, non_blocking=True) for t in (ids, types, valid, span_ok, glen, start, end)]
+    return [torch.from_numpy(t).to(device, non_blocking=True) for t in (ids, types, valid, span_ok, glen, start, end)]
+
+
+class FeatureTable:
+    """Every training feature of one window length collated once, kept on the device:
+    a batch is an index (no per-step collation on the CPU, no host-to-device copy)."""
+
+    def __init__(self, features, cfg, length, device):
+        import torch
+        self.length = length
+        cols = collate(features, cfg, length, "cpu")
+        # ids and types in narrow types on the device (a SQuAD epoch of 384-token windows
+        # is ~90 k rows); widened per batch
+        narrow = (torch.int32, torch.int8, None, None, None, None, None)
+        self.columns = [(c.to(t) if t is not None else c).to(device) for c, t in zip(cols, narrow)]
+
+    def __len__(self):
+        return self.columns[0].shape[0]
+
+    def batch(self, index):
+        ids, types, valid, span_ok, glen, start, end = (c[index] for c in self.columns)
+        return ids.long(), types.long(), valid, span_ok, glen, start, end
 
 
 def best_span(start_logits, end_logits, f, n_best=20, max_answer_tokens=30):

@@ -267,10 +267,10 @@ def pretrain(model, opt, stream, cfg, args, device, phase, length, batch, minute
 
 
 class StackForward:
-    """The encoder stacks' forward for pretraining: with --compile, each stack (the
-    encoder, ELECTRA's generator) compiled whole, once, for the phase's fixed shapes;
-    fine-tuning and evaluation run the modules eagerly. eager() falls back for good
-    (a compiler failure must not cost a session's GPU time)."""
+    """The encoder stacks' forward for training: with --compile, each stack (the encoder,
+    ELECTRA's generator) compiled whole, once per fixed shape (a pretraining phase; a
+    fine-tuning window length); evaluation runs the modules eagerly. eager() falls back
+    for good (a compiler failure must not cost a session's GPU time)."""
 
     def __init__(self, compile_):
         self.compile = compile_
@@ -342,7 +342,40 @@ def squad_items(articles):
     return paragraphs, article_texts, items
 
 
-def finetune_features(cfg, args, tok, train_articles):
+def long_window(cfg, rng, q, actx, aans, long_len, qid):
+    """One window of up to `long_len` tokens of a whole document for a question: around
+    the answer three times in four, elsewhere (target [CLS]: "not in this window") once
+    in four; None when no such window exists. actx = (ids, starts, ends); aans = answer
+    (first, last) in document tokens."""
+    qq = q[:cfg.max_question_tokens]
+    budget = long_len - len(qq) - 3
+    total = len(actx[0])
+    if total <= budget:
+        w0 = 0
+    elif rng.random() < 0.25:
+        choices = [s for s in (rng.randrange(0, total - budget + 1) for _ in range(8))
+                   if not (s <= aans[0] and aans[1] < s + budget)]
+        if not choices:
+            return None
+        w0 = choices[0]
+    else:
+        lo = max(0, aans[1] - budget + 1)
+        hi = min(aans[0], total - budget)
+        w0 = rng.randint(lo, max(lo, hi))
+    f = qa_data.Feature()
+    window = actx[0][w0:w0 + budget]
+    f.ids, f.types, f.global_len = qa_data.pack(cfg, qq, window)
+    f.context_first, f.window_start, f.n_window, f.qid = f.global_len, w0, len(window), qid
+    f.start = f.end = 0
+    if w0 <= aans[0] and aans[1] < w0 + len(window):
+        f.start, f.end = aans[0] - w0 + f.context_first, aans[1] - w0 + f.context_first
+    return f
+
+
+def finetune_features(cfg, args, tok, train_articles, document_articles=()):
+    """SQuAD: every question's paragraph windows, and for a share (--long-share) a
+    whole-article window; document_articles (SQuAD format whose contexts are whole
+    documents, e.g. FairytaleQA): a long window for every question."""
     paragraphs, article_texts, items = squad_items(train_articles)
     para_tok = tokenize_many(args.tokenizer, paragraphs, args.workers)
     art_tok = tokenize_many(args.tokenizer, article_texts, args.workers)
@@ -360,39 +393,28 @@ def finetune_features(cfg, args, tok, train_articles):
             continue
         actx = art_tok[ai]
         aans = qa_data.answer_tokens(actx[1], actx[2], *aspan)
-        if aans is None:
-            continue
-        qq = q[:cfg.max_question_tokens]
-        budget = args.long_len - len(qq) - 3
-        total = len(actx[0])
-        if total <= budget:
-            w0 = 0
-        elif rng.random() < 0.25:  # a window without the answer: target [CLS]
-            choices = [s for s in (rng.randrange(0, total - budget + 1) for _ in range(8))
-                       if not (s <= aans[0] and aans[1] < s + budget)]
-            if not choices:
-                continue
-            w0 = choices[0]
-        else:
-            lo = max(0, aans[1] - budget + 1)
-            hi = min(aans[0], total - budget)
-            w0 = rng.randint(lo, max(lo, hi))
-        f = qa_data.Feature()
-        window = actx[0][w0:w0 + budget]
-        f.ids, f.types, f.global_len = qa_data.pack(cfg, qq, window)
-        f.context_first, f.window_start, f.n_window, f.qid = f.global_len, w0, len(window), qid
-        f.start = f.end = 0
-        if w0 <= aans[0] and aans[1] < w0 + len(window):
-            f.start, f.end = aans[0] - w0 + f.context_first, aans[1] - w0 + f.context_first
-        long_feats.append(f)
+        f = long_window(cfg, rng, q, actx, aans, args.long_len, qid) if aans is not None else None
+        if f is not None:
+            long_feats.append(f)
+    if document_articles:
+        doc_paragraphs, _, doc_items = squad_items(document_articles)
+        doc_tok = tokenize_many(args.tokenizer, doc_paragraphs, args.workers)
+        for qid, question, pi, _, pspan, _, _ in doc_items:
+            actx = doc_tok[pi]
+            aans = qa_data.answer_tokens(actx[1], actx[2], *pspan)
+            f = long_window(cfg, rng, tok.ids(question), actx, aans, args.long_len, qid) if aans is not None else None
+            if f is not None:
+                long_feats.append(f)
     return para_feats, long_feats
 
 
-def span_loss(model, batch, args, device):
+def span_loss(model, forward, batch, args, device):
     ids, types, valid, span_ok, glen, start, end = batch
-    plan = model.plan(valid, glen, args.flex)
+    # every window's globals are [CLS] question [SEP], at most max_question_tokens + 2:
+    # a constant bound keeps the shapes fixed (one compiled graph per window length)
+    plan = model.plan(valid, glen, args.flex, global_rows=model.cfg.max_question_tokens + 2)
     with autocast(device):
-        hidden = model(ids, types, plan)
+        hidden = forward(model, ids, types, plan)
     s, e = model.span_logits(hidden)
     s = s.masked_fill(~span_ok, -1e4)
     e = e.masked_fill(~span_ok, -1e4)
@@ -402,33 +424,48 @@ def span_loss(model, batch, args, device):
 class SpanStep(torch.nn.Module):
     """The span loss as one module (for DistributedDataParallel)."""
 
-    def __init__(self, model, args, device):
+    def __init__(self, model, forward, args, device):
         super().__init__()
-        self.model, self.args, self.device_ = model, args, device
+        self.model, self.stack_forward, self.args, self.device_ = model, forward, args, device
 
     def forward(self, *batch):
-        return span_loss(self.model, batch, self.args, self.device_)
+        return span_loss(self.model, self.stack_forward, batch, self.args, self.device_)
 
 
-def finetune(model, cfg, args, device, para_feats, long_feats):
-    rng = random.Random(args.seed + 1)
-    batches = [("para", para_feats[i:i + args.para_batch]) for i in range(0, len(para_feats), args.para_batch)]
-    batches += [("long", long_feats[i:i + args.long_batch]) for i in range(0, len(long_feats), args.long_batch)]
+def finetune(model, cfg, args, device, para_feats, long_feats, forward):
+    """Every feature collated once onto the device (qa_data.FeatureTable); each epoch
+    reshuffles which features share a batch and the order of the batches (the same on
+    every rank: seeded); fixed shapes per kind, so --compile compiles twice."""
+    tables = {kind: qa_data.FeatureTable(feats, cfg, length, device)
+              for kind, feats, length in (("para", para_feats, args.para_len), ("long", long_feats, args.long_len))
+              if feats}
+    sizes = {"para": args.para_batch, "long": args.long_batch}
     log(dict(phase="finetune", event="data", paragraph_features=len(para_feats), long_features=len(long_feats),
-             batches=len(batches)))
+             batches_per_epoch=sum(len(t) // sizes[k] for k, t in tables.items())))
+
+    def epoch_batches(epoch):
+        g = torch.Generator().manual_seed(args.seed + 100 + epoch)
+        batches = []
+        for kind, table in tables.items():
+            perm = torch.randperm(len(table), generator=g)
+            full = len(table) // sizes[kind] * sizes[kind]  # fixed shapes: the remainder waits for the next epoch
+            batches += [(kind, perm[i:i + sizes[kind]]) for i in range(0, full, sizes[kind])]
+        order = torch.randperm(len(batches), generator=g).tolist()
+        return [batches[i] for i in order]
+
     opt = make_optimizer(model, args.finetune_lr)
     budget = args.finetune_minutes * 60.0
-    t0 = time.time()
-    step, epoch = 0, 0
     model.train()
     from model import PRETRAINING_PREFIXES
     trainable_only(model, PRETRAINING_PREFIXES)
-    step_module = DIST.wrap(SpanStep(model, args, device))
-    losses = {"para": [], "long": []}
+    step_module = DIST.wrap(SpanStep(model, forward, args, device))
+    losses = {"para": [], "long": []}  # on the device until logged (no sync per step)
+    warm = set()
+    t0 = time.time()
+    step, epoch = 0, 0
     while True:
-        order = list(range(len(batches)))
-        random.Random(args.seed + 100 + epoch).shuffle(order)
-        for bi in order:
+        batches = epoch_batches(epoch)
+        for bi, (kind, index) in enumerate(batches):
             frac = step / args.finetune_steps if args.finetune_steps else DIST.agree((time.time() - t0) / budget)
             if frac >= 1.0:
                 log(dict(phase="finetune", event="done", steps=step, epochs=epoch + bi / len(batches),
@@ -437,22 +474,30 @@ def finetune(model, cfg, args, device, para_feats, long_feats):
                 return
             for group in opt.param_groups:
                 group["lr"] = lr_at(frac, args.finetune_lr, 0.08)
-            kind, feats = batches[bi]
-            length = args.para_len if kind == "para" else args.long_len
-            if len(feats) != (args.para_batch if kind == "para" else args.long_batch):
-                continue  # fixed shapes: the last short batch is skipped
-            loss = step_module(*qa_data.collate(feats[DIST.rows(len(feats))], cfg, length, device))
+            batch = tables[kind].batch(index[DIST.rows(len(index))].to(device))
+            if kind not in warm:  # first step of a shape: compile, or fall back to eager
+                warm.add(kind)
+                try:
+                    loss = step_module(*batch)
+                except Exception as e:  # noqa: BLE001 - a compiler failure must not cost the run
+                    if not forward.compile:
+                        raise
+                    forward.eager(e)
+                    loss = step_module(*batch)
+            else:
+                loss = step_module(*batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             step += 1
-            losses[kind].append(loss.item())
+            losses[kind].append(loss.detach())
             if DIST.main and step % args.log_every == 0:
-                log(dict(phase="finetune", step=step, elapsed=time.time() - t0,
-                         loss_para=float(np.mean(losses["para"][-50:])) if losses["para"] else None,
-                         loss_long=float(np.mean(losses["long"][-50:])) if losses["long"] else None,
-                         lr=opt.param_groups[0]["lr"]))
+                mean = {k: torch.stack(v[-50:]).mean().item() if v else None for k, v in losses.items()}
+                for k in losses:
+                    del losses[k][:-50]
+                log(dict(phase="finetune", step=step, epoch=epoch, elapsed=time.time() - t0, loss_para=mean["para"],
+                         loss_long=mean["long"], lr=opt.param_groups[0]["lr"]))
         epoch += 1
 
 
@@ -550,6 +595,9 @@ def main():
     ap.add_argument("--long-batch", type=int, default=8)
     ap.add_argument("--long-share", type=float, default=0.125, help="share of questions that also get a long window")
     ap.add_argument("--finetune-lr", type=float, default=3e-4)
+    ap.add_argument("--finetune-documents", nargs="*", default=[], metavar="FILE.json.gz",
+                    help="SQuAD-format files whose contexts are whole documents (FairytaleQA train): "
+                    "every question also trains on a long window")
     ap.add_argument("--eval-para-len", type=int, default=384)
     ap.add_argument("--eval-para-batch", type=int, default=64)
     ap.add_argument("--eval-long-batch", type=int, default=8)
@@ -568,7 +616,7 @@ def main():
     ap.add_argument("--corpus-ids", help="pre-tokenised corpus (train/pretokenize.py) instead of DATA/corpus text")
     ap.add_argument("--skip-finetune", action="store_true", help="stop after pretraining (and --save-pretrained)")
     ap.add_argument("--eval-settings", default="paragraph,document")
-    ap.add_argument("--compile", action="store_true", help="torch.compile each encoder layer")
+    ap.add_argument("--compile", action="store_true", help="torch.compile each encoder stack (pretraining phases, fine-tuning window lengths)")
     ap.add_argument("--pretrain-steps", type=int, default=0, help="> 0: the short pretraining phase runs this many "
                     "steps (its schedule follows them) instead of --pretrain-minutes")
     ap.add_argument("--finetune-steps", type=int, default=0, help="> 0: fine-tuning runs this many steps")
@@ -654,10 +702,12 @@ def main():
     dev_articles = qa_data.load_squad(pathlib.Path(args.data) / "squad" / "dev-v1.1.json.gz")
     if args.limit_articles:
         train_articles, dev_articles = train_articles[:args.limit_articles], dev_articles[:args.limit_articles]
+    document_articles = [a for path in args.finetune_documents for a in qa_data.load_squad(path)]
     t0 = time.time()
-    para_feats, long_feats = finetune_features(cfg, args, tok, train_articles)
-    log(dict(phase="features", seconds=time.time() - t0))
-    finetune(model, cfg, args, device, para_feats, long_feats)
+    para_feats, long_feats = finetune_features(cfg, args, tok, train_articles, document_articles)
+    log(dict(phase="features", seconds=time.time() - t0, document_questions=sum(
+        len(p["qas"]) for a in document_articles for p in a["paragraphs"])))
+    finetune(model, cfg, args, device, para_feats, long_feats, StackForward(args.compile))
     train_seconds = time.time() - t_start
     if not DIST.main:  # rank 0 exports and evaluates
         finish(model, args)
