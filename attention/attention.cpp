@@ -21,6 +21,9 @@ void validate(const SparseAttention::Impl& impl, const AttentionInputs& in, bool
     if (impl.head_dim != 32 && impl.head_dim != 64 && impl.head_dim != 128)
       fail("attention: run_cuda supports head_dim 32, 64 or 128, got ", impl.head_dim);
     if (in.max_global > impl.seq_len) fail("attention: max_global ", in.max_global, " > seq_len ", impl.seq_len);
+    // The CUDA kernels do not write the row log-sum-exp yet (the GPU backward will):
+    // refused rather than left unwritten.
+    if (in.lse != nullptr) fail("attention: run_cuda does not write lse yet (the backward runs on the CPU)");
     // Grid dimensions y and z (heads, batch) stop at 65535.
     if (in.batch > 65535) fail("attention: run_cuda takes at most 65535 sequences per call, got ", in.batch);
     if (impl.num_heads > 65535) fail("attention: run_cuda takes at most 65535 heads, got ", impl.num_heads);
@@ -97,6 +100,23 @@ int64_t SparseAttention::local_pairs() const {
 void SparseAttention::run_cpu(const AttentionInputs& in) const {
   validate(*impl_, in, false);
   detail::run_cpu(*impl_, in);
+}
+
+void SparseAttention::backward_cpu(const AttentionInputs& in, const AttentionGradients& grad) const {
+  validate(*impl_, in, false);
+  if (impl_->pattern.top_k > 0) fail("attention: top-k attention has no backward (top_k = ", impl_->pattern.top_k, ")");
+  if (in.lse == nullptr) fail("attention: the backward needs the forward's lse (AttentionInputs::lse)");
+  if (grad.d_out == nullptr || grad.d_q == nullptr || grad.d_k == nullptr || grad.d_v == nullptr)
+    fail("attention: the backward needs d_out, d_q, d_k and d_v");
+  const bool separate = in.q_global != nullptr || in.k_global != nullptr || in.v_global != nullptr;
+  if (separate && (in.q_global == nullptr || in.k_global == nullptr || in.v_global == nullptr))
+    fail("attention: the backward takes all three global projections or none");
+  const bool global_grads = grad.d_q_global != nullptr || grad.d_k_global != nullptr || grad.d_v_global != nullptr;
+  if (separate && (grad.d_q_global == nullptr || grad.d_k_global == nullptr || grad.d_v_global == nullptr))
+    fail("attention: the inputs have separate global projections: d_q_global, d_k_global and d_v_global are needed");
+  if (!separate && global_grads)
+    fail("attention: d_q_global, d_k_global, d_v_global given but the inputs have no separate global projections");
+  detail::backward_cpu(*impl_, in, grad);
 }
 
 void SparseAttention::run_cuda(const AttentionInputs& in, void* cuda_stream, void* workspace,

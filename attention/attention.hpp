@@ -17,6 +17,12 @@
 // With top_k > 0 each query keeps only its top_k highest-scoring allowed keys (ties
 // broken towards the lower key index) and the softmax runs over those.
 //
+// Backward (training): the forward writes each row's log-sum-exp (AttentionInputs::lse);
+// backward_* takes the same inputs with that output and lse and the gradient of the
+// output, and writes dQ, dK, dV (and dQ_g, dK_g, dV_g with separate global projections)
+// by recomputing the attention weights over exactly the forward's pairs. Top-k has no
+// backward (its selection is not differentiable; the calls refuse it).
+//
 // Tensors are [batch, heads, seq_len, head_dim], contiguous. Errors throw ldqa::Error.
 // A SparseAttention object is immutable after construction and may be shared by
 // threads; run_cuda uploads its plan to the current device on first use (thread-safe).
@@ -118,7 +124,25 @@ struct AttentionInputs {
   const int32_t* valid_lengths = nullptr;
   const uint8_t* key_mask = nullptr;  // [batch, seq_len], non-zero = real token; optional
   void* out = nullptr;
+  // Optional output, float32 [batch, heads, seq_len]: each row's log-sum-exp (natural
+  // log) of its scaled scores over the keys it attends to; -inf for padded rows and rows
+  // with no allowed key. What the backward needs from the forward.
+  float* lse = nullptr;
   float scale = 0.0f;  // 0: 1/sqrt(head_dim)
+};
+
+// The backward's own tensors, [batch, heads, seq_len, head_dim] in the inputs' dtype.
+// Every gradient is overwritten in full (zeros where nothing flows: padding, rows with no
+// allowed key). The global ones are given exactly when the inputs have separate global
+// projections; without them the global rows' gradients go to d_q, d_k, d_v.
+struct AttentionGradients {
+  const void* d_out = nullptr;
+  void* d_q = nullptr;
+  void* d_k = nullptr;
+  void* d_v = nullptr;
+  void* d_q_global = nullptr;
+  void* d_k_global = nullptr;
+  void* d_v_global = nullptr;
 };
 
 class SparseAttention {
@@ -138,6 +162,9 @@ class SparseAttention {
 
   // Float32, multithreaded (OpenMP); memory O(n * (2w + 1 + g)) per head at most.
   void run_cpu(const AttentionInputs& in) const;
+  // Gradients on the CPU, float32: `in` as given to run_cpu, with the out and lse it
+  // wrote. Multithreaded over (sequence, head); scratch O(64 * head_dim) per thread.
+  void backward_cpu(const AttentionInputs& in, const AttentionGradients& grad) const;
 
   // f16/bf16, asynchronous on `cuda_stream` (a cudaStream_t; nullptr = default
   // stream). `workspace` of `workspace_bytes` (at least cuda_workspace_bytes(batch,

@@ -7,41 +7,13 @@
 #include <limits>
 #include <vector>
 
-#include "attention/attention_internal.hpp"
+#include "attention/cpu_common.hpp"
 
 namespace ldqa::attention::detail {
 
 namespace {
 
-using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using ConstRows = Eigen::Map<const RowMat>;
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-// Per-position flags and the sorted valid global positions of every sequence.
-struct Positions {
-  std::vector<uint8_t> flags;             // [batch * n]
-  std::vector<std::vector<int>> globals;  // [batch]
-};
-
-Positions read_positions(const AttentionInputs& in, int n) {
-  Positions pos;
-  pos.flags.assign(static_cast<std::size_t>(in.batch) * n, 0);
-  pos.globals.resize(in.batch);
-  for (int b = 0; b < in.batch; ++b) {
-    for (int i = 0; i < n; ++i) {
-      const std::size_t at = static_cast<std::size_t>(b) * n + i;
-      bool valid = in.valid_lengths == nullptr || i < in.valid_lengths[b];
-      if (in.key_mask != nullptr && in.key_mask[at] == 0) valid = false;
-      if (!valid) continue;
-      pos.flags[at] = kValid;
-      if (in.global_mask != nullptr && in.global_mask[at] != 0) {
-        pos.flags[at] |= kGlobal;
-        pos.globals[b].push_back(i);
-      }
-    }
-  }
-  return pos;
-}
+using namespace cpu;
 
 // Running softmax state for up to kTile query rows.
 struct OnlineSoftmax {
@@ -77,31 +49,18 @@ struct OnlineSoftmax {
   }
 };
 
-struct Views {
-  const float* q;
-  const float* k;
-  const float* v;
-  const float* qg;
-  const float* kg;
-  const float* vg;
-  float* out;
-  int n;
-  int d;
-  float scale;
-  std::size_t head_offset(int b, int h, int heads) const {
-    return (static_cast<std::size_t>(b) * heads + h) * static_cast<std::size_t>(n) * d;
-  }
-};
-
 void write_rows(const Views& io, std::size_t base, int first, int count, const OnlineSoftmax& state,
                 const uint8_t* flags, bool skip_global) {
   for (int r = 0; r < count; ++r) {
     const int i = first + r;
     float* dst = io.out + base + static_cast<std::size_t>(i) * io.d;
+    float* lse = io.lse != nullptr ? io.lse + base / io.d + i : nullptr;
     if ((flags[i] & kValid) == 0 || state.row_sum[r] == 0.0f) {
       std::fill(dst, dst + io.d, 0.0f);
+      if (lse != nullptr) *lse = kNegInf;
     } else if (!(skip_global && (flags[i] & kGlobal))) {
       Eigen::Map<Eigen::RowVectorXf>(dst, io.d) = state.acc.row(r) / state.row_sum[r];
+      if (lse != nullptr) *lse = state.row_max[r] + std::log(state.row_sum[r]);
     }
   }
 }
@@ -174,6 +133,7 @@ void global_chunk(const Views& io, std::size_t base, int b, int first, const Pos
   for (int r = 0; r < rows; ++r) {
     float* dst = io.out + base + static_cast<std::size_t>(globals[first + r]) * io.d;
     Eigen::Map<Eigen::RowVectorXf>(dst, io.d) = state.acc.row(r) / state.row_sum[r];
+    if (io.lse != nullptr) io.lse[base / io.d + globals[first + r]] = state.row_max[r] + std::log(state.row_sum[r]);
   }
 }
 
@@ -210,8 +170,10 @@ void topk_row(const TilePlan& plan, const Views& io, std::size_t base, int b, in
         if (!tile_listed(listed_begin, listed_end, g / kTile)) candidates.emplace_back(score(g), g);
     }
   }
+  float* lse = io.lse != nullptr ? io.lse + base / io.d + i : nullptr;
   if (candidates.empty()) {
     std::fill(dst, dst + io.d, 0.0f);
+    if (lse != nullptr) *lse = kNegInf;
     return;
   }
   const auto better = [](const std::pair<float, int>& x, const std::pair<float, int>& y) {
@@ -232,6 +194,7 @@ void topk_row(const TilePlan& plan, const Views& io, std::size_t base, int b, in
                        values + base + static_cast<std::size_t>(candidates[c].second) * io.d, io.d);
   }
   out_row /= sum;
+  if (lse != nullptr) *lse = max_score + std::log(sum);
 }
 
 }  // namespace
@@ -251,6 +214,7 @@ void run_cpu(const SparseAttention::Impl& impl, const AttentionInputs& in) {
                  in.k_global ? static_cast<const float*>(in.k_global) : k,
                  in.v_global ? static_cast<const float*>(in.v_global) : v,
                  static_cast<float*>(in.out),
+                 in.lse,
                  n,
                  impl.head_dim,
                  effective_scale(impl, in)};

@@ -27,6 +27,7 @@ namespace detail {
 
 float effective_scale(const SparseAttention::Impl& impl, const AttentionInputs& in);
 void run_cpu(const SparseAttention::Impl& impl, const AttentionInputs& in);
+void backward_cpu(const SparseAttention::Impl& impl, const AttentionInputs& in, const AttentionGradients& grad);
 void run_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, void* stream, void* workspace,
               std::size_t workspace_bytes);
 std::size_t cuda_workspace_bytes(const SparseAttention::Impl& impl, int batch, int max_global);

@@ -19,43 +19,66 @@ std::string AttentionCase::describe() const {
   return s.str();
 }
 
+namespace {
+
+// Padding and global membership of one sequence, as attention.hpp defines them.
+struct SequenceMasks {
+  const AttentionCase& c;
+  int b;
+  bool valid(int i) const {
+    if (!c.valid_lengths.empty() && i >= c.valid_lengths[b]) return false;
+    if (!c.key_mask.empty() && c.key_mask[static_cast<std::size_t>(b) * c.seq_len + i] == 0) return false;
+    return true;
+  }
+  bool global(int i) const {
+    return valid(i) && !c.global_mask.empty() && c.global_mask[static_cast<std::size_t>(b) * c.seq_len + i] != 0;
+  }
+};
+
+// The scaled scores of query i against every key it may attend to, as (score, key).
+void row_scores(const AttentionCase& c, const SequenceMasks& m, int h, int i, double scale,
+                std::vector<std::pair<double, int>>& scores) {
+  const int n = c.seq_len, d = c.head_dim;
+  const std::size_t base = (static_cast<std::size_t>(m.b) * c.heads + h) * n * d;
+  const bool gi = m.global(i);
+  const auto& qs = gi && c.separate_global ? c.qg : c.q;
+  const auto& ks = gi && c.separate_global ? c.kg : c.k;
+  const attention::BlockLayout* layout = c.pattern.layout.get();
+  scores.clear();
+  for (int j = 0; j < n; ++j) {
+    if (!m.valid(j)) continue;
+    bool allowed = gi || m.global(j) || (c.pattern.window >= 0 && std::abs(i - j) <= c.pattern.window);
+    if (!allowed && layout != nullptr) allowed = layout->allows(h, i / layout->block_size(), j / layout->block_size());
+    if (!allowed) continue;
+    double dot = 0;
+    for (int x = 0; x < d; ++x)
+      dot += qs[base + static_cast<std::size_t>(i) * d + x] * ks[base + static_cast<std::size_t>(j) * d + x];
+    scores.emplace_back(dot * scale, j);
+  }
+}
+
+double scale_of(const AttentionCase& c) {
+  return c.scale > 0 ? c.scale : 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+}
+
+}  // namespace
+
 ReferenceResult reference_attention(const AttentionCase& c, double tie_tolerance) {
   const int n = c.seq_len, d = c.head_dim;
-  const double scale = c.scale > 0 ? c.scale : 1.0 / std::sqrt(static_cast<double>(d));
+  const double scale = scale_of(c);
   ReferenceResult res;
   res.out.assign(static_cast<std::size_t>(c.batch) * c.heads * n * d, 0.0);
   res.ambiguous.assign(static_cast<std::size_t>(c.batch) * c.heads * n, 0);
-  const attention::BlockLayout* layout = c.pattern.layout.get();
+  res.lse.assign(static_cast<std::size_t>(c.batch) * c.heads * n, -INFINITY);
   std::vector<std::pair<double, int>> scores;
   for (int b = 0; b < c.batch; ++b) {
-    auto valid = [&](int i) {
-      if (!c.valid_lengths.empty() && i >= c.valid_lengths[b]) return false;
-      if (!c.key_mask.empty() && c.key_mask[static_cast<std::size_t>(b) * n + i] == 0) return false;
-      return true;
-    };
-    auto global = [&](int i) {
-      return valid(i) && !c.global_mask.empty() && c.global_mask[static_cast<std::size_t>(b) * n + i] != 0;
-    };
+    const SequenceMasks m{c, b};
     for (int h = 0; h < c.heads; ++h) {
       const std::size_t base = (static_cast<std::size_t>(b) * c.heads + h) * n * d;
       for (int i = 0; i < n; ++i) {
-        if (!valid(i)) continue;
-        const bool gi = global(i);
-        const auto& qs = gi && c.separate_global ? c.qg : c.q;
-        const auto& ks = gi && c.separate_global ? c.kg : c.k;
-        const auto& vs = gi && c.separate_global ? c.vg : c.v;
-        scores.clear();
-        for (int j = 0; j < n; ++j) {
-          if (!valid(j)) continue;
-          bool allowed = gi || global(j) || (c.pattern.window >= 0 && std::abs(i - j) <= c.pattern.window);
-          if (!allowed && layout != nullptr)
-            allowed = layout->allows(h, i / layout->block_size(), j / layout->block_size());
-          if (!allowed) continue;
-          double dot = 0;
-          for (int x = 0; x < d; ++x)
-            dot += qs[base + static_cast<std::size_t>(i) * d + x] * ks[base + static_cast<std::size_t>(j) * d + x];
-          scores.emplace_back(dot * scale, j);
-        }
+        if (!m.valid(i)) continue;
+        const auto& vs = m.global(i) && c.separate_global ? c.vg : c.v;
+        row_scores(c, m, h, i, scale, scores);
         if (scores.empty()) continue;
         std::size_t keep = scores.size();
         if (c.pattern.top_k > 0 && static_cast<std::size_t>(c.pattern.top_k) < scores.size()) {
@@ -78,10 +101,68 @@ ReferenceResult reference_attention(const AttentionCase& c, double tie_tolerance
           for (int x = 0; x < d; ++x) dst[x] += p * vs[base + static_cast<std::size_t>(scores[s].second) * d + x];
         }
         for (int x = 0; x < d; ++x) dst[x] /= sum;
+        res.lse[(static_cast<std::size_t>(b) * c.heads + h) * n + i] = mx + std::log(sum);
       }
     }
   }
   return res;
+}
+
+ReferenceGrads reference_attention_backward(const AttentionCase& c, const std::vector<double>& d_out) {
+  if (c.pattern.top_k > 0) std::abort();  // no backward for top-k
+  const int n = c.seq_len, d = c.head_dim;
+  const double scale = scale_of(c);
+  const std::size_t count = static_cast<std::size_t>(c.batch) * c.heads * n * d;
+  ReferenceGrads g;
+  for (auto* x : {&g.dq, &g.dk, &g.dv}) x->assign(count, 0.0);
+  if (c.separate_global)
+    for (auto* x : {&g.dqg, &g.dkg, &g.dvg}) x->assign(count, 0.0);
+  std::vector<std::pair<double, int>> scores;
+  std::vector<double> p, out(d);
+  for (int b = 0; b < c.batch; ++b) {
+    const SequenceMasks m{c, b};
+    for (int h = 0; h < c.heads; ++h) {
+      const std::size_t base = (static_cast<std::size_t>(b) * c.heads + h) * n * d;
+      auto row = [&](const std::vector<double>& x, int i) { return x.data() + base + static_cast<std::size_t>(i) * d; };
+      auto row_of = [&](std::vector<double>& x, int i) { return x.data() + base + static_cast<std::size_t>(i) * d; };
+      for (int i = 0; i < n; ++i) {
+        if (!m.valid(i)) continue;
+        const bool sep = m.global(i) && c.separate_global;
+        const auto& qs = sep ? c.qg : c.q;
+        const auto& ks = sep ? c.kg : c.k;
+        const auto& vs = sep ? c.vg : c.v;
+        auto& dq = sep ? g.dqg : g.dq;
+        auto& dk = sep ? g.dkg : g.dk;
+        auto& dv = sep ? g.dvg : g.dv;
+        row_scores(c, m, h, i, scale, scores);
+        if (scores.empty()) continue;
+        double mx = -INFINITY, sum = 0;
+        for (const auto& sc : scores) mx = std::max(mx, sc.first);
+        p.resize(scores.size());
+        for (std::size_t s = 0; s < scores.size(); ++s) sum += p[s] = std::exp(scores[s].first - mx);
+        std::fill(out.begin(), out.end(), 0.0);
+        for (std::size_t s = 0; s < scores.size(); ++s) {
+          p[s] /= sum;
+          for (int x = 0; x < d; ++x) out[x] += p[s] * row(vs, scores[s].second)[x];
+        }
+        const double* d_o = row(d_out, i);
+        double delta = 0;
+        for (int x = 0; x < d; ++x) delta += d_o[x] * out[x];
+        for (std::size_t s = 0; s < scores.size(); ++s) {
+          const int j = scores[s].second;
+          double dp = 0;
+          for (int x = 0; x < d; ++x) dp += d_o[x] * row(vs, j)[x];
+          const double ds = p[s] * (dp - delta);
+          for (int x = 0; x < d; ++x) {
+            row_of(dv, j)[x] += p[s] * d_o[x];
+            row_of(dq, i)[x] += scale * ds * row(ks, j)[x];
+            row_of(dk, j)[x] += scale * ds * row(qs, i)[x];
+          }
+        }
+      }
+    }
+  }
+  return g;
 }
 
 std::vector<uint8_t> make_global_set(const std::string& kind, int batch, int n, std::mt19937_64& rng) {

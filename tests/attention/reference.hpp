@@ -38,6 +38,7 @@ inline AttentionCase case_of_shape(int batch, int heads, int seq_len, int head_d
 
 struct ReferenceResult {
   std::vector<double> out;  // [batch, heads, n, head_dim]
+  std::vector<double> lse;  // [batch, heads, n]: log-sum-exp of the row's kept scaled scores; -inf: none
   // Rows whose top-k selection is decided by a gap below rounding: the k-th and the
   // (k+1)-th score lie within `tie_tolerance`; any backend may pick either key.
   std::vector<uint8_t> ambiguous;  // [batch * heads * n]
@@ -45,6 +46,14 @@ struct ReferenceResult {
 };
 
 ReferenceResult reference_attention(const AttentionCase& c, double tie_tolerance = 1e-4);
+
+// Gradients of sum(out * d_out) with respect to every input, [batch, heads, n, head_dim]
+// each; the global ones only with separate_global (otherwise they are in dq, dk, dv).
+// Top-k has no backward.
+struct ReferenceGrads {
+  std::vector<double> dq, dk, dv, dqg, dkg, dvg;
+};
+ReferenceGrads reference_attention_backward(const AttentionCase& c, const std::vector<double>& d_out);
 
 // Named global sets from the test grid: "none", "first", "first17", "scattered17", "all".
 std::vector<uint8_t> make_global_set(const std::string& kind, int batch, int n, std::mt19937_64& rng);
