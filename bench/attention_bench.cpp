@@ -1,8 +1,9 @@
 // Attention benchmark: median time over rotating input sets after warm-up, CUDA events
-// on the GPU, steady_clock on the CPU. Prints ms, useful TFLOP/s (4 * head_dim FLOPs per
-// attended pair: only pairs the pattern allows count) and tokens/s.
-//   ldqa_attention_bench --device cuda --batch 1,8 --n 1024,4096,16384,65536
-//   ldqa_attention_bench --device cpu --batch 1 --n 4096,16384 --heads 12
+// on the GPU, steady_clock on the CPU. Prints ms, useful TFLOP/s (only pairs the pattern
+// allows count: 4 * head_dim FLOPs per pair forward, 10 * head_dim backward) and tokens/s.
+// Globals as a prefix by default (where the model puts them: the question).
+//   ldqa_attention_bench --device cuda --batch 1,8 --n 4096,16384,65536
+//   ldqa_attention_bench --device cpu --batch 1 --n 4096,16384 --heads 12 --pass backward
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -27,6 +28,8 @@ struct Options {
   std::vector<int> batches = {1};
   std::vector<int> lengths = {1024, 4096};
   int heads = 12, head_dim = 64, window = 256, globals = 64, reps = 20, sets = 3;
+  std::string globals_at = "prefix";
+  std::string pass = "forward";
 };
 
 Options parse(int argc, char** argv) {
@@ -39,18 +42,24 @@ Options parse(int argc, char** argv) {
       .add("--d", &o.head_dim, "head dimension")
       .add("--window", &o.window, "one-sided window")
       .add("--globals", &o.globals, "global tokens")
+      .add("--globals-at", &o.globals_at, "prefix (the model's question) or scattered (at random)")
+      .add("--pass", &o.pass, "forward, or backward (CPU: the forward's lse given, backward_cpu timed)")
       .add("--reps", &o.reps, "timed repetitions")
       .add("--sets", &o.sets, "input sets rotated through")
       .parse(argc, argv);
   return o;
 }
 
-// Scattered global positions (seeded), and the attended pairs they imply per head.
-std::vector<uint8_t> scattered_globals(int batch, int n, int count, std::mt19937_64& rng) {
+// Global positions: the first `count`, or `count` scattered at random (seeded).
+std::vector<uint8_t> place_globals(int batch, int n, int count, const std::string& at, std::mt19937_64& rng) {
+  if (at != "prefix" && at != "scattered") {
+    std::fprintf(stderr, "--globals-at: prefix or scattered, not %s\n", at.c_str());
+    std::exit(2);
+  }
   std::vector<uint8_t> mask(static_cast<std::size_t>(batch) * n, 0);
   for (int b = 0; b < batch; ++b)
     for (int placed = 0; placed < std::min(count, n);) {
-      uint8_t& m = mask[static_cast<std::size_t>(b) * n + rng() % static_cast<uint64_t>(n)];
+      uint8_t& m = mask[static_cast<std::size_t>(b) * n + (at == "prefix" ? placed : rng() % static_cast<uint64_t>(n))];
       if (!m) {
         m = 1;
         ++placed;
@@ -85,9 +94,11 @@ double median(std::vector<double> x) {
 }
 
 void report(const char* device, int batch, int n, const Options& o, double pairs, double ms) {
-  const double tflops = 4.0 * o.head_dim * pairs * o.heads / (ms * 1e-3) / 1e12;
-  std::printf("| %s | %d | %d | %d | %d | %d | %d | %.3f | %.3g | %.3g |\n", device, batch, n, o.heads, o.head_dim,
-              o.window, o.globals, ms, tflops, batch * static_cast<double>(n) / (ms * 1e-3));
+  const double flops_per_pair = (o.pass == "backward" ? 10.0 : 4.0) * o.head_dim;
+  const double tflops = flops_per_pair * pairs * o.heads / (ms * 1e-3) / 1e12;
+  std::printf("| %s | %s | %s | %d | %d | %d | %d | %d | %d | %.3f | %.3g | %.3g |\n", device, o.pass.c_str(),
+              o.globals_at.c_str(), batch, n, o.heads, o.head_dim, o.window, o.globals, ms, tflops,
+              batch * static_cast<double>(n) / (ms * 1e-3));
   std::fflush(stdout);
 }
 
@@ -100,9 +111,10 @@ void bench_cpu(const Options& o, int batch, int n, std::mt19937_64& rng) {
       x->resize(count);
       for (auto& value : *x) value = dist(rng);
     }
-  std::vector<float> out(count);
-  const auto mask = scattered_globals(batch, n, o.globals, rng);
+  std::vector<float> out(count), lse(count / o.head_dim), d_out(q[0]), d_q(count), d_k(count), d_v(count);
+  const auto mask = place_globals(batch, n, o.globals, o.globals_at, rng);
   SparseAttention attn(n, o.heads, o.head_dim, Pattern{o.window, nullptr, 0});
+  const bool backward = o.pass == "backward";
   std::vector<double> times;
   for (int r = -2; r < o.reps; ++r) {
     const int s = (r + 2) % o.sets;
@@ -111,9 +123,15 @@ void bench_cpu(const Options& o, int batch, int n, std::mt19937_64& rng) {
                              .k = k[s].data(),
                              .v = v[s].data(),
                              .global_mask = mask.data(),
-                             .out = out.data()};
+                             .out = out.data(),
+                             .lse = backward ? lse.data() : nullptr};
+    if (backward) attn.run_cpu(in);  // its out and lse, untimed
     const auto t0 = std::chrono::steady_clock::now();
-    attn.run_cpu(in);
+    if (backward) {
+      attn.backward_cpu(in, {.d_out = d_out.data(), .d_q = d_q.data(), .d_k = d_k.data(), .d_v = d_v.data()});
+    } else {
+      attn.run_cpu(in);
+    }
     const auto t1 = std::chrono::steady_clock::now();
     if (r >= 0) times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
@@ -152,7 +170,7 @@ void bench_cuda(const Options& o, int batch, int n, std::mt19937_64& rng) {
   }
   void *out = nullptr, *mask_dev = nullptr, *workspace = nullptr;
   CHECK_CUDA(cudaMalloc(&out, count * 2));
-  const auto mask = scattered_globals(batch, n, o.globals, rng);
+  const auto mask = place_globals(batch, n, o.globals, o.globals_at, rng);
   CHECK_CUDA(cudaMalloc(&mask_dev, mask.size()));
   CHECK_CUDA(cudaMemcpy(mask_dev, mask.data(), mask.size(), cudaMemcpyHostToDevice));
   SparseAttention attn(n, o.heads, o.head_dim, Pattern{o.window, nullptr, 0});
@@ -195,8 +213,12 @@ void bench_cuda(const Options& o, int batch, int n, std::mt19937_64& rng) {
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
   std::mt19937_64 rng(20261128);
-  std::printf("| device | B | n | H | D | w | globals | median ms | useful TFLOP/s | tokens/s |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+  if (o.pass != "forward" && !(o.pass == "backward" && o.device == "cpu")) {
+    std::fprintf(stderr, "--pass: forward, or backward on the cpu (no CUDA backward yet), not %s\n", o.pass.c_str());
+    return 2;
+  }
+  std::printf("| device | pass | globals at | B | n | H | D | w | globals | median ms | useful TFLOP/s | tokens/s |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (int batch : o.batches)
     for (int n : o.lengths) {
       if (o.device == "cpu") {

@@ -1,26 +1,39 @@
 #!/usr/bin/env python3
-"""Sliding-window + global attention on the GPU machine, in ONE process on the SAME
-inputs: ldqa's CUDA kernels (through libldqa_attention_capi.so and ctypes), PyTorch
-SDPA dense flash attention (all n^2 pairs, the dense baseline) and FlexAttention
-(torch.compile'd, with the equivalent block mask and mask_mod).
+"""Window + global attention on the GPU machine against the strongest PyTorch reference
+a user would actually run, in ONE process on the SAME inputs:
 
-    python3 bench/attention_torch.py --lib build/bench/libldqa_attention_capi.so \
-        --batch 1,8 --n 1024,4096,16384,65536 --json out.json
+- ours: ldqa's CUDA kernels (libldqa_attention_capi.so through ctypes);
+- FlexAttention (torch.compile'd) with the globals where our model puts them, a PREFIX
+  (the question), and its cheapest mask for that: a mask_mod without tensor lookups and
+  one block mask shared by the batch;
+- dense SDPA (every n^2 pair) with PyTorch's own backend choice;
+- a bf16 GEMM measured in the same run, the ceiling useful rates are compared with.
 
-Times: triton.testing.do_bench median (it flushes L2 between runs). Useful TFLOP/s count
-only the pairs the pattern allows (4 * D FLOPs per pair); SDPA's dense rate is printed
-too. Peak memory: bytes allocated during one call beyond the inputs."""
+Globals scattered at random positions (FlexAttention's worst case: every block partial)
+are a separate table (--scattered). Forward and backward (dQ, dK, dV: FlexAttention's and
+SDPA's autograd; ours has no GPU backward yet and says so in its row).
+
+    python3 bench/attention_torch.py --lib .device/libldqa_attention_capi.so --json out.json
+
+Times: triton.testing.do_bench median (flushes L2 between runs). Useful TFLOP/s count
+only the pairs the pattern allows: 4*D FLOPs per pair forward, 10*D backward (the
+recomputed QK^T, then dV, dP, dQ, dK). The backward is timed alone: a retained graph,
+one .backward() per run."""
 import argparse
 import ctypes
 import json
-import math
 import sys
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 from triton.testing import do_bench
+
+SHAPES = {  # name: heads, window, globals (head_dim from --d)
+    "H12 w256 g64": (12, 256, 64),
+    "H8 w128 g48 (ldqa-base)": (8, 128, 48),
+    "H6 w128 g48 (ldqa-small)": (6, 128, 48),
+}
 
 
 def load(lib_path):
@@ -37,10 +50,10 @@ def ours_fn(lib, q, k, v, gmask, g, window):
     b, h, n, d = q.shape
     ws_bytes = lib.ldqa_attention_workspace_bytes(b, h, n, d, window, 0, g)
     err = ctypes.create_string_buffer(512)
+    out = torch.empty_like(q)
+    ws = torch.empty(ws_bytes, dtype=torch.uint8, device=q.device)
 
     def run():
-        out = torch.empty_like(q)
-        ws = torch.empty(ws_bytes, dtype=torch.uint8, device=q.device)
         rc = lib.ldqa_attention_cuda(b, h, n, d, 2 if q.dtype == torch.bfloat16 else 1, window, 0,
                                      q.data_ptr(), k.data_ptr(), v.data_ptr(), None, None, None,
                                      gmask.data_ptr(), g, None, None, out.data_ptr(),
@@ -68,13 +81,11 @@ def useful_pairs(gmask, window):
     return total
 
 
-def peak_bytes(fn):
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    fn()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() - base
+def gemm_tflops():
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    ms = do_bench(lambda: a @ b, warmup=25, rep=200, return_mode="median")
+    return 2 * 8192 ** 3 / (ms * 1e-3) / 1e12
 
 
 def rel_err(a, b):
@@ -82,75 +93,123 @@ def rel_err(a, b):
     return float((a - b).norm() / b.norm())
 
 
+def bench_backward(forward, inputs, d_out):
+    """Median ms of the backward alone (graph retained), and the gradients."""
+    for x in inputs:
+        x.grad = None
+    out = forward()
+    out.backward(d_out, retain_graph=True)
+    grads = [x.grad.clone() for x in inputs]
+
+    def step():
+        for x in inputs:
+            x.grad = None
+        out.backward(d_out, retain_graph=True)
+    return do_bench(step, warmup=10, rep=100, return_mode="median"), grads
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lib", required=True)
+    ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated names from SHAPES")
     ap.add_argument("--batch", default="1,8")
-    ap.add_argument("--n", default="1024,4096,16384,65536")
-    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--n", default="4096,16384,65536")
     ap.add_argument("--d", type=int, default=64)
-    ap.add_argument("--window", type=int, default=256)
-    ap.add_argument("--globals", type=int, default=64)
-    ap.add_argument("--dense-limit-s", type=float, default=1.5, help="skip dense SDPA above this estimated time")
+    ap.add_argument("--scattered-n", default="16384",
+                    help="lengths of the table with globals scattered at random (FlexAttention's worst case), "
+                    "first shape only; empty: no such table")
+    ap.add_argument("--backward", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--dense-limit-s", type=float, default=0.5, help="skip dense SDPA above this estimated time")
     ap.add_argument("--json")
     args = ap.parse_args()
     lib = load(args.lib)
-    torch.manual_seed(20261128)
-    torch._dynamo.config.cache_size_limit = 64
+    torch.manual_seed(20261129)
+    # one compiled FlexAttention per shape (dynamic=False, as a training run compiles it)
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, 256)
     flex = torch.compile(flex_attention, dynamic=False)
-    w, g = args.window, args.globals
+    gemm = gemm_tflops()
+    print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}; bf16 GEMM 8192^3: {gemm:.0f} TFLOP/s",
+          flush=True)
     rows = []
-    print(f"# {torch.cuda.get_device_name()} torch {torch.__version__}", flush=True)
-    print("| B | n | method | median ms | useful TFLOP/s | peak MiB | x ours | rel err vs ours |")
-    print("|---|---|---|---|---|---|---|---|", flush=True)
-    for bsz in [int(x) for x in args.batch.split(",")]:
-        for n in [int(x) for x in args.n.split(",")]:
-            shape = (bsz, args.heads, n, args.d)
-            q, k, v = (torch.randn(shape, device="cuda", dtype=torch.bfloat16) for _ in range(3))
-            gmask = torch.zeros(bsz, n, dtype=torch.bool, device="cuda")
-            for s in range(bsz):
-                gmask[s, torch.randperm(n, device="cuda")[:g]] = True
-            gbytes = gmask.to(torch.uint8).contiguous()
-            pairs = useful_pairs(gmask, w) * args.heads
-            flops = 4.0 * args.d * pairs
-
-            results = {}
-            run = ours_fn(lib, q, k, v, gbytes, g, w)
-            ours_out = run()
-            results["ldqa (ours)"] = (do_bench(run, warmup=25, rep=200, return_mode="median"), peak_bytes(run), 0.0)
-
-            def mask_mod(b, h, qi, kv):
-                return ((qi - kv).abs() <= w) | gmask[b, kv] | gmask[b, qi]
-            block_mask = create_block_mask(mask_mod, bsz, None, n, n, device="cuda", _compile=True)
-            flex_run = lambda: flex(q, k, v, block_mask=block_mask)
-            flex_out = flex_run()
-            results["FlexAttention (compiled)"] = (do_bench(flex_run, warmup=25, rep=200, return_mode="median"),
-                                                   peak_bytes(flex_run), rel_err(flex_out, ours_out))
-            del flex_out
-
-            dense_est = 4.0 * args.d * n * n * bsz * args.heads / 450e12
-            if dense_est <= args.dense_limit_s:
-                def dense():
-                    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-                        return F.scaled_dot_product_attention(q, k, v)
-                results["SDPA flash (dense)"] = (do_bench(dense, warmup=10, rep=100, return_mode="median"),
-                                                 peak_bytes(dense), float("nan"))
-            ours_ms = results["ldqa (ours)"][0]
-            for name, (ms, peak, err) in results.items():
-                row = dict(batch=bsz, n=n, heads=args.heads, head_dim=args.d, window=w, globals=g, method=name,
-                           ms=ms, useful_tflops=flops / (ms * 1e-3) / 1e12, peak_mib=peak / 2**20,
-                           speedup_of_ours=ms / ours_ms, rel_err_vs_ours=err)
-                rows.append(row)
-                print(f"| {bsz} | {n} | {name} | {ms:.3f} | {row['useful_tflops']:.1f} | {row['peak_mib']:.1f} | "
-                      f"{ms / ours_ms:.2f} | {err:.2e} |", flush=True)
-            if dense_est > args.dense_limit_s:
-                print(f"| {bsz} | {n} | SDPA flash (dense) | skipped: ~{dense_est:.1f} s per call at 450 TFLOP/s | | | | |",
-                      flush=True)
-            del q, k, v, block_mask
-            torch.cuda.empty_cache()
+    shapes = args.shapes.split(",")
+    tables = [("prefix", shapes, args.n)] + ([("scattered", shapes[:1], args.scattered_n)] if args.scattered_n else [])
+    for placement, table_shapes, lengths in tables:
+        print(f"\n## globals as a {placement}\n", flush=True)
+        print("| shape | B | n | pass | method | median ms | useful TFLOP/s | % of GEMM | time / ours | rel err |")
+        print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+        for shape_name in table_shapes:
+            heads, w, g = SHAPES[shape_name]
+            for bsz in [int(x) for x in args.batch.split(",")]:
+                for n in [int(x) for x in lengths.split(",")]:
+                    rows += bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, n)
+                    torch.cuda.empty_cache()
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump(dict(gemm_tflops=gemm, rows=rows), f, indent=1)
+
+
+def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, n):
+    shape = (bsz, heads, n, args.d)
+    q, k, v = (torch.randn(shape, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    gmask = torch.zeros(bsz, n, dtype=torch.bool, device="cuda")
+    if placement == "prefix":
+        gmask[:, :g] = True
+
+        def mask_mod(b, h, qi, kv):  # no tensor lookups; one block mask for the batch
+            return ((qi - kv).abs() <= w) | (kv < g) | (qi < g)
+        block_mask = create_block_mask(mask_mod, None, None, n, n, device="cuda", _compile=True)
+    else:
+        for s in range(bsz):
+            gmask[s, torch.randperm(n, device="cuda")[:g]] = True
+
+        def mask_mod(b, h, qi, kv):
+            return ((qi - kv).abs() <= w) | gmask[b, kv] | gmask[b, qi]
+        block_mask = create_block_mask(mask_mod, bsz, None, n, n, device="cuda", _compile=True)
+    pairs = useful_pairs(gmask, w) * heads
+    fwd_flops, bwd_flops = 4.0 * args.d * pairs, 10.0 * args.d * pairs
+    dense_est = 4.0 * args.d * n * n * bsz * heads / 400e12
+    results = []  # (pass, method, ms, flops, err)
+
+    run = ours_fn(lib, q, k, v, gmask.to(torch.uint8).contiguous(), g, w)
+    ours_out = run().clone()
+    results.append(("forward", "ldqa (ours)", do_bench(run, warmup=25, rep=200, return_mode="median"), fwd_flops, 0.0))
+    flex_out = flex(q, k, v, block_mask=block_mask)
+    results.append(("forward", "FlexAttention", do_bench(lambda: flex(q, k, v, block_mask=block_mask), warmup=25,
+                                                         rep=200, return_mode="median"), fwd_flops,
+                    rel_err(flex_out, ours_out)))
+    if dense_est <= args.dense_limit_s:
+        results.append(("forward", "SDPA dense (default backend)",
+                        do_bench(lambda: F.scaled_dot_product_attention(q, k, v), warmup=10, rep=100,
+                                 return_mode="median"), fwd_flops, float("nan")))
+    if args.backward:
+        d_out = torch.randn_like(q)
+        qr, kr, vr = (x.detach().clone().requires_grad_(True) for x in (q, k, v))
+        ms, flex_grads = bench_backward(lambda: flex(qr, kr, vr, block_mask=block_mask), (qr, kr, vr), d_out)
+        results.append(("backward", "ldqa (ours)", float("nan"), bwd_flops, float("nan")))
+        results.append(("backward", "FlexAttention", ms, bwd_flops, float("nan")))
+        del flex_grads
+        if 2.5 * dense_est <= args.dense_limit_s:
+            ms, _ = bench_backward(lambda: F.scaled_dot_product_attention(qr, kr, vr), (qr, kr, vr), d_out)
+            results.append(("backward", "SDPA dense (default backend)", ms, bwd_flops, float("nan")))
+        del qr, kr, vr, d_out
+    out_rows = []
+    ours_ms = {p: ms for p, m, ms, _, _ in results if m == "ldqa (ours)"}
+    for pass_, method, ms, flops, err in results:
+        tflops = flops / (ms * 1e-3) / 1e12 if ms == ms else float("nan")
+        ratio = ms / ours_ms[pass_] if ours_ms[pass_] == ours_ms[pass_] else float("nan")
+        row = dict(placement=placement, shape=shape_name, batch=bsz, n=n, heads=heads, head_dim=args.d, window=w,
+                   globals=g, pass_=pass_, method=method, ms=ms, useful_tflops=tflops, share_of_gemm=tflops / gemm,
+                   time_over_ours=ratio, rel_err_vs_ours=err)
+        out_rows.append(row)
+        shown_ms = f"{ms:.3f}" if ms == ms else "no GPU backward yet"
+        print(f"| {shape_name} | {bsz} | {n} | {pass_} | {method} | {shown_ms} | {tflops:.1f} | "
+              f"{100 * tflops / gemm:.1f} | {ratio:.2f} | {err:.1e} |", flush=True)
+    if dense_est > args.dense_limit_s:
+        print(f"| {shape_name} | {bsz} | {n} | forward | SDPA dense | skipped: ~{dense_est * 1e3:.0f} ms a call "
+              f"at 400 TFLOP/s | | | | |", flush=True)
+    return out_rows
 
 
 if __name__ == "__main__":

@@ -14,10 +14,15 @@ if [[ $what == all || $what == tests ]]; then
   echo "gpu tests exit: ${PIPESTATUS[0]}" | tee -a "$out/gpu_tests.log"
 fi
 if [[ $what == all || $what == bench ]]; then
-  timeout 200 .device/ldqa_attention_bench --device cuda --batch 1,8 --n 1024,4096,16384,65536 --reps 30 \
-    2>&1 | tee "$out/bench_cpp.md"
+  for shape in "--heads 12 --window 256 --globals 64" "--heads 8 --window 128 --globals 48" \
+    "--heads 6 --window 128 --globals 48"; do
+    # shellcheck disable=SC2086 # the shape is several arguments
+    timeout 100 .device/ldqa_attention_bench --device cuda --batch 1,8 --n 4096,16384,65536 --reps 30 $shape
+  done 2>&1 | tee "$out/bench_cpp.md"
+  timeout 60 .device/ldqa_attention_bench --device cuda --batch 1,8 --n 16384 --reps 30 --globals-at scattered \
+    2>&1 | tee -a "$out/bench_cpp.md"
 fi
 if [[ $what == all || $what == torch ]]; then
-  PYTHONUNBUFFERED=1 timeout 420 python3 bench/attention_torch.py --lib .device/libldqa_attention_capi.so \
+  PYTHONUNBUFFERED=1 timeout 540 python3 bench/attention_torch.py --lib .device/libldqa_attention_capi.so \
     --json "$out/bench_torch.json" 2>&1 | tee "$out/bench_torch.md"
 fi
