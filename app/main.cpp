@@ -381,6 +381,9 @@ int cmd_eval(const Global& g, const po::variables_map& vm, const Args& files) {
   } else {
     std::printf("%s setting, %d questions on %s: EM %.2f  F1 %.2f  (%.1f s; per question p50 %.1f ms, p95 %.1f ms)\n",
                 r.setting.c_str(), r.questions, r.device.c_str(), r.em, r.f1, r.seconds, r.p50_ms, r.p95_ms);
+    if (request.setting == "corpus")
+      std::printf("per question: retrieval p50 %.1f ms, reader p50 %.1f ms, %.0f context tokens read on average\n",
+                  r.retrieval_p50_ms, r.reader_p50_ms, r.reader_tokens_mean);
     if (r.unanswerable) std::printf("%d questions without a reference answer were left out\n", r.unanswerable);
   }
   return kExitOk;

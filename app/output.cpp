@@ -52,9 +52,18 @@ Json to_json(const DocumentInfo& d) {
 }
 
 Json to_json(const EvalReport& r) {
-  return Json{{"setting", r.setting},           {"device", r.device},         {"questions", r.questions},
-              {"unanswerable", r.unanswerable}, {"em", number(r.em)},         {"f1", number(r.f1)},
-              {"seconds", number(r.seconds)},   {"p50_ms", number(r.p50_ms)}, {"p95_ms", number(r.p95_ms)}};
+  return Json{{"setting", r.setting},
+              {"device", r.device},
+              {"questions", r.questions},
+              {"unanswerable", r.unanswerable},
+              {"em", number(r.em)},
+              {"f1", number(r.f1)},
+              {"seconds", number(r.seconds)},
+              {"p50_ms", number(r.p50_ms)},
+              {"p95_ms", number(r.p95_ms)},
+              {"retrieval_p50_ms", number(r.retrieval_p50_ms)},
+              {"reader_p50_ms", number(r.reader_p50_ms)},
+              {"reader_tokens_mean", number(r.reader_tokens_mean)}};
 }
 
 std::string terminal_text(std::string_view s) {

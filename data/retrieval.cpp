@@ -212,6 +212,7 @@ std::vector<Context> Retriever::contexts(const std::vector<Hit>& hits, int budge
       c.title = title;
       c.byte_start = a.byte_start;
       c.byte_end = b.byte_end;
+      for (int i = w.first; i <= w.last; ++i) c.tokens += cost(i);
       c.char_start = a.char_start;
       c.char_end = b.char_end;
       c.first_page = a.page;

@@ -31,6 +31,7 @@ struct Context {
   int first_page = 0, last_page = 0;
   std::string text;
   double score = 0;                   // the best hit inside
+  int tokens = 0;                     // its length as the token counter given to contexts() sees it
   std::vector<int64_t> hit_passages;  // ids of the hits it contains
 };
 

@@ -160,13 +160,16 @@ EvalReport ask_through_retrieval(const EngineOptions& options, const EvalRequest
   const auto answers = engine.ask_many(questions, ask, progress);  // EngineOptions::devices
   report.seconds = seconds_since(t0);
   if (options.devices.size() > 1) report.device = std::to_string(options.devices.size()) + " devices";
-  std::vector<double> latencies;
-  double em = 0, f1 = 0;
+  std::vector<double> latencies, retrieval, reading;
+  double em = 0, f1 = 0, tokens = 0;
   for (std::size_t i = 0; i < count; ++i) {
     const auto& item = squad.items[i];
     if (!answers[i].error.empty()) fail("question ", item.id, ": ", answers[i].error);
     const auto& r = answers[i].result;
     latencies.push_back(r.retrieval_ms + r.reader_ms);
+    retrieval.push_back(r.retrieval_ms);
+    reading.push_back(r.reader_ms);
+    tokens += r.reader_tokens;
     const std::string text = r.answers.empty() ? "" : r.answers.front().text;
     em += eval::squad_exact(text, item.answers);
     f1 += eval::squad_f1(text, item.answers);
@@ -177,6 +180,9 @@ EvalReport ask_through_retrieval(const EngineOptions& options, const EvalRequest
   report.f1 = count ? 100.0 * f1 / static_cast<double>(count) : 0;
   report.p50_ms = percentile(latencies, 0.5);
   report.p95_ms = percentile(latencies, 0.95);
+  report.retrieval_p50_ms = percentile(retrieval, 0.5);
+  report.reader_p50_ms = percentile(reading, 0.5);
+  report.reader_tokens_mean = count ? tokens / static_cast<double>(count) : 0;
   return report;
 }
 

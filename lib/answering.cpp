@@ -41,6 +41,7 @@ AskResult answer_question(const AskContext& at, std::string_view question, const
   for (const auto& c : contexts) {
     q.contexts.push_back(static_cast<int>(texts.size()));
     texts.push_back(c.text);
+    result.reader_tokens += c.tokens;
   }
   model::ReaderOptions ro;
   ro.device = at.device;

@@ -31,8 +31,9 @@ struct EvalReport {
   int questions = 0;
   int unanswerable = 0;  // questions of the file without a reference answer, left out
   double em = 0, f1 = 0, seconds = 0;
-  double p50_ms = 0, p95_ms = 0;                                 // per question (corpus); mean per question otherwise
-  std::vector<std::pair<std::string, std::string>> predictions;  // id, answer
+  double p50_ms = 0, p95_ms = 0;  // per question (corpus); mean per question otherwise
+  double retrieval_p50_ms = 0, reader_p50_ms = 0, reader_tokens_mean = 0;  // corpus: where the time goes
+  std::vector<std::pair<std::string, std::string>> predictions;            // id, answer
 };
 
 // options.db is ignored (corpus builds its own index); progress(done, total) per question (corpus).

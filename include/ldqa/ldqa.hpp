@@ -100,6 +100,7 @@ struct AskResult {
   double best_score = 0;        // even when the answer was withheld
   double threshold = 0;         // the one applied
   double retrieval_ms = 0, reader_ms = 0;
+  int reader_tokens = 0;  // context tokens handed to the reader (every window of every document)
 };
 
 struct BatchAnswer {

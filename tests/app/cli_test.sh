@@ -109,7 +109,7 @@ PY
 out=$("$ldqa" --json eval --setting paragraph "$tmp/squad.json")
 check "eval paragraph" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["questions"]==3 and d["f1"]>=60 and d["setting"]=="paragraph", d' "$out"
 out=$("$ldqa" --json eval --setting corpus --limit 2 --predictions "$tmp/pred.json" "$tmp/squad.json")
-check "eval corpus" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["questions"]==2 and d["em"]==100 and d["p95_ms"]>=d["p50_ms"]>0, d' "$out"
+check "eval corpus" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["questions"]==2 and d["em"]==100 and d["p95_ms"]>=d["p50_ms"]>0 and d["reader_tokens_mean"]>0 and d["p50_ms"]>=d["reader_p50_ms"]>0, d' "$out"
 check "eval predictions" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["q0"]=="1871" and d["q1"] in ("31 metres","31 metres tall") and len(d)==2, d' "$tmp/pred.json"
 out=$("$ldqa" eval --setting chapter "$tmp/squad.json" 2>&1)
 check "eval bad setting exit 2" test $? -eq 2

@@ -234,6 +234,18 @@ TEST_CASE("contexts: hits with neighbours, merged, within the budget, exact offs
   }
   CHECK((words * 4 + 2) / 3 <= budget);
   CHECK((words * 4 + 2) / 3 > budget - 130);  // it did grow towards the budget
+  // Each context reports what it costs the reader: the sum of its passages' counts.
+  int calls = 0;
+  const auto counted = Retriever(s).contexts(hits, budget, [&](std::string_view text) {
+    ++calls;
+    return static_cast<int>(text.size());  // bytes: a count distinct from the word estimate
+  });
+  for (const auto& ctx : counted) {
+    CHECK(ctx.tokens > 0);
+    CHECK(ctx.tokens >= static_cast<int>(ctx.text.size()) - 2 * 30);  // the separators between passages
+    CHECK(ctx.tokens <= static_cast<int>(ctx.text.size()));
+  }
+  CHECK(calls > 0);
 }
 
 TEST_CASE("a reader sees each document before or after its transaction (WAL)", "[data][store]") {

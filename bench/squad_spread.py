@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""A SQuAD-format file whose questions spread over every article: all articles and
+paragraphs kept (the corpus setting indexes them all), questions kept only from each
+article's middle paragraph (its first question; the first two articles give two), so
+`ldqa eval --setting corpus` on it times 50 questions on SQuAD v1.1 dev's 48 articles
+rather than 50 about the first one.
+
+    python3 bench/squad_spread.py ../shared/data/squad/dev-v1.1.json.gz /tmp/spread50.json
+    ldqa --model models/ldqa-small --device cpu --json eval --setting corpus /tmp/spread50.json
+"""
+import gzip
+import json
+import sys
+
+
+def main():
+    src, dst = sys.argv[1], sys.argv[2]
+    opener = gzip.open if src.endswith(".gz") else open
+    with opener(src, "rt", encoding="utf-8") as f:
+        data = json.load(f)
+    kept = 0
+    for ai, article in enumerate(data["data"]):
+        middle = len(article["paragraphs"]) // 2
+        for pi, paragraph in enumerate(article["paragraphs"]):
+            keep = 2 if ai < 2 else 1
+            paragraph["qas"] = paragraph["qas"][:keep] if pi == middle else []
+            kept += len(paragraph["qas"])
+    with open(dst, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    print(f"{kept} questions over {len(data['data'])} articles -> {dst}")
+
+
+if __name__ == "__main__":
+    main()
