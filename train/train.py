@@ -448,7 +448,7 @@ def finetune(model, cfg, args, device, para_feats, long_feats, forward):
         batches = []
         for kind, table in tables.items():
             perm = torch.randperm(len(table), generator=g)
-            full = len(table) // sizes[kind] * sizes[kind]  # fixed shapes: the remainder waits for the next epoch
+            full = len(table) // sizes[kind] * sizes[kind]  # fixed shapes: the remainder sits this epoch out
             batches += [(kind, perm[i:i + sizes[kind]]) for i in range(0, full, sizes[kind])]
         order = torch.randperm(len(batches), generator=g).tolist()
         return [batches[i] for i in order]
