@@ -707,7 +707,14 @@ def main():
     para_feats, long_feats = finetune_features(cfg, args, tok, train_articles, document_articles)
     log(dict(phase="features", seconds=time.time() - t0, document_questions=sum(
         len(p["qas"]) for a in document_articles for p in a["paragraphs"])))
-    finetune(model, cfg, args, device, para_feats, long_feats, StackForward(args.compile))
+    # FlexAttention's block mask is rebuilt for every fine-tuning batch (its padding and
+    # questions vary), a new mask_mod closure each time, and torch.compile guards on
+    # that: a compiled stack would recompile per batch. So the stacks stay eager there;
+    # paths whose masks are plain tensors compile.
+    compile_finetune = args.compile and not args.flex
+    if args.compile and not compile_finetune:
+        log(dict(phase="finetune", event="eager: FlexAttention's per-batch block masks would recompile the stack"))
+    finetune(model, cfg, args, device, para_feats, long_feats, StackForward(compile_finetune))
     train_seconds = time.time() - t_start
     if not DIST.main:  # rank 0 exports and evaluates
         finish(model, args)
