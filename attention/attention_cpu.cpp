@@ -204,20 +204,7 @@ void run_cpu(const SparseAttention::Impl& impl, const AttentionInputs& in) {
   const int heads = impl.num_heads;
   const TilePlan& plan = impl.plan;
   const Positions pos = read_positions(in, n);
-  const auto* q = static_cast<const float*>(in.q);
-  const auto* k = static_cast<const float*>(in.k);
-  const auto* v = static_cast<const float*>(in.v);
-  const Views io{q,
-                 k,
-                 v,
-                 in.q_global ? static_cast<const float*>(in.q_global) : q,
-                 in.k_global ? static_cast<const float*>(in.k_global) : k,
-                 in.v_global ? static_cast<const float*>(in.v_global) : v,
-                 static_cast<float*>(in.out),
-                 in.lse,
-                 n,
-                 impl.head_dim,
-                 effective_scale(impl, in)};
+  const Views io = views_of(impl, in);
 
   // Work items: local tiles, then chunks of global rows (top-k handles both per row).
   struct Item {

@@ -159,21 +159,8 @@ void backward_cpu(const SparseAttention::Impl& impl, const AttentionInputs& in, 
   const int d = impl.head_dim;
   const TilePlan& plan = impl.plan;
   const Positions pos = read_positions(in, n);
-  const auto* q = static_cast<const float*>(in.q);
-  const auto* k = static_cast<const float*>(in.k);
-  const auto* v = static_cast<const float*>(in.v);
+  const Views io = views_of(impl, in);  // validated: all three global projections or none
   const bool separate = in.q_global != nullptr;
-  const Views io{q,
-                 k,
-                 v,
-                 separate ? static_cast<const float*>(in.q_global) : q,
-                 separate ? static_cast<const float*>(in.k_global) : k,
-                 separate ? static_cast<const float*>(in.v_global) : v,
-                 static_cast<float*>(in.out),
-                 in.lse,
-                 n,
-                 d,
-                 effective_scale(impl, in)};
   auto* dq = static_cast<float*>(grad.d_q);
   auto* dk = static_cast<float*>(grad.d_k);
   auto* dv = static_cast<float*>(grad.d_v);

@@ -61,4 +61,22 @@ struct Views {
   }
 };
 
+// The call's tensors as float pointers; a missing global projection reads the local one.
+inline Views views_of(const SparseAttention::Impl& impl, const AttentionInputs& in) {
+  const auto* q = static_cast<const float*>(in.q);
+  const auto* k = static_cast<const float*>(in.k);
+  const auto* v = static_cast<const float*>(in.v);
+  return Views{q,
+               k,
+               v,
+               in.q_global ? static_cast<const float*>(in.q_global) : q,
+               in.k_global ? static_cast<const float*>(in.k_global) : k,
+               in.v_global ? static_cast<const float*>(in.v_global) : v,
+               static_cast<float*>(in.out),
+               in.lse,
+               impl.seq_len,
+               impl.head_dim,
+               effective_scale(impl, in)};
+}
+
 }  // namespace ldqa::attention::detail::cpu

@@ -57,11 +57,40 @@ void row_scores(const AttentionCase& c, const SequenceMasks& m, int h, int i, do
   }
 }
 
+std::vector<float> to_float(const std::vector<double>& x) { return std::vector<float>(x.begin(), x.end()); }
+
 double scale_of(const AttentionCase& c) {
   return c.scale > 0 ? c.scale : 1.0 / std::sqrt(static_cast<double>(c.head_dim));
 }
 
 }  // namespace
+
+bool is_valid(const AttentionCase& c, int b, int i) { return SequenceMasks{c, b}.valid(i); }
+
+Float32Case::Float32Case(const AttentionCase& c_)
+    : c(c_),
+      q(to_float(c.q)),
+      k(to_float(c.k)),
+      v(to_float(c.v)),
+      qg(to_float(c.qg)),
+      kg(to_float(c.kg)),
+      vg(to_float(c.vg)) {}
+
+attention::AttentionInputs Float32Case::inputs(float* out, float* lse) const {
+  return {.batch = c.batch,
+          .q = q.data(),
+          .k = k.data(),
+          .v = v.data(),
+          .q_global = c.separate_global ? qg.data() : nullptr,
+          .k_global = c.separate_global ? kg.data() : nullptr,
+          .v_global = c.separate_global ? vg.data() : nullptr,
+          .global_mask = c.global_mask.empty() ? nullptr : c.global_mask.data(),
+          .valid_lengths = c.valid_lengths.empty() ? nullptr : c.valid_lengths.data(),
+          .key_mask = c.key_mask.empty() ? nullptr : c.key_mask.data(),
+          .out = out,
+          .lse = lse,
+          .scale = static_cast<float>(c.scale)};
+}
 
 ReferenceResult reference_attention(const AttentionCase& c, double tie_tolerance) {
   const int n = c.seq_len, d = c.head_dim;

@@ -47,6 +47,18 @@ struct ReferenceResult {
 
 ReferenceResult reference_attention(const AttentionCase& c, double tie_tolerance = 1e-4);
 
+// Whether position i of sequence b is a real token (not padding), as attention.hpp defines it.
+bool is_valid(const AttentionCase& c, int b, int i);
+
+// The case's tensors in float32 and the AttentionInputs over them (run_cpu, backward_cpu);
+// the outputs are the caller's. The case must outlive it.
+struct Float32Case {
+  explicit Float32Case(const AttentionCase& c);
+  attention::AttentionInputs inputs(float* out, float* lse = nullptr) const;
+  const AttentionCase& c;
+  std::vector<float> q, k, v, qg, kg, vg;
+};
+
 // Gradients of sum(out * d_out) with respect to every input, [batch, heads, n, head_dim]
 // each; the global ones only with separate_global (otherwise they are in dq, dk, dv).
 // Top-k has no backward.

@@ -57,8 +57,8 @@ struct CpuGrads {
 
 // Forward with lse, then backward, every output poisoned first.
 CpuGrads run_forward_backward(const test::AttentionCase& c, const std::vector<double>& d_out) {
-  const auto f = [](const std::vector<double>& x) { return std::vector<float>(x.begin(), x.end()); };
-  const auto q = f(c.q), k = f(c.k), v = f(c.v), qg = f(c.qg), kg = f(c.kg), vg = f(c.vg), dO = f(d_out);
+  const test::Float32Case tensors(c);
+  const std::vector<float> dO(d_out.begin(), d_out.end());
   const float nan = std::numeric_limits<float>::quiet_NaN();
   CpuGrads r;
   r.out.assign(c.q.size(), nan);
@@ -67,19 +67,7 @@ CpuGrads run_forward_backward(const test::AttentionCase& c, const std::vector<do
   if (c.separate_global)
     for (auto* x : {&r.dqg, &r.dkg, &r.dvg}) x->assign(c.q.size(), nan);
   SparseAttention attn(c.seq_len, c.heads, c.head_dim, c.pattern);
-  const AttentionInputs in{.batch = c.batch,
-                           .q = q.data(),
-                           .k = k.data(),
-                           .v = v.data(),
-                           .q_global = c.separate_global ? qg.data() : nullptr,
-                           .k_global = c.separate_global ? kg.data() : nullptr,
-                           .v_global = c.separate_global ? vg.data() : nullptr,
-                           .global_mask = c.global_mask.empty() ? nullptr : c.global_mask.data(),
-                           .valid_lengths = c.valid_lengths.empty() ? nullptr : c.valid_lengths.data(),
-                           .key_mask = c.key_mask.empty() ? nullptr : c.key_mask.data(),
-                           .out = r.out.data(),
-                           .lse = r.lse.data(),
-                           .scale = static_cast<float>(c.scale)};
+  const AttentionInputs in = tensors.inputs(r.out.data(), r.lse.data());
   attn.run_cpu(in);
   attn.backward_cpu(in, {.d_out = dO.data(),
                          .d_q = r.dq.data(),
@@ -89,11 +77,6 @@ CpuGrads run_forward_backward(const test::AttentionCase& c, const std::vector<do
                          .d_k_global = c.separate_global ? r.dkg.data() : nullptr,
                          .d_v_global = c.separate_global ? r.dvg.data() : nullptr});
   return r;
-}
-
-bool is_valid(const test::AttentionCase& c, int b, int i) {
-  if (!c.valid_lengths.empty() && i >= c.valid_lengths[b]) return false;
-  return c.key_mask.empty() || c.key_mask[static_cast<std::size_t>(b) * c.seq_len + i] != 0;
 }
 
 void check_backward(test::AttentionCase& c, std::mt19937_64& rng) {
@@ -124,7 +107,7 @@ void check_backward(test::AttentionCase& c, std::mt19937_64& rng) {
   for (int b = 0; b < c.batch; ++b)
     for (int h = 0; h < c.heads; ++h)
       for (int i = 0; i < c.seq_len; ++i) {
-        if (is_valid(c, b, i)) continue;
+        if (test::is_valid(c, b, i)) continue;
         const std::size_t at = ((static_cast<std::size_t>(b) * c.heads + h) * c.seq_len + i) * c.head_dim;
         for (const auto* x : {&got.dq, &got.dk, &got.dv, &got.dqg, &got.dkg, &got.dvg})
           if (!x->empty())

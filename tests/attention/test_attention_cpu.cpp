@@ -16,25 +16,11 @@ namespace {
 
 double as_float32(double x) { return static_cast<double>(static_cast<float>(x)); }
 
-std::vector<float> to_float(const std::vector<double>& x) { return std::vector<float>(x.begin(), x.end()); }
-
 test::Comparison run_cpu_case(const test::AttentionCase& c, const test::ReferenceResult& ref) {
   SparseAttention attn(c.seq_len, c.heads, c.head_dim, c.pattern);
-  const auto q = to_float(c.q), k = to_float(c.k), v = to_float(c.v);
-  const auto qg = to_float(c.qg), kg = to_float(c.kg), vg = to_float(c.vg);
+  const test::Float32Case tensors(c);
   std::vector<float> out(c.q.size(), std::numeric_limits<float>::quiet_NaN());  // poison
-  attn.run_cpu({.batch = c.batch,
-                .q = q.data(),
-                .k = k.data(),
-                .v = v.data(),
-                .q_global = c.separate_global ? qg.data() : nullptr,
-                .k_global = c.separate_global ? kg.data() : nullptr,
-                .v_global = c.separate_global ? vg.data() : nullptr,
-                .global_mask = c.global_mask.empty() ? nullptr : c.global_mask.data(),
-                .valid_lengths = c.valid_lengths.empty() ? nullptr : c.valid_lengths.data(),
-                .key_mask = c.key_mask.empty() ? nullptr : c.key_mask.data(),
-                .out = out.data(),
-                .scale = static_cast<float>(c.scale)});
+  attn.run_cpu(tensors.inputs(out.data()));
   return test::compare(std::vector<double>(out.begin(), out.end()), ref, c.head_dim);
 }
 
