@@ -21,9 +21,9 @@ void validate(const SparseAttention::Impl& impl, const AttentionInputs& in, bool
     if (impl.head_dim != 32 && impl.head_dim != 64 && impl.head_dim != 128)
       fail("attention: run_cuda supports head_dim 32, 64 or 128, got ", impl.head_dim);
     if (in.max_global > impl.seq_len) fail("attention: max_global ", in.max_global, " > seq_len ", impl.seq_len);
-    // The CUDA kernels do not write the row log-sum-exp yet (the GPU backward will):
+    // The top-k kernel has no backward, so it does not write the row log-sum-exp:
     // refused rather than left unwritten.
-    if (in.lse != nullptr) fail("attention: run_cuda does not write lse yet (the backward runs on the CPU)");
+    if (in.lse != nullptr && impl.pattern.top_k > 0) fail("attention: run_cuda writes no lse for top-k attention");
     // Grid dimensions y and z (heads, batch) stop at 65535.
     if (in.batch > 65535) fail("attention: run_cuda takes at most 65535 sequences per call, got ", in.batch);
     if (impl.num_heads > 65535) fail("attention: run_cuda takes at most 65535 heads, got ", impl.num_heads);
@@ -34,7 +34,8 @@ void validate(const SparseAttention::Impl& impl, const AttentionInputs& in, bool
                                                             {"q_global", in.q_global},
                                                             {"k_global", in.k_global},
                                                             {"v_global", in.v_global},
-                                                            {"out", in.out}};
+                                                            {"out", in.out},
+                                                            {"lse", in.lse}};
     for (const auto& [name, ptr] : pointers)
       if (reinterpret_cast<std::uintptr_t>(ptr) % 16 != 0)
         fail("attention: run_cuda needs 16-byte aligned tensors; ", name, " is at an address ending in ",
@@ -47,6 +48,45 @@ void validate(const SparseAttention::Impl& impl, const AttentionInputs& in, bool
           fail("attention: valid_lengths[", b, "] = ", in.valid_lengths[b], " outside [0, ", impl.seq_len, "]");
   }
   if (!(in.scale >= 0.0f) || !std::isfinite(in.scale)) fail("attention: scale must be finite and >= 0, got ", in.scale);
+}
+
+// What both backwards need besides the forward's inputs.
+void validate_backward(const SparseAttention::Impl& impl, const AttentionInputs& in, const AttentionGradients& grad,
+                       bool cuda) {
+  validate(impl, in, cuda);
+  if (impl.pattern.top_k > 0) fail("attention: top-k attention has no backward (top_k = ", impl.pattern.top_k, ")");
+  if (in.lse == nullptr) fail("attention: the backward needs the forward's lse (AttentionInputs::lse)");
+  if (grad.d_out == nullptr || grad.d_q == nullptr || grad.d_k == nullptr || grad.d_v == nullptr)
+    fail("attention: the backward needs d_out, d_q, d_k and d_v");
+  const bool separate = in.q_global != nullptr || in.k_global != nullptr || in.v_global != nullptr;
+  if (separate && (in.q_global == nullptr || in.k_global == nullptr || in.v_global == nullptr))
+    fail("attention: the backward takes all three global projections or none");
+  const bool global_grads = grad.d_q_global != nullptr || grad.d_k_global != nullptr || grad.d_v_global != nullptr;
+  if (separate && (grad.d_q_global == nullptr || grad.d_k_global == nullptr || grad.d_v_global == nullptr))
+    fail("attention: the inputs have separate global projections: d_q_global, d_k_global and d_v_global are needed");
+  if (!separate && global_grads)
+    fail("attention: d_q_global, d_k_global, d_v_global given but the inputs have no separate global projections");
+  if (cuda) {
+    const std::pair<const char*, const void*> pointers[] = {{"d_out", grad.d_out},
+                                                            {"d_q", grad.d_q},
+                                                            {"d_k", grad.d_k},
+                                                            {"d_v", grad.d_v},
+                                                            {"d_q_global", grad.d_q_global},
+                                                            {"d_k_global", grad.d_k_global},
+                                                            {"d_v_global", grad.d_v_global}};
+    for (const auto& [name, ptr] : pointers)
+      if (reinterpret_cast<std::uintptr_t>(ptr) % 16 != 0)
+        fail("attention: backward_cuda needs 16-byte aligned tensors; ", name, " is at an address ending in ",
+             reinterpret_cast<std::uintptr_t>(ptr) % 16, " mod 16");
+  }
+}
+
+void check_workspace(std::size_t needed, void* workspace, std::size_t workspace_bytes) {
+  if (workspace == nullptr) return;
+  if (workspace_bytes < needed)
+    fail("attention: the workspace holds ", workspace_bytes, " bytes; this call needs ", needed,
+         " (cuda_workspace_bytes / cuda_backward_workspace_bytes)");
+  if (reinterpret_cast<std::uintptr_t>(workspace) % 256 != 0) fail("attention: the workspace must be 256-byte aligned");
 }
 
 }  // namespace
@@ -103,33 +143,28 @@ void SparseAttention::run_cpu(const AttentionInputs& in) const {
 }
 
 void SparseAttention::backward_cpu(const AttentionInputs& in, const AttentionGradients& grad) const {
-  validate(*impl_, in, false);
-  if (impl_->pattern.top_k > 0) fail("attention: top-k attention has no backward (top_k = ", impl_->pattern.top_k, ")");
-  if (in.lse == nullptr) fail("attention: the backward needs the forward's lse (AttentionInputs::lse)");
-  if (grad.d_out == nullptr || grad.d_q == nullptr || grad.d_k == nullptr || grad.d_v == nullptr)
-    fail("attention: the backward needs d_out, d_q, d_k and d_v");
-  const bool separate = in.q_global != nullptr || in.k_global != nullptr || in.v_global != nullptr;
-  if (separate && (in.q_global == nullptr || in.k_global == nullptr || in.v_global == nullptr))
-    fail("attention: the backward takes all three global projections or none");
-  const bool global_grads = grad.d_q_global != nullptr || grad.d_k_global != nullptr || grad.d_v_global != nullptr;
-  if (separate && (grad.d_q_global == nullptr || grad.d_k_global == nullptr || grad.d_v_global == nullptr))
-    fail("attention: the inputs have separate global projections: d_q_global, d_k_global and d_v_global are needed");
-  if (!separate && global_grads)
-    fail("attention: d_q_global, d_k_global, d_v_global given but the inputs have no separate global projections");
+  validate_backward(*impl_, in, grad, false);
   detail::backward_cpu(*impl_, in, grad);
+}
+
+void SparseAttention::backward_cuda(const AttentionInputs& in, const AttentionGradients& grad, void* cuda_stream,
+                                    void* workspace, std::size_t workspace_bytes) const {
+  validate_backward(*impl_, in, grad, true);
+  check_workspace(cuda_backward_workspace_bytes(in.batch, in.global_mask == nullptr ? 0 : in.max_global), workspace,
+                  workspace_bytes);
+  detail::backward_cuda(*impl_, in, grad, cuda_stream, workspace, workspace_bytes);
+}
+
+std::size_t SparseAttention::cuda_backward_workspace_bytes(int batch, int max_global) const {
+  if (batch < 1) fail("attention: batch must be >= 1, got ", batch);
+  return detail::cuda_backward_workspace_bytes(*impl_, batch, max_global < 0 ? impl_->seq_len : max_global);
 }
 
 void SparseAttention::run_cuda(const AttentionInputs& in, void* cuda_stream, void* workspace,
                                std::size_t workspace_bytes) const {
   validate(*impl_, in, true);
-  if (workspace != nullptr) {
-    const std::size_t needed = cuda_workspace_bytes(in.batch, in.global_mask == nullptr ? 0 : in.max_global);
-    if (workspace_bytes < needed)
-      fail("attention: the workspace holds ", workspace_bytes, " bytes; this call needs ", needed,
-           " (cuda_workspace_bytes)");
-    if (reinterpret_cast<std::uintptr_t>(workspace) % 256 != 0)
-      fail("attention: the workspace must be 256-byte aligned");
-  }
+  check_workspace(cuda_workspace_bytes(in.batch, in.global_mask == nullptr ? 0 : in.max_global), workspace,
+                  workspace_bytes);
   detail::run_cuda(*impl_, in, cuda_stream, workspace, workspace_bytes);
 }
 

@@ -176,6 +176,14 @@ class SparseAttention {
   void run_cuda(const AttentionInputs& in, void* cuda_stream = nullptr, void* workspace = nullptr,
                 std::size_t workspace_bytes = 0) const;
   std::size_t cuda_workspace_bytes(int batch, int max_global) const;
+  // Gradients on CUDA: `in` as given to run_cuda, with the out and lse it wrote (lse
+  // float32, 16-byte aligned), and `grad` in the inputs' dtype. Deterministic (no
+  // atomics: reruns are bit-identical); asynchronous on `cuda_stream`; the workspace as
+  // for run_cuda, at least cuda_backward_workspace_bytes(batch, max_global). A sequence
+  // with more globals than max_global (or a bad valid length) gets NaN gradients.
+  void backward_cuda(const AttentionInputs& in, const AttentionGradients& grad, void* cuda_stream = nullptr,
+                     void* workspace = nullptr, std::size_t workspace_bytes = 0) const;
+  std::size_t cuda_backward_workspace_bytes(int batch, int max_global) const;
 
   // True when this build has CUDA kernels and a device is usable.
   static bool cuda_available();

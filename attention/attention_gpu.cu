@@ -19,104 +19,14 @@
 #include <vector>
 
 #include "attention/attention_internal.hpp"
+#include "attention/gpu_common.cuh"
 #include "device/cuda_check.hpp"
 #include "ldqa/error.hpp"
-
 namespace ldqa::attention::detail {
 
+namespace gpu {
+
 namespace {
-
-constexpr int kThreads = 128;  // 4 warps x 16 query rows = one 64-row tile
-constexpr int kPad = 8;        // halves of padding per shared row: conflict-free ldmatrix
-constexpr float kLog2e = 1.4426950408889634f;
-
-struct Params {
-  const void* q;
-  const void* k;
-  const void* v;
-  const void* qg;
-  const void* kg;
-  const void* vg;
-  void* out;
-  const uint8_t* global_mask;
-  const int32_t* valid_lengths;
-  const uint8_t* key_mask;
-  uint8_t* flags;         // [batch * n]
-  int32_t* global_index;  // [batch * max_global]
-  int32_t* global_count;  // [batch]
-  int32_t* overflow;      // [batch]: more globals than max_global
-  float* partial_acc;     // [batch, heads, max_global, splits, head_dim]
-  float* partial_ml;      // [batch, heads, max_global, splits, 2]
-  const int32_t* row_ptr;
-  const int32_t* key_tile;
-  const uint64_t* layout_bits;
-  int batch, heads, n, num_tiles, plan_heads, window, layout_block, max_global, splits, tiles_per_split, top_k;
-  float scale;
-};
-
-template <typename T>
-struct Ops;
-template <>
-struct Ops<__half> {
-  static __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-  static __device__ __forceinline__ __half from_float(float x) { return __float2half_rn(x); }
-  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-    __half2 h = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&h);
-  }
-  static __device__ __forceinline__ void mma(float* d, const uint32_t* a, uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-};
-template <>
-struct Ops<__nv_bfloat16> {
-  static __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-  static __device__ __forceinline__ __nv_bfloat16 from_float(float x) { return __float2bfloat16_rn(x); }
-  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&h);
-  }
-  static __device__ __forceinline__ void mma(float* d, const uint32_t* a, uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-};
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte async copy; src_bytes = 0 zero-fills the destination.
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t* r, const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t* r, const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-
-__device__ __forceinline__ std::size_t head_base(const Params& p, int b, int h) {
-  return (static_cast<std::size_t>(b) * p.heads + h) * static_cast<std::size_t>(p.n);
-}
 
 // ---------------------------------------------------------------------------------------
 // 1. Flags and the ordered list of global positions, one CTA per sequence.
@@ -169,6 +79,7 @@ __global__ void prepare_kernel(Params p) {
   for (int i = first; i < last; ++i) {
     if (p.flags[row + i] & kGlobal) {
       if (slot < p.max_global) p.global_index[static_cast<std::size_t>(b) * p.max_global + slot] = i;
+      if (p.slot_of != nullptr) p.slot_of[row + i] = slot < p.max_global ? slot : -1;
       ++slot;
     }
   }
@@ -177,6 +88,102 @@ __global__ void prepare_kernel(Params p) {
     p.overflow[b] = (slot > p.max_global || bad_length) ? 1 : 0;
   }
 }
+
+template <typename X>
+X* upload(const std::vector<X>& host) {
+  X* dev = nullptr;
+  const std::size_t bytes = std::max<std::size_t>(1, host.size()) * sizeof(X);
+  LDQA_CUDA_CHECK(cudaMalloc(&dev, bytes));
+  if (!host.empty()) LDQA_CUDA_CHECK(cudaMemcpy(dev, host.data(), host.size() * sizeof(X), cudaMemcpyHostToDevice));
+  return dev;
+}
+
+}  // namespace
+
+DevicePlan::~DevicePlan() {
+  cudaFree(row_ptr);
+  cudaFree(key_tile);
+  cudaFree(layout_bits);
+  cudaFree(col_ptr);
+  cudaFree(col_query_tile);
+  cudaFree(col_entry);
+}
+
+std::shared_ptr<const DevicePlan> device_plan(const SparseAttention::Impl& impl, int device) {
+  std::lock_guard<std::mutex> lock(impl.device_plan_mutex);
+  auto& slot = impl.device_plans[device];
+  if (!slot) {
+    auto fresh = std::make_shared<DevicePlan>();
+    fresh->device = device;
+    fresh->row_ptr = upload(impl.plan.row_ptr);
+    fresh->key_tile = upload(impl.plan.key_tile);
+    fresh->layout_bits = upload(impl.plan.layout_bits);
+    fresh->col_ptr = upload(impl.plan.col_ptr);
+    fresh->col_query_tile = upload(impl.plan.col_query_tile);
+    fresh->col_entry = upload(impl.plan.col_entry);
+    slot = fresh;
+  }
+  return std::static_pointer_cast<const DevicePlan>(slot);
+}
+
+int multiprocessors() {
+  int device = 0, count = 0;
+  LDQA_CUDA_CHECK(cudaGetDevice(&device));
+  LDQA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  return count;
+}
+
+// Keyed by the kernel's address: every instantiation has the same type, so a per-type
+// static would set only the first.
+void allow_dynamic_smem_once(const void* kernel, int bytes) {
+  static std::mutex mutex;
+  static std::vector<std::pair<const void*, int>> done;  // (kernel, device) set up
+  int device = 0;
+  LDQA_CUDA_CHECK(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(mutex);
+  if (std::find(done.begin(), done.end(), std::make_pair(kernel, device)) != done.end()) return;
+  LDQA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  done.emplace_back(kernel, device);
+}
+
+Geometry geometry(const SparseAttention::Impl& impl, int batch, int max_global) {
+  Geometry g{std::max(1, max_global), 1, impl.plan.num_tiles};
+  const int num_tiles = impl.plan.num_tiles;
+  const int64_t row_ctas = static_cast<int64_t>(batch) * impl.num_heads * ((g.max_global + kTile - 1) / kTile);
+  const int64_t want = (2 * multiprocessors() + row_ctas - 1) / row_ctas;
+  g.splits = static_cast<int>(std::clamp<int64_t>(want, 1, std::max(1, num_tiles / 4)));
+  g.tiles_per_split = (num_tiles + g.splits - 1) / g.splits;
+  g.splits = (num_tiles + g.tiles_per_split - 1) / g.tiles_per_split;
+  return g;
+}
+
+void launch_prepare(const Params& p, cudaStream_t stream) {
+  prepare_kernel<<<p.batch, 1024, 0, stream>>>(p);
+  LDQA_CUDA_CHECK(cudaGetLastError());
+}
+
+StreamWorkspace::StreamWorkspace(void* given, std::size_t bytes, cudaStream_t stream) : ptr_(given), stream_(stream) {
+  if (ptr_ == nullptr) {
+    LDQA_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes, stream));
+    owned_ = true;
+  }
+}
+
+StreamWorkspace::~StreamWorkspace() {
+  if (owned_) cudaFreeAsync(ptr_, stream_);
+}
+
+void StreamWorkspace::release() {
+  if (!owned_) return;
+  owned_ = false;
+  LDQA_CUDA_CHECK(cudaFreeAsync(ptr_, stream_));
+}
+
+}  // namespace gpu
+
+namespace {
+
+using namespace gpu;
 
 // ---------------------------------------------------------------------------------------
 // 2./3. The fused kernel. kGlobalRows = false: local rows of a 64-row tile; true: up to
@@ -430,8 +437,11 @@ __global__ void __launch_bounds__(kThreads) fused_kernel(Params p) {
       if (i >= p.n) continue;
       const uint8_t f = flags[i];
       if ((f & kGlobal) && !overflowed) continue;  // written by the global pass
-      float factor = ((f & kValid) && row_sum[r] > 0.f) ? 1.f / row_sum[r] : 0.f;
+      const bool attended = (f & kValid) && row_sum[r] > 0.f;
+      float factor = attended ? 1.f / row_sum[r] : 0.f;
       if (overflowed) factor = NAN;
+      if (p.lse != nullptr && tig == 0)  // natural log of the sum of exp over the row's keys
+        p.lse[base + i] = overflowed ? NAN : (attended ? (row_max[r] + log2f(row_sum[r])) * kLn2 : -INFINITY);
       T* dst = out + static_cast<std::size_t>(i) * D;
 #pragma unroll
       for (int dt = 0; dt < D / 8; ++dt) {
@@ -466,6 +476,7 @@ __global__ void combine_kernel(Params p) {
   T* dst = static_cast<T*>(p.out) + (head_base(p, b, h) + i) * D;
 #pragma unroll
   for (int x = 0; x < D / 32; ++x) dst[x * 32 + lane] = Ops<T>::from_float(sum > 0.f ? acc[x] / sum : 0.f);
+  if (p.lse != nullptr && lane == 0) p.lse[head_base(p, b, h) + i] = sum > 0.f ? (m + log2f(sum)) * kLn2 : -INFINITY;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -643,84 +654,6 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(Params p) {
   if (tid < D) dst[tid] = Op::from_float(acc / sum);
 }
 
-// ---------------------------------------------------------------------------------------
-struct DevicePlan {
-  int device = -1;
-  int32_t* row_ptr = nullptr;
-  int32_t* key_tile = nullptr;
-  uint64_t* layout_bits = nullptr;
-  ~DevicePlan() {
-    cudaFree(row_ptr);
-    cudaFree(key_tile);
-    cudaFree(layout_bits);
-  }
-};
-
-template <typename X>
-X* upload(const std::vector<X>& host) {
-  X* dev = nullptr;
-  const std::size_t bytes = std::max<std::size_t>(1, host.size()) * sizeof(X);
-  LDQA_CUDA_CHECK(cudaMalloc(&dev, bytes));
-  if (!host.empty()) LDQA_CUDA_CHECK(cudaMemcpy(dev, host.data(), host.size() * sizeof(X), cudaMemcpyHostToDevice));
-  return dev;
-}
-
-// The plan on the calling thread's device: uploaded once per device and kept for the
-// object's life (a call on another device adds its own copy, never frees this one).
-std::shared_ptr<const DevicePlan> device_plan(const SparseAttention::Impl& impl, int device) {
-  std::lock_guard<std::mutex> lock(impl.device_plan_mutex);
-  auto& slot = impl.device_plans[device];
-  if (!slot) {
-    auto fresh = std::make_shared<DevicePlan>();
-    fresh->device = device;
-    fresh->row_ptr = upload(impl.plan.row_ptr);
-    fresh->key_tile = upload(impl.plan.key_tile);
-    fresh->layout_bits = upload(impl.plan.layout_bits);
-    slot = fresh;
-  }
-  return std::static_pointer_cast<const DevicePlan>(slot);
-}
-
-int multiprocessors() {
-  int device = 0, count = 0;
-  LDQA_CUDA_CHECK(cudaGetDevice(&device));
-  LDQA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
-
-// cudaFuncSetAttribute for a kernel once per device (not per call: calls stay
-// capturable in a CUDA graph and cost nothing extra). Keyed by the kernel's address:
-// every instantiation has the same type, so a per-type static would set only the first.
-void allow_dynamic_smem_once(const void* kernel, int bytes) {
-  static std::mutex mutex;
-  static std::vector<std::pair<const void*, int>> done;  // (kernel, device) set up
-  int device = 0;
-  LDQA_CUDA_CHECK(cudaGetDevice(&device));
-  std::lock_guard<std::mutex> lock(mutex);
-  if (std::find(done.begin(), done.end(), std::make_pair(kernel, device)) != done.end()) return;
-  LDQA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-  done.emplace_back(kernel, device);
-}
-
-struct Geometry {
-  int max_global, splits, tiles_per_split;
-};
-
-// Key splits for the global rows: enough CTAs to fill the GPU twice, each split at
-// least four key tiles long.
-Geometry geometry(const SparseAttention::Impl& impl, int batch, int max_global) {
-  Geometry g{std::max(1, max_global), 1, impl.plan.num_tiles};
-  const int num_tiles = impl.plan.num_tiles;
-  const int64_t row_ctas = static_cast<int64_t>(batch) * impl.num_heads * ((g.max_global + kTile - 1) / kTile);
-  const int64_t want = (2 * multiprocessors() + row_ctas - 1) / row_ctas;
-  g.splits = static_cast<int>(std::clamp<int64_t>(want, 1, std::max(1, num_tiles / 4)));
-  g.tiles_per_split = (num_tiles + g.splits - 1) / g.splits;
-  g.splits = (num_tiles + g.tiles_per_split - 1) / g.tiles_per_split;
-  return g;
-}
-
-std::size_t align256(std::size_t x) { return (x + 255) / 256 * 256; }
-
 struct WorkspaceLayout {
   std::size_t flags, global_index, counts, partial_acc, partial_ml, total;
 };
@@ -795,19 +728,8 @@ void run_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, void
   const int max_global = in.global_mask == nullptr ? 0 : (in.max_global < 0 ? impl.seq_len : in.max_global);
   const Geometry g = geometry(impl, in.batch, max_global);
   const WorkspaceLayout w = workspace_layout(impl, in.batch, g);
-  // A workspace taken here goes back to the pool on every way out, a throw included.
-  struct Owned {
-    void* ptr = nullptr;
-    cudaStream_t stream;
-    ~Owned() {
-      if (ptr != nullptr) cudaFreeAsync(ptr, stream);
-    }
-  } owned{nullptr, stream};
-  if (workspace == nullptr) {
-    LDQA_CUDA_CHECK(cudaMallocAsync(&owned.ptr, w.total, stream));
-    workspace = owned.ptr;
-  }
-  auto* ws = static_cast<unsigned char*>(workspace);
+  StreamWorkspace taken(workspace, w.total, stream);
+  unsigned char* ws = taken.get();
   Params p{};
   p.q = in.q;
   p.k = in.k;
@@ -825,6 +747,7 @@ void run_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, void
   p.overflow = p.global_count + in.batch;
   p.partial_acc = reinterpret_cast<float*>(ws + w.partial_acc);
   p.partial_ml = reinterpret_cast<float*>(ws + w.partial_ml);
+  p.lse = in.lse;
   p.row_ptr = plan.row_ptr;
   p.key_tile = plan.key_tile;
   p.layout_bits = plan.layout_bits;
@@ -841,19 +764,14 @@ void run_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, void
   p.top_k = impl.pattern.top_k;
   p.scale = effective_scale(impl, in);
 
-  prepare_kernel<<<in.batch, 1024, 0, stream>>>(p);
-  LDQA_CUDA_CHECK(cudaGetLastError());
+  launch_prepare(p, stream);
   if (in.dtype == DType::f16) {
     launch_dtype<__half>(p, g, in.batch, impl.num_heads, impl.plan.num_tiles, p.top_k > 0, impl.head_dim, stream);
   } else {
     launch_dtype<__nv_bfloat16>(p, g, in.batch, impl.num_heads, impl.plan.num_tiles, p.top_k > 0, impl.head_dim,
                                 stream);
   }
-  if (owned.ptr != nullptr) {
-    void* ptr = owned.ptr;
-    owned.ptr = nullptr;
-    LDQA_CUDA_CHECK(cudaFreeAsync(ptr, stream));
-  }
+  taken.release();
 }
 
 }  // namespace ldqa::attention::detail

@@ -31,6 +31,9 @@ void backward_cpu(const SparseAttention::Impl& impl, const AttentionInputs& in, 
 void run_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, void* stream, void* workspace,
               std::size_t workspace_bytes);
 std::size_t cuda_workspace_bytes(const SparseAttention::Impl& impl, int batch, int max_global);
+void backward_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, const AttentionGradients& grad,
+                   void* stream, void* workspace, std::size_t workspace_bytes);
+std::size_t cuda_backward_workspace_bytes(const SparseAttention::Impl& impl, int batch, int max_global);
 bool cuda_available();
 
 }  // namespace detail

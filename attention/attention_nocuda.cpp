@@ -8,6 +8,11 @@ void run_cuda(const SparseAttention::Impl&, const AttentionInputs&, void*, void*
   fail("attention: this ldqa build has no CUDA support (configure with LDQA_CUDA=ON and nvcc)");
 }
 std::size_t cuda_workspace_bytes(const SparseAttention::Impl&, int, int) { return 0; }
+void backward_cuda(const SparseAttention::Impl&, const AttentionInputs&, const AttentionGradients&, void*, void*,
+                   std::size_t) {
+  fail("attention: this ldqa build has no CUDA support (configure with LDQA_CUDA=ON and nvcc)");
+}
+std::size_t cuda_backward_workspace_bytes(const SparseAttention::Impl&, int, int) { return 0; }
 bool cuda_available() { return false; }
 
 }  // namespace ldqa::attention::detail

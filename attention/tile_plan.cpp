@@ -69,6 +69,25 @@ TilePlan build_tile_plan(int seq_len, int num_heads, const Pattern& pattern) {
     }
   }
   if (plan.key_tile.size() > static_cast<std::size_t>(INT32_MAX)) fail("tile plan too large: ", plan.key_tile.size());
+  // The transpose by counting sort: rows are visited in ascending query tile, so each
+  // column lists its query tiles ascending.
+  const std::size_t columns = static_cast<std::size_t>(plan.plan_heads) * plan.num_tiles;
+  plan.col_ptr.assign(columns + 1, 0);
+  for (int h = 0; h < plan.plan_heads; ++h)
+    for (int t = 0; t < plan.num_tiles; ++t)
+      for (int32_t e = plan.row_ptr[h * plan.num_tiles + t]; e < plan.row_ptr[h * plan.num_tiles + t + 1]; ++e)
+        ++plan.col_ptr[static_cast<std::size_t>(h) * plan.num_tiles + plan.key_tile[e] + 1];
+  for (std::size_t c = 0; c < columns; ++c) plan.col_ptr[c + 1] += plan.col_ptr[c];
+  plan.col_query_tile.resize(plan.key_tile.size());
+  plan.col_entry.resize(plan.key_tile.size());
+  std::vector<int32_t> fill(plan.col_ptr.begin(), plan.col_ptr.end() - 1);
+  for (int h = 0; h < plan.plan_heads; ++h)
+    for (int t = 0; t < plan.num_tiles; ++t)
+      for (int32_t e = plan.row_ptr[h * plan.num_tiles + t]; e < plan.row_ptr[h * plan.num_tiles + t + 1]; ++e) {
+        const int32_t at = fill[static_cast<std::size_t>(h) * plan.num_tiles + plan.key_tile[e]]++;
+        plan.col_query_tile[at] = t;
+        plan.col_entry[at] = e;
+      }
   return plan;
 }
 

@@ -32,6 +32,12 @@ struct TilePlan {
   std::vector<int32_t> row_ptr;       // [plan_heads * num_tiles + 1]
   std::vector<int32_t> key_tile;      // sorted per row
   std::vector<uint64_t> layout_bits;  // per entry: which block pairs of the tile pair the layout allows
+  // The transpose, for the backward's key-major pass: for every key tile, the query
+  // tiles whose row lists it (ascending) and the entry (index into key_tile and
+  // layout_bits) that lists it.
+  std::vector<int32_t> col_ptr;  // [plan_heads * num_tiles + 1]
+  std::vector<int32_t> col_query_tile;
+  std::vector<int32_t> col_entry;
 };
 
 TilePlan build_tile_plan(int seq_len, int num_heads, const Pattern& pattern);

@@ -211,8 +211,8 @@ TEST_CASE("the backward refuses what it cannot differentiate or lacks", "[attent
   g.d_k_global = nullptr;
   g.d_v = nullptr;
   CHECK_THROWS_WITH(attn.backward_cpu(in, g), Catch::Contains("d_v"));
-  // The CUDA forward does not write lse yet: refused, never left unwritten.
-  SparseAttention attn32(4, 1, 32, Pattern{1, nullptr, 0});
+  // Top-k on CUDA writes no lse (it has no backward): refused, never left unwritten.
+  SparseAttention attn32(4, 1, 32, Pattern{1, nullptr, 2});
   std::vector<float> x32(4 * 32, 1.25f), out32(x32.size());
   AttentionInputs in32;
   in32.batch = 1;
@@ -220,5 +220,6 @@ TEST_CASE("the backward refuses what it cannot differentiate or lacks", "[attent
   in32.q = in32.k = in32.v = x32.data();
   in32.out = out32.data();
   in32.lse = lse.data();
-  CHECK_THROWS_WITH(attn32.run_cuda(in32), Catch::Contains("lse"));
+  CHECK_THROWS_WITH(attn32.run_cuda(in32), Catch::Contains("no lse for top-k"));
+  CHECK_THROWS_WITH(attn32.backward_cuda(in32, g), Catch::Contains("top-k"));
 }

@@ -128,6 +128,19 @@ TEST_CASE("tile plan lists every tile a local query can reach, and local_pairs c
       for (int t = 0; t < plan.num_tiles; ++t)
         for (int e = plan.row_ptr[row_base + t] + 1; e < plan.row_ptr[row_base + t + 1]; ++e)
           REQUIRE(plan.key_tile[e - 1] < plan.key_tile[e]);
+      // The transpose lists exactly the row entries, each once, query tiles ascending.
+      int64_t listed = 0;
+      for (int u = 0; u < plan.num_tiles; ++u) {
+        for (int c = plan.col_ptr[row_base + u]; c < plan.col_ptr[row_base + u + 1]; ++c) {
+          const int t = plan.col_query_tile[c], e = plan.col_entry[c];
+          REQUIRE(e >= plan.row_ptr[row_base + t]);
+          REQUIRE(e < plan.row_ptr[row_base + t + 1]);
+          REQUIRE(plan.key_tile[e] == u);
+          if (c > plan.col_ptr[row_base + u]) REQUIRE(plan.col_query_tile[c - 1] < t);
+          ++listed;
+        }
+      }
+      CHECK(listed == plan.row_ptr[row_base + plan.num_tiles] - plan.row_ptr[row_base]);
     }
     CHECK(attn.local_pairs() == brute_pairs);
   }

@@ -1,0 +1,177 @@
+// Internal to the CUDA backend: what the forward (attention_gpu.cu) and the backward
+// (attention_gpu_backward.cu) kernels share: the launch parameters, the fp16/bf16
+// tensor-core operations and PTX helpers, the device copy of the tile plan, the split
+// geometry of the global rows and the preparation pass (position flags, global list).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "attention/attention_internal.hpp"
+
+namespace ldqa::attention::detail::gpu {
+
+constexpr int kThreads = 128;  // 4 warps x 16 rows = one 64-row tile
+constexpr int kPad = 8;        // halves of padding per shared row: conflict-free ldmatrix
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+struct Params {
+  const void* q;
+  const void* k;
+  const void* v;
+  const void* qg;
+  const void* kg;
+  const void* vg;
+  void* out;
+  const uint8_t* global_mask;
+  const int32_t* valid_lengths;
+  const uint8_t* key_mask;
+  uint8_t* flags;         // [batch * n]
+  int32_t* global_index;  // [batch * max_global]
+  int32_t* global_count;  // [batch]
+  int32_t* overflow;      // [batch]: more globals than max_global, or a bad valid length
+  int32_t* slot_of;       // [batch * n]: a global position's slot in global_index (backward; else nullptr)
+  float* partial_acc;     // [batch, heads, max_global, splits, head_dim] (backward: dQ_g partials)
+  float* partial_ml;      // [batch, heads, max_global, splits, 2] (forward only)
+  float* partial_dkv;     // [batch, heads, max_global, splits, 2, head_dim] (backward only)
+  float* lse;             // [batch, heads, n]: the forward writes it when given, the backward reads it
+  // Backward only.
+  const void* d_out;
+  float* delta;  // [batch, heads, n]: rowsum(dO * O)
+  void* dq;
+  void* dk;
+  void* dv;
+  void* dqg;  // == dq, dk, dv without separate global projections
+  void* dkg;
+  void* dvg;
+  const int32_t* row_ptr;
+  const int32_t* key_tile;
+  const uint64_t* layout_bits;
+  const int32_t* col_ptr;  // the transposed plan (backward)
+  const int32_t* col_query_tile;
+  const int32_t* col_entry;
+  int batch, heads, n, num_tiles, plan_heads, window, layout_block, max_global, splits, tiles_per_split, top_k;
+  int separate;  // separate global projections
+  float scale;
+};
+
+template <typename T>
+struct Ops;
+template <>
+struct Ops<__half> {
+  static __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+  static __device__ __forceinline__ __half from_float(float x) { return __float2half_rn(x); }
+  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+  static __device__ __forceinline__ void mma(float* d, const uint32_t* a, uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+template <>
+struct Ops<__nv_bfloat16> {
+  static __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+  static __device__ __forceinline__ __nv_bfloat16 from_float(float x) { return __float2bfloat16_rn(x); }
+  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+  static __device__ __forceinline__ void mma(float* d, const uint32_t* a, uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte async copy; src_bytes = 0 zero-fills the destination.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+__device__ __forceinline__ std::size_t head_base(const Params& p, int b, int h) {
+  return (static_cast<std::size_t>(b) * p.heads + h) * static_cast<std::size_t>(p.n);
+}
+
+// The tile plan (and its transpose) on one device.
+struct DevicePlan {
+  int device = -1;
+  int32_t* row_ptr = nullptr;
+  int32_t* key_tile = nullptr;
+  uint64_t* layout_bits = nullptr;
+  int32_t* col_ptr = nullptr;
+  int32_t* col_query_tile = nullptr;
+  int32_t* col_entry = nullptr;
+  ~DevicePlan();
+};
+
+// The plan on `device`: uploaded once per device and kept for the object's life (a
+// call on another device adds its own copy, never frees this one).
+std::shared_ptr<const DevicePlan> device_plan(const SparseAttention::Impl& impl, int device);
+int multiprocessors();
+// cudaFuncSetAttribute(MaxDynamicSharedMemorySize) once per kernel and device, so that
+// calls stay capturable in a CUDA graph.
+void allow_dynamic_smem_once(const void* kernel, int bytes);
+
+struct Geometry {
+  int max_global, splits, tiles_per_split;
+};
+// Splits of the tiles a global-row tile walks: enough CTAs to fill the GPU twice, each
+// split at least four tiles long.
+Geometry geometry(const SparseAttention::Impl& impl, int batch, int max_global);
+
+inline std::size_t align256(std::size_t x) { return (x + 255) / 256 * 256; }
+
+// Flags, the ordered global list (and slot_of when set), one CTA per sequence.
+void launch_prepare(const Params& p, cudaStream_t stream);
+
+// A workspace taken from the stream-ordered pool when the caller gave none; back to
+// the pool on every way out, a throw included.
+class StreamWorkspace {
+ public:
+  StreamWorkspace(void* given, std::size_t bytes, cudaStream_t stream);
+  ~StreamWorkspace();
+  StreamWorkspace(const StreamWorkspace&) = delete;
+  StreamWorkspace& operator=(const StreamWorkspace&) = delete;
+  unsigned char* get() const { return static_cast<unsigned char*>(ptr_); }
+  void release();  // frees an owned workspace now, checked
+
+ private:
+  void* ptr_ = nullptr;
+  bool owned_ = false;
+  cudaStream_t stream_;
+};
+
+}  // namespace ldqa::attention::detail::gpu

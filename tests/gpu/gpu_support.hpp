@@ -1,0 +1,76 @@
+// What the GPU tests share: device buffers, fp16/bf16 conversions of the float64
+// test cases, and uploads.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "attention/attention.hpp"
+
+namespace ldqa::test::gpu {
+
+using attention::DType;
+
+#define CUDA_OK(expr) REQUIRE((expr) == cudaSuccess)
+
+inline double round_f16(double x) { return static_cast<double>(__half2float(__float2half_rn(static_cast<float>(x)))); }
+inline double round_bf16(double x) {
+  return static_cast<double>(__bfloat162float(__float2bfloat16_rn(static_cast<float>(x))));
+}
+
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  explicit DeviceBuffer(std::size_t bytes) {
+    REQUIRE(cudaMalloc(&ptr, std::max<std::size_t>(bytes, 1)) == cudaSuccess);
+  }
+  ~DeviceBuffer() { cudaFree(ptr); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+};
+
+inline std::vector<uint16_t> to_bits(const std::vector<double>& x, DType dtype) {
+  std::vector<uint16_t> bits(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (dtype == DType::f16) {
+      bits[i] = static_cast<__half_raw>(__float2half_rn(static_cast<float>(x[i]))).x;
+    } else {
+      bits[i] = static_cast<__nv_bfloat16_raw>(__float2bfloat16_rn(static_cast<float>(x[i]))).x;
+    }
+  }
+  return bits;
+}
+
+inline std::vector<double> from_bits(const std::vector<uint16_t>& bits, DType dtype) {
+  std::vector<double> x(bits.size());
+  for (std::size_t i = 0; i < bits.size(); ++i) {
+    if (dtype == DType::f16) {
+      __half_raw raw{};
+      raw.x = bits[i];
+      x[i] = __half2float(__half(raw));
+    } else {
+      __nv_bfloat16_raw raw{};
+      raw.x = bits[i];
+      x[i] = __bfloat162float(__nv_bfloat16(raw));
+    }
+  }
+  return x;
+}
+
+template <typename X>
+std::unique_ptr<DeviceBuffer> upload(const std::vector<X>& host) {
+  if (host.empty()) return nullptr;
+  auto buf = std::make_unique<DeviceBuffer>(host.size() * sizeof(X));
+  REQUIRE(cudaMemcpy(buf->ptr, host.data(), host.size() * sizeof(X), cudaMemcpyHostToDevice) == cudaSuccess);
+  return buf;
+}
+
+inline void* ptr(const std::unique_ptr<DeviceBuffer>& b) { return b ? b->ptr : nullptr; }
+
+}  // namespace ldqa::test::gpu
