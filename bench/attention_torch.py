@@ -10,8 +10,9 @@ a user would actually run, in ONE process on the SAME inputs:
 - a bf16 GEMM measured in the same run, the ceiling useful rates are compared with.
 
 Globals scattered at random positions (FlexAttention's worst case: every block partial)
-are a separate table (--scattered). Forward and backward (dQ, dK, dV: FlexAttention's and
-SDPA's autograd; ours has no GPU backward yet and says so in its row).
+are a separate table (--scattered). Forward and backward (dQ, dK, dV: ours through the C
+face's backward after a forward that wrote the row log-sum-exp; FlexAttention's and
+SDPA's autograd), our gradients checked against FlexAttention's in the same run.
 
     python3 bench/attention_torch.py --lib .device/libldqa_attention_capi.so --json out.json
 
@@ -40,13 +41,18 @@ def load(lib_path):
     lib = ctypes.CDLL(lib_path)
     lib.ldqa_attention_cuda.restype = ctypes.c_int
     lib.ldqa_attention_cuda.argtypes = [ctypes.c_int] * 7 + [ctypes.c_void_p] * 7 + [ctypes.c_int] + [
-        ctypes.c_void_p] * 5 + [ctypes.c_char_p, ctypes.c_int]
+        ctypes.c_void_p] * 6 + [ctypes.c_char_p, ctypes.c_int]
     lib.ldqa_attention_workspace_bytes.restype = ctypes.c_longlong
     lib.ldqa_attention_workspace_bytes.argtypes = [ctypes.c_int] * 7
+    lib.ldqa_attention_cuda_backward.restype = ctypes.c_int
+    lib.ldqa_attention_cuda_backward.argtypes = [ctypes.c_int] * 6 + [ctypes.c_void_p] * 7 + [ctypes.c_int] + [
+        ctypes.c_void_p] * 13 + [ctypes.c_char_p, ctypes.c_int]
+    lib.ldqa_attention_backward_workspace_bytes.restype = ctypes.c_longlong
+    lib.ldqa_attention_backward_workspace_bytes.argtypes = [ctypes.c_int] * 6
     return lib
 
 
-def ours_fn(lib, q, k, v, gmask, g, window):
+def ours_fn(lib, q, k, v, gmask, g, window, lse=None):
     b, h, n, d = q.shape
     ws_bytes = lib.ldqa_attention_workspace_bytes(b, h, n, d, window, 0, g)
     err = ctypes.create_string_buffer(512)
@@ -57,10 +63,31 @@ def ours_fn(lib, q, k, v, gmask, g, window):
         rc = lib.ldqa_attention_cuda(b, h, n, d, 2 if q.dtype == torch.bfloat16 else 1, window, 0,
                                      q.data_ptr(), k.data_ptr(), v.data_ptr(), None, None, None,
                                      gmask.data_ptr(), g, None, None, out.data_ptr(),
+                                     None if lse is None else lse.data_ptr(),
                                      torch.cuda.current_stream().cuda_stream, ws.data_ptr(), err, 512)
         if rc != 0:
             raise RuntimeError(err.value.decode())
         return out
+    return run
+
+
+def ours_backward_fn(lib, q, k, v, gmask, g, window, out, lse, d_out):
+    """Our backward alone (the forward's out and lse given): a callable and its dQ, dK, dV."""
+    b, h, n, d = q.shape
+    ws = torch.empty(lib.ldqa_attention_backward_workspace_bytes(b, h, n, d, window, g), dtype=torch.uint8,
+                     device=q.device)
+    err = ctypes.create_string_buffer(512)
+    grads = [torch.empty_like(q) for _ in range(3)]
+
+    def run():
+        rc = lib.ldqa_attention_cuda_backward(b, h, n, d, 2 if q.dtype == torch.bfloat16 else 1, window,
+                                              q.data_ptr(), k.data_ptr(), v.data_ptr(), None, None, None,
+                                              gmask.data_ptr(), g, None, None, out.data_ptr(), lse.data_ptr(),
+                                              d_out.data_ptr(), *[x.data_ptr() for x in grads], None, None, None,
+                                              torch.cuda.current_stream().cuda_stream, ws.data_ptr(), err, 512)
+        if rc != 0:
+            raise RuntimeError(err.value.decode())
+        return grads
     return run
 
 
@@ -172,7 +199,9 @@ def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, 
     dense_est = 4.0 * args.d * n * n * bsz * heads / 400e12
     results = []  # (pass, method, ms, flops, err)
 
-    run = ours_fn(lib, q, k, v, gmask.to(torch.uint8).contiguous(), g, w)
+    gmask_u8 = gmask.to(torch.uint8).contiguous()
+    lse = torch.empty(bsz, heads, n, device="cuda", dtype=torch.float32)
+    run = ours_fn(lib, q, k, v, gmask_u8, g, w, lse)
     ours_out = run().clone()
     results.append(("forward", "ldqa (ours)", do_bench(run, warmup=25, rep=200, return_mode="median"), fwd_flops, 0.0))
     flex_out = flex(q, k, v, block_mask=block_mask)
@@ -187,9 +216,14 @@ def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, 
         d_out = torch.randn_like(q)
         qr, kr, vr = (x.detach().clone().requires_grad_(True) for x in (q, k, v))
         ms, flex_grads = bench_backward(lambda: flex(qr, kr, vr, block_mask=block_mask), (qr, kr, vr), d_out)
-        results.append(("backward", "ldqa (ours)", float("nan"), bwd_flops, float("nan")))
-        results.append(("backward", "FlexAttention", ms, bwd_flops, float("nan")))
-        del flex_grads
+        ours_bwd = ours_backward_fn(lib, q, k, v, gmask_u8, g, w, ours_out, lse, d_out)
+        ours_grads = [x.clone() for x in ours_bwd()]
+        # the largest of the three gradients' relative differences from FlexAttention's
+        err = max(rel_err(a, b) for a, b in zip(flex_grads, ours_grads))
+        results.append(("backward", "ldqa (ours)", do_bench(ours_bwd, warmup=10, rep=100, return_mode="median"),
+                        bwd_flops, 0.0))
+        results.append(("backward", "FlexAttention", ms, bwd_flops, err))
+        del flex_grads, ours_grads
         if 2.5 * dense_est <= args.dense_limit_s:
             ms, _ = bench_backward(lambda: F.scaled_dot_product_attention(qr, kr, vr), (qr, kr, vr), d_out)
             results.append(("backward", "SDPA dense (default backend)", ms, bwd_flops, float("nan")))
@@ -203,7 +237,7 @@ def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, 
                    globals=g, pass_=pass_, method=method, ms=ms, useful_tflops=tflops, share_of_gemm=tflops / gemm,
                    time_over_ours=ratio, rel_err_vs_ours=err)
         out_rows.append(row)
-        shown_ms = f"{ms:.3f}" if ms == ms else "no GPU backward yet"
+        shown_ms = f"{ms:.3f}"
         print(f"| {shape_name} | {bsz} | {n} | {pass_} | {method} | {shown_ms} | {tflops:.1f} | "
               f"{100 * tflops / gemm:.1f} | {ratio:.2f} | {err:.1e} |", flush=True)
     if dense_est > args.dense_limit_s:

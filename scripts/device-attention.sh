@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (the `device` tool), from binaries built here and carried in
-# .device/ (scripts/stage-device.sh): the GPU tests, the C++ benchmark and, with
-# --torch, the PyTorch comparison. Logs go to $OUT.
+# .device/ (scripts/stage-device.sh): the GPU tests, the C++ benchmark (forward and
+# backward) and the PyTorch comparison. Logs go to $OUT.
+#   bash scripts/device-attention.sh all|tests|bench|torch
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
@@ -16,13 +17,17 @@ fi
 if [[ $what == all || $what == bench ]]; then
   for shape in "--heads 12 --window 256 --globals 64" "--heads 8 --window 128 --globals 48" \
     "--heads 6 --window 128 --globals 48"; do
-    # shellcheck disable=SC2086 # the shape is several arguments
-    timeout 100 .device/ldqa_attention_bench --device cuda --batch 1,8 --n 4096,16384,65536 --reps 30 $shape
+    for pass in forward backward; do
+      # shellcheck disable=SC2086 # the shape is several arguments
+      timeout 100 .device/ldqa_attention_bench --device cuda --pass $pass --batch 1,8 --n 4096,16384,65536 --reps 30 $shape
+    done
   done 2>&1 | tee "$out/bench_cpp.md"
   timeout 60 .device/ldqa_attention_bench --device cuda --batch 1,8 --n 16384 --reps 30 --globals-at scattered \
     2>&1 | tee -a "$out/bench_cpp.md"
 fi
 if [[ $what == all || $what == torch ]]; then
+  # TORCH_ARGS narrows the run (e.g. --shapes ... --n 16384); FlexAttention compiles per shape.
+  # shellcheck disable=SC2086 # several arguments
   PYTHONUNBUFFERED=1 timeout 540 python3 bench/attention_torch.py --lib .device/libldqa_attention_capi.so \
-    --json "$out/bench_torch.json" 2>&1 | tee "$out/bench_torch.md"
+    --json "$out/bench_torch.json" ${TORCH_ARGS:-} 2>&1 | tee "$out/bench_torch.md"
 fi
