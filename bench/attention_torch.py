@@ -2,7 +2,8 @@
 """Window + global attention on the GPU machine against the strongest PyTorch reference
 a user would actually run, in ONE process on the SAME inputs:
 
-- ours: ldqa's CUDA kernels (libldqa_attention_capi.so through ctypes);
+- ours: ldqa's CUDA kernels (libldqa_attention_capi.so through train/ldqa_attention.py,
+  ctypes; outputs, lse and workspace allocated by PyTorch on each call, as in training);
 - FlexAttention (torch.compile'd) with the globals where our model puts them, a PREFIX
   (the question), and its cheapest mask for that: a mask_mod without tensor lookups and
   one block mask shared by the batch;
@@ -21,8 +22,9 @@ only the pairs the pattern allows: 4*D FLOPs per pair forward, 10*D backward (th
 recomputed QK^T, then dV, dP, dQ, dK). The backward is timed alone: a retained graph,
 one .backward() per run."""
 import argparse
-import ctypes
 import json
+import os
+import pathlib
 import sys
 
 import torch
@@ -38,57 +40,22 @@ SHAPES = {  # name: heads, window, globals (head_dim from --d)
 
 
 def load(lib_path):
-    lib = ctypes.CDLL(lib_path)
-    lib.ldqa_attention_cuda.restype = ctypes.c_int
-    lib.ldqa_attention_cuda.argtypes = [ctypes.c_int] * 7 + [ctypes.c_void_p] * 7 + [ctypes.c_int] + [
-        ctypes.c_void_p] * 6 + [ctypes.c_char_p, ctypes.c_int]
-    lib.ldqa_attention_workspace_bytes.restype = ctypes.c_longlong
-    lib.ldqa_attention_workspace_bytes.argtypes = [ctypes.c_int] * 7
-    lib.ldqa_attention_cuda_backward.restype = ctypes.c_int
-    lib.ldqa_attention_cuda_backward.argtypes = [ctypes.c_int] * 6 + [ctypes.c_void_p] * 7 + [ctypes.c_int] + [
-        ctypes.c_void_p] * 13 + [ctypes.c_char_p, ctypes.c_int]
-    lib.ldqa_attention_backward_workspace_bytes.restype = ctypes.c_longlong
-    lib.ldqa_attention_backward_workspace_bytes.argtypes = [ctypes.c_int] * 6
-    return lib
+    """The op module (train/ldqa_attention.py) over the given library."""
+    os.environ["LDQA_ATTENTION_LIB"] = lib_path
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "train"))
+    import ldqa_attention
+    ldqa_attention.load()
+    return ldqa_attention
 
 
-def ours_fn(lib, q, k, v, gmask, g, window, lse=None):
-    b, h, n, d = q.shape
-    ws_bytes = lib.ldqa_attention_workspace_bytes(b, h, n, d, window, 0, g)
-    err = ctypes.create_string_buffer(512)
-    out = torch.empty_like(q)
-    ws = torch.empty(ws_bytes, dtype=torch.uint8, device=q.device)
-
-    def run():
-        rc = lib.ldqa_attention_cuda(b, h, n, d, 2 if q.dtype == torch.bfloat16 else 1, window, 0,
-                                     q.data_ptr(), k.data_ptr(), v.data_ptr(), None, None, None,
-                                     gmask.data_ptr(), g, None, None, out.data_ptr(),
-                                     None if lse is None else lse.data_ptr(),
-                                     torch.cuda.current_stream().cuda_stream, ws.data_ptr(), err, 512)
-        if rc != 0:
-            raise RuntimeError(err.value.decode())
-        return out
-    return run
+def ours_fn(lib, q, k, v, gmask, g, window):
+    """Our forward (it writes lse too, as training needs): a callable returning (out, lse)."""
+    return lambda: lib.forward_raw(q, k, v, None, None, None, gmask, None, window, g, 0.0)
 
 
 def ours_backward_fn(lib, q, k, v, gmask, g, window, out, lse, d_out):
-    """Our backward alone (the forward's out and lse given): a callable and its dQ, dK, dV."""
-    b, h, n, d = q.shape
-    ws = torch.empty(lib.ldqa_attention_backward_workspace_bytes(b, h, n, d, window, g), dtype=torch.uint8,
-                     device=q.device)
-    err = ctypes.create_string_buffer(512)
-    grads = [torch.empty_like(q) for _ in range(3)]
-
-    def run():
-        rc = lib.ldqa_attention_cuda_backward(b, h, n, d, 2 if q.dtype == torch.bfloat16 else 1, window,
-                                              q.data_ptr(), k.data_ptr(), v.data_ptr(), None, None, None,
-                                              gmask.data_ptr(), g, None, None, out.data_ptr(), lse.data_ptr(),
-                                              d_out.data_ptr(), *[x.data_ptr() for x in grads], None, None, None,
-                                              torch.cuda.current_stream().cuda_stream, ws.data_ptr(), err, 512)
-        if rc != 0:
-            raise RuntimeError(err.value.decode())
-        return grads
-    return run
+    """Our backward alone (the forward's out and lse given): a callable returning dQ, dK, dV."""
+    return lambda: lib.backward_raw(d_out, q, k, v, None, None, None, gmask, None, out, lse, window, g, 0.0)
 
 
 def useful_pairs(gmask, window):
@@ -200,9 +167,8 @@ def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, 
     results = []  # (pass, method, ms, flops, err)
 
     gmask_u8 = gmask.to(torch.uint8).contiguous()
-    lse = torch.empty(bsz, heads, n, device="cuda", dtype=torch.float32)
-    run = ours_fn(lib, q, k, v, gmask_u8, g, w, lse)
-    ours_out = run().clone()
+    run = ours_fn(lib, q, k, v, gmask_u8, g, w)
+    ours_out, lse = run()
     results.append(("forward", "ldqa (ours)", do_bench(run, warmup=25, rep=200, return_mode="median"), fwd_flops, 0.0))
     flex_out = flex(q, k, v, block_mask=block_mask)
     results.append(("forward", "FlexAttention", do_bench(lambda: flex(q, k, v, block_mask=block_mask), warmup=25,

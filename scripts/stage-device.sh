@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/build.sh build-cuda -DLDQA_CUDA=ON
 rm -rf .device && mkdir -p .device/lib
 cp build-cuda/app/ldqa build-cuda/tests/ldqa_gpu_tests build-cuda/tests/ldqa_gpu_engine_tests build-cuda/bench/ldqa_attention_bench \
-  build-cuda/bench/libldqa_attention_capi.so build-cuda/bench/ldqa_encoder_bench .device/
+  build-cuda/attention/libldqa_attention_capi.so build-cuda/bench/ldqa_encoder_bench .device/
 cp -L build-cuda/lib/libldqa.so.0 .device/lib/
 for binary in .device/ldqa .device/ldqa_gpu_tests .device/ldqa_gpu_engine_tests .device/lib/libldqa.so.0; do
   ldd "$binary" | awk '$3 ~ /^\// { print $3 }'

@@ -150,7 +150,7 @@ def tiny_fixture(out_dir):
             types[i, :global_len[i]] = 0
             valid[i, :valid_len[i]] = True
         with torch.no_grad():
-            plan = model.plan(valid, torch.tensor(global_len), use_flex=False)
+            plan = model.plan(valid, torch.tensor(global_len), "dense")
             final, states = model(ids, types, plan, keep_states=True)
             start, end = model.span_logits(final)
         p = f"case{case}."
@@ -252,7 +252,7 @@ def squad_fixture(model_dir, data_dir, out_path, count):
                 best = None
                 for f in feats:
                     ids = torch.tensor([f.ids])
-                    plan = model.plan(torch.ones_like(ids, dtype=torch.bool), torch.tensor([f.global_len]), use_flex=False)
+                    plan = model.plan(torch.ones_like(ids, dtype=torch.bool), torch.tensor([f.global_len]), "dense")
                     with torch.no_grad():
                         s, e = model.span_logits(model(ids, torch.tensor([f.types]), plan))
                     span = qa_data.best_span(s[0].numpy(), e[0].numpy(), f)

@@ -15,9 +15,11 @@ with the C++ engine in model/).
   token embeddings through a projection) fills masked positions with samples and the
   encoder's `rtd_*` head tells, for every token, whether it was replaced.
 
-Attention runs through FlexAttention on the GPU (block mask: window + global keys) and
-through a plain masked dense path elsewhere (CPU smoke tests, fixtures); both compute
-the same function (checked at start-up of every GPU run).
+Attention runs through one of three paths that compute the same function (train.py
+checks the one it uses against the dense path at start-up): "ldqa", the project's own
+sparse attention kernels as a PyTorch op (train/ldqa_attention.py; CPU float32 or CUDA);
+"flex", FlexAttention (GPU; block mask: window + global keys); "dense", a plain masked
+path (CPU smoke tests, fixtures, the reference).
 """
 import dataclasses
 import json
@@ -97,20 +99,25 @@ def masked_attention(q, k, v, mask):
 class AttentionPlan:
     """Per-batch attention inputs shared by every layer."""
 
-    def __init__(self, valid, global_len, cfg, use_flex, global_rows=None):
+    def __init__(self, valid, global_len, cfg, attention, global_rows=None):
         """global_rows: how many leading rows the global attention computes, a bound on
         every sequence's global_len (rows past a sequence's own count keep their local
         result). Given as a constant (fine-tuning: the question bound), the shapes stay
         fixed from batch to batch (one compiled graph) and no host sync is needed;
-        None: the batch's largest global_len."""
+        None: the batch's largest global_len. attention: "ldqa", "flex" or "dense"."""
+        if attention not in ("ldqa", "flex", "dense"):
+            raise ValueError(f"attention path {attention!r}: ldqa, flex or dense")
         self.valid = valid                                   # [B, n] bool
         b, n = valid.shape
         idx = torch.arange(n, device=valid.device)
         self.is_global = (idx[None, :] < global_len[:, None]) & valid  # prefix per sequence
         self.global_rows = int(global_len.max().item()) if global_rows is None else min(global_rows, n)
         self.cos, self.sin = rotary_tables(n, cfg, valid.device)
-        self.use_flex = use_flex
-        if use_flex:
+        self.attention = attention
+        if attention == "ldqa":  # plain tensors: nothing per batch for torch.compile to trace
+            self.global_u8 = self.is_global.to(torch.uint8)
+            self.valid_u8 = valid.to(torch.uint8)
+        elif attention == "flex":
             valid_, glob_, w = self.valid, self.is_global, cfg.window
 
             def mask_mod(bi, h, qi, kv):
@@ -147,11 +154,13 @@ class Attention(nn.Module):
         q = apply_rotary(self.split(self.query(x)), plan.cos, plan.sin, cfg.rotary_dims)
         k = apply_rotary(self.split(self.key(x)), plan.cos, plan.sin, cfg.rotary_dims)
         v = self.split(self.value(x))
-        if plan.use_flex:
+        g = plan.global_rows
+        if plan.attention == "ldqa":
+            return self.out(self.merge(self.attend_ldqa(x, q, k, v, plan)))
+        if plan.attention == "flex":
             ctx = flex(q, k, v, plan.block_mask)
         else:
             ctx = masked_attention(q, k, v, plan.mask)
-        g = plan.global_rows
         if g > 0:
             qg = apply_rotary(self.split(self.query_global(x[:, :g])), plan.cos[:g], plan.sin[:g], cfg.rotary_dims)
             kg = apply_rotary(self.split(self.key_global(x)), plan.cos, plan.sin, cfg.rotary_dims)
@@ -161,8 +170,24 @@ class Attention(nn.Module):
             rows = plan.is_global[:, None, :g, None]
             ctx = torch.cat([torch.where(rows, glob, ctx[:, :, :g]), ctx[:, :, g:]], dim=2)
         ctx = ctx * plan.valid[:, None, :, None].to(ctx.dtype)
+        return self.out(self.merge(ctx))
+
+    def merge(self, ctx):
         b, _, n, _ = ctx.shape
-        return self.out(ctx.transpose(1, 2).reshape(b, n, cfg.hidden))
+        return ctx.transpose(1, 2).reshape(b, n, self.cfg.hidden)
+
+    def attend_ldqa(self, x, q, k, v, plan):
+        """Local and global rows in one call of our op. It reads Q_g at the global
+        positions of a full-length tensor: the g projected rows are zero-padded to n."""
+        import ldqa_attention  # train/ is on sys.path wherever model.py is imported
+        cfg, g, n = self.cfg, plan.global_rows, x.shape[1]
+        if g == 0:
+            return ldqa_attention.sparse_attention(q, k, v, key_mask=plan.valid_u8, window=cfg.window)
+        qg = apply_rotary(self.split(self.query_global(x[:, :g])), plan.cos[:g], plan.sin[:g], cfg.rotary_dims)
+        kg = apply_rotary(self.split(self.key_global(x)), plan.cos, plan.sin, cfg.rotary_dims)
+        vg = self.split(self.value_global(x))
+        return ldqa_attention.sparse_attention(q, k, v, F.pad(qg, (0, 0, 0, n - g)), kg, vg, plan.global_u8,
+                                               plan.valid_u8, window=cfg.window, max_global=g)
 
     @torch.no_grad()
     def init_global_from_local(self):
@@ -220,8 +245,8 @@ class Encoder(nn.Module):
             if isinstance(m, nn.Linear) and m.bias is not None:
                 nn.init.zeros_(m.bias)
 
-    def plan(self, valid, global_len, use_flex, global_rows=None):
-        return AttentionPlan(valid, global_len, self.cfg, use_flex, global_rows)
+    def plan(self, valid, global_len, attention, global_rows=None):
+        return AttentionPlan(valid, global_len, self.cfg, attention, global_rows)
 
     def forward(self, ids, types, plan, keep_states=False):
         x = self.embedding_norm(self.token_embedding(ids) + self.type_embedding(types))

@@ -100,8 +100,8 @@ def check_global_bound():
     valid[1, 41:] = False
     glen = torch.tensor([5, 17, 2])
     with torch.no_grad():
-        exact = enc(ids, types, enc.plan(valid, glen, False))
-        bound = enc(ids, types, enc.plan(valid, glen, False, global_rows=cfg.max_question_tokens + 2))
+        exact = enc(ids, types, enc.plan(valid, glen, "dense"))
+        bound = enc(ids, types, enc.plan(valid, glen, "dense", global_rows=cfg.max_question_tokens + 2))
     worst = (exact - bound)[valid].abs().max().item()
     print(f"global-row bound vs exact: {worst:.3g}")
     if not worst < 1e-5:

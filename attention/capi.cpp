@@ -1,0 +1,151 @@
+// The attention library's C face (libldqa_attention_capi.so), for callers that cannot
+// link C++: the training recipe's PyTorch op (train/ldqa_attention.py) and the PyTorch
+// benchmark (bench/attention_torch.py), both through ctypes, on their own tensors and
+// stream. Forward and backward, window + global pattern, on the CPU (float32) or CUDA
+// (fp16/bf16). Every entry point returns 0, or 1 with the library's message in `err`:
+// no exception crosses it.
+#include <cstdio>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+
+#include "attention/attention.hpp"
+
+using ldqa::attention::AttentionGradients;
+using ldqa::attention::AttentionInputs;
+using ldqa::attention::DType;
+using ldqa::attention::Pattern;
+using ldqa::attention::SparseAttention;
+
+namespace {
+
+// One plan per shape, built on first use (a training run has a handful of shapes).
+const SparseAttention& cached(int n, int heads, int head_dim, int window, int top_k) {
+  static std::mutex mutex;
+  static std::map<std::tuple<int, int, int, int, int>, std::unique_ptr<SparseAttention>> plans;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& slot = plans[{n, heads, head_dim, window, top_k}];
+  if (!slot) slot = std::make_unique<SparseAttention>(n, heads, head_dim, Pattern{window, nullptr, top_k});
+  return *slot;
+}
+
+DType dtype_of(int code) {
+  switch (code) {
+    case 0:
+      return DType::f32;
+    case 1:
+      return DType::f16;
+    case 2:
+      return DType::bf16;
+    default:
+      throw std::invalid_argument("dtype code " + std::to_string(code) + " (0 f32, 1 f16, 2 bf16)");
+  }
+}
+
+template <typename F>
+int guarded(char* err, int err_len, F&& f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    if (err != nullptr && err_len > 0) std::snprintf(err, static_cast<std::size_t>(err_len), "%s", e.what());
+    return 1;
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+// The shape of every call: [batch, heads, n, head_dim] tensors, contiguous; `cuda` 0 runs
+// on the CPU (dtype 0, host pointers), 1 on the current CUDA device (dtype 1 = f16 or
+// 2 = bf16, device pointers, `stream` a cudaStream_t or null). Optional pointers may be
+// null: the global projections, global_mask/valid_lengths/key_mask, lse (forward).
+// scale 0 means 1/sqrt(head_dim). `workspace` (CUDA) may be null: the library takes one
+// from the CUDA pool; else it holds ldqa_attention_workspace_bytes.
+struct LdqaAttentionShape {
+  int cuda, batch, heads, n, head_dim, dtype, window, top_k, max_global;
+  float scale;
+};
+
+int ldqa_attention_forward(const LdqaAttentionShape* s, const void* q, const void* k, const void* v, const void* qg,
+                           const void* kg, const void* vg, const unsigned char* global_mask, const int* valid_lengths,
+                           const unsigned char* key_mask, void* out, float* lse, void* stream, void* workspace,
+                           char* err, int err_len) {
+  return guarded(err, err_len, [&] {
+    const AttentionInputs in{.batch = s->batch,
+                             .dtype = dtype_of(s->dtype),
+                             .q = q,
+                             .k = k,
+                             .v = v,
+                             .q_global = qg,
+                             .k_global = kg,
+                             .v_global = vg,
+                             .global_mask = global_mask,
+                             .max_global = s->max_global,
+                             .valid_lengths = valid_lengths,
+                             .key_mask = key_mask,
+                             .out = out,
+                             .lse = lse,
+                             .scale = s->scale};
+    const auto& attn = cached(s->n, s->heads, s->head_dim, s->window, s->top_k);
+    if (s->cuda != 0) {
+      const std::size_t bytes = workspace ? attn.cuda_workspace_bytes(s->batch, s->max_global) : 0;
+      attn.run_cuda(in, stream, workspace, bytes);
+    } else {
+      attn.run_cpu(in);
+    }
+  });
+}
+
+// The backward of the forward above: its inputs, out and lse, then d_out and the
+// gradients (the global ones null without separate global projections). top_k must be 0.
+int ldqa_attention_backward(const LdqaAttentionShape* s, const void* q, const void* k, const void* v, const void* qg,
+                            const void* kg, const void* vg, const unsigned char* global_mask, const int* valid_lengths,
+                            const unsigned char* key_mask, const void* out, float* lse, const void* d_out, void* d_q,
+                            void* d_k, void* d_v, void* d_qg, void* d_kg, void* d_vg, void* stream, void* workspace,
+                            char* err, int err_len) {
+  return guarded(err, err_len, [&] {
+    const AttentionInputs in{.batch = s->batch,
+                             .dtype = dtype_of(s->dtype),
+                             .q = q,
+                             .k = k,
+                             .v = v,
+                             .q_global = qg,
+                             .k_global = kg,
+                             .v_global = vg,
+                             .global_mask = global_mask,
+                             .max_global = s->max_global,
+                             .valid_lengths = valid_lengths,
+                             .key_mask = key_mask,
+                             .out = const_cast<void*>(out),  // read only by the backward
+                             .lse = lse,
+                             .scale = s->scale};
+    const AttentionGradients grad{
+        .d_out = d_out, .d_q = d_q, .d_k = d_k, .d_v = d_v, .d_q_global = d_qg, .d_k_global = d_kg, .d_v_global = d_vg};
+    const auto& attn = cached(s->n, s->heads, s->head_dim, s->window, s->top_k);
+    if (s->cuda != 0) {
+      const std::size_t bytes = workspace ? attn.cuda_backward_workspace_bytes(s->batch, s->max_global) : 0;
+      attn.backward_cuda(in, grad, stream, workspace, bytes);
+    } else {
+      attn.backward_cpu(in, grad);
+    }
+  });
+}
+
+// Bytes of CUDA workspace a call needs: pass 0 the forward, 1 the backward. -1 on error.
+long long ldqa_attention_workspace_bytes(const LdqaAttentionShape* s, int pass) {
+  long long bytes = -1;
+  guarded(nullptr, 0, [&] {
+    const auto& attn = cached(s->n, s->heads, s->head_dim, s->window, s->top_k);
+    bytes = static_cast<long long>(pass == 0 ? attn.cuda_workspace_bytes(s->batch, s->max_global)
+                                             : attn.cuda_backward_workspace_bytes(s->batch, s->max_global));
+  });
+  return bytes;
+}
+
+}  // extern "C"

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""The PyTorch op over our attention library (train/ldqa_attention.py), on the CPU:
+its output and all six gradients against a float64 dense reference written here from
+attention.hpp's definition (random inputs, odd length, padding with holes, two prefix
+lengths), strided views, the no-globals case, argument errors, and the encoder of
+train/model.py through the op against its dense path (output and every parameter's
+gradient), and train.py pretraining a tiny model through the op (--attention ldqa, its
+start-up check against the dense path included) ending where the dense path ends. The
+library comes from $LDQA_ATTENTION_LIB (ctest passes the built one).
+
+    LDQA_ATTENTION_LIB=build/attention/libldqa_attention_capi.so python3 tests/train/test_attention_op.py
+"""
+import pathlib
+import sys
+import tempfile
+import unittest
+
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "train"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import ldqa_attention  # noqa: E402
+import test_ddp  # noqa: E402
+from model import Config, Encoder  # noqa: E402
+
+
+def reference(q, k, v, qg, kg, vg, is_global, valid, window):
+    """attention.hpp in float64: a global row sees every valid key through the global
+    projections; a local row sees valid keys within the window and every global key."""
+    n = q.shape[2]
+    idx = torch.arange(n)
+    near = (idx[:, None] - idx[None, :]).abs() <= window
+    local = (near[None] | is_global[:, None, :]) & valid[:, None, :] & valid[:, :, None]  # [B, n, n]
+    glob = valid[:, None, :].expand(-1, n, -1) & (is_global & valid)[:, :, None]
+
+    def attend(qx, kx, vx, mask):
+        s = (qx @ kx.transpose(-1, -2)) / qx.shape[-1] ** 0.5
+        s = s.masked_fill(~mask[:, None], float("-inf"))
+        return torch.softmax(s, -1).nan_to_num(0.0) @ vx
+
+    out = attend(q, k, v, local)
+    if qg is not None:
+        rows = (is_global & valid)[:, None, :, None]
+        out = torch.where(rows, attend(qg, kg, vg, glob), out)
+    return out * valid[:, None, :, None]
+
+
+def random_case(seed, b=2, h=3, n=150, d=16, separate=True):
+    g = torch.Generator().manual_seed(seed)
+    tensors = [torch.empty(b, h, n, d).uniform_(-2, 2, generator=g) for _ in range(6 if separate else 3)]
+    valid = torch.ones(b, n, dtype=torch.bool)
+    valid[1, 120:] = False
+    valid[0, 40:43] = False  # a hole
+    glen = torch.tensor([5, 11])
+    is_global = (torch.arange(n)[None, :] < glen[:, None]) & valid
+    d_out = torch.empty(b, h, n, d).uniform_(-1, 1, generator=g)
+    return tensors, is_global, valid, d_out
+
+
+def rel(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+class AttentionOpTest(unittest.TestCase):
+    window = 7
+
+    def run_op(self, tensors, is_global, valid, separate=True):
+        xs = [t.clone().requires_grad_(True) for t in tensors]
+        qg, kg, vg = xs[3:] if separate else (None, None, None)
+        out = ldqa_attention.sparse_attention(xs[0], xs[1], xs[2], qg, kg, vg, is_global if separate else None,
+                                              valid, window=self.window, max_global=11)
+        return out, xs
+
+    def check_against_reference(self, separate):
+        tensors, is_global, valid, d_out = random_case(1, separate=separate)
+        out, xs = self.run_op(tensors, is_global, valid, separate)
+        (out * d_out).sum().backward()
+        ref_in = [t.double().requires_grad_(True) for t in tensors]
+        qg, kg, vg = ref_in[3:] if separate else (None, None, None)
+        ref = reference(ref_in[0], ref_in[1], ref_in[2], qg, kg, vg, is_global if separate else valid & False,
+                        valid, self.window)
+        (ref * d_out.double()).sum().backward()
+        self.assertLess(rel(out, ref), 1e-5)
+        for name, x, r in zip(("q", "k", "v", "qg", "kg", "vg"), xs, ref_in):
+            with self.subTest(gradient=name):
+                self.assertTrue(torch.isfinite(x.grad).all())
+                self.assertLess(rel(x.grad, r.grad), 1e-4)
+        padded = ~valid
+        for x in xs:  # padding gets exactly nothing
+            self.assertEqual(x.grad.permute(0, 2, 1, 3)[padded].abs().max().item(), 0.0)
+
+    def test_matches_reference_with_global_projections(self):
+        self.check_against_reference(separate=True)
+
+    def test_matches_reference_without_globals(self):
+        self.check_against_reference(separate=False)
+
+    def test_strided_views(self):
+        tensors, is_global, valid, d_out = random_case(2)
+        # [B, n, H, D] storage seen as [B, H, n, D], as a model's split heads are
+        strided = [t.transpose(1, 2).contiguous().transpose(1, 2) for t in tensors]
+        self.assertFalse(strided[0].is_contiguous())
+        a, xa = self.run_op(tensors, is_global, valid)
+        b, xb = self.run_op(strided, is_global, valid)
+        (a * d_out).sum().backward()
+        (b * d_out).sum().backward()
+        self.assertTrue(torch.equal(a, b))
+        for x, y in zip(xa, xb):
+            self.assertTrue(torch.equal(x.grad, y.grad))
+
+    def test_argument_errors(self):
+        tensors, is_global, valid, _ = random_case(3)
+        q, k, v, qg, kg, vg = tensors
+        with self.assertRaisesRegex(ValueError, "all three"):
+            ldqa_attention.sparse_attention(q, k, v, qg, None, vg, is_global, valid, window=3)
+        with self.assertRaisesRegex(ValueError, "share one"):
+            ldqa_attention.sparse_attention(q, k[:, :, :-1], v, window=3)
+        with self.assertRaisesRegex(ValueError, r"\[B, n\]"):
+            ldqa_attention.sparse_attention(q, k, v, key_mask=valid[:, :-1], window=3)
+        with self.assertRaisesRegex(TypeError, "dtype"):
+            ldqa_attention.sparse_attention(q.double(), k.double(), v.double(), window=3)
+        with self.assertRaisesRegex(RuntimeError, "window"):  # the library's own message
+            ldqa_attention.sparse_attention(q, k, v, window=-5)
+
+
+class EncoderThroughOpTest(unittest.TestCase):
+    def test_encoder_matches_dense_path(self):
+        torch.manual_seed(4)
+        cfg = Config(vocab_size=300, hidden=64, layers=2, heads=4, ffn=128, window=9, rotary_dims=8)
+        model = Encoder(cfg)
+        for layer in model.layers:
+            layer.attention.init_global_from_local()
+            with torch.no_grad():  # distinct global projections, so a mix-up would show
+                layer.attention.query_global.weight.add_(0.05 * torch.randn_like(layer.attention.query_global.weight))
+        b, n = 2, 97
+        ids = torch.randint(5, cfg.vocab_size, (b, n))
+        types = torch.ones_like(ids)
+        valid = torch.ones(b, n, dtype=torch.bool)
+        valid[1, 70:] = False
+        glen = torch.tensor([6, 13])
+        weight = torch.randn(b, n, cfg.hidden)
+        results = []
+        for path in ("ldqa", "dense"):
+            model.zero_grad(set_to_none=True)
+            out = model(ids, types, model.plan(valid, glen, path))
+            (out * weight).sum().backward()
+            results.append((out.detach(), {k: p.grad.clone() for k, p in model.named_parameters()
+                                           if p.grad is not None}))
+        (out_a, grads_a), (out_d, grads_d) = results
+        self.assertLess(rel(out_a[valid], out_d[valid]), 1e-5)
+        self.assertEqual(grads_a.keys(), grads_d.keys())
+        for name in grads_d:
+            with self.subTest(parameter=name):
+                self.assertLess(rel(grads_a[name], grads_d[name]), 1e-4)
+
+
+class TrainThroughOpTest(unittest.TestCase):
+    def test_pretraining_through_the_op_ends_where_dense_ends(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = pathlib.Path(tmp)
+            test_ddp.make_corpus(tmp / "data")
+            states = {}
+            for path in ("ldqa", "dense"):
+                out = tmp / path
+                states[path] = test_ddp.run(1, out, [
+                    "--data", str(tmp / "data"), "--out", str(out), "--tokenizer",
+                    str(test_ddp.ROOT / "models/ldqa-small/tokenizer.model"), "--config", test_ddp.CONFIG,
+                    "--pretrain-steps", "3", "--pretrain-long-minutes", "0", "--pretrain-len", "64",
+                    "--pretrain-batch", "4", "--skip-finetune", "--workers", "1", "--attention", path,
+                    "--dump-state", str(out / "state.pt")])
+            log = (tmp / "ldqa" / "train_log.jsonl").read_text()
+            self.assertIn('"attention": "ldqa"', log)
+            self.assertIn('"phase": "check"', log)  # the start-up check against dense ran
+            worst = max((states["ldqa"][k] - states["dense"][k]).abs().max().item() for k in states["dense"])
+            self.assertLess(worst, 1e-4)
+
+
+if __name__ == "__main__":
+    unittest.main()
