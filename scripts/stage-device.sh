@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Builds the CUDA tree here (sm_90 + PTX) and copies what the GPU machine needs into
+# Builds the CUDA tree here (sm_90 only: the GPU machine is an H200) and copies what the GPU machine needs into
 # .device/ and .device.tar.xz (git-ignored; carry the archive): the `ldqa` command with
 # libldqa.so (evaluation and calibration run through it there too), the GPU tests and
 # the benchmarks, and every shared library they need that is not the C/C++ runtime
 # (that machine's image has its own, newer). cuBLAS comes from that machine's CUDA/PyTorch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build.sh build-cuda -DLDQA_CUDA=ON
+scripts/build.sh build-cuda -DLDQA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90-real
 rm -rf .device && mkdir -p .device/lib
 cp build-cuda/app/ldqa build-cuda/tests/ldqa_gpu_tests build-cuda/tests/ldqa_gpu_engine_tests build-cuda/bench/ldqa_attention_bench \
   build-cuda/attention/libldqa_attention_capi.so build-cuda/bench/ldqa_encoder_bench .device/
