@@ -7,6 +7,9 @@
 //   3. global:   global query rows against every key, split over key ranges so a few
 //                global rows still fill the GPU; 4. combine the splits.
 // With top_k, a separate exact kernel replaces 2-4 (one CTA per query row, radix select).
+// Given AttentionInputs::lse, 2 and 4 also write each row's log-sum-exp for the backward
+// (attention_gpu_backward.cu). What both files share is in gpu_common.cuh; its host
+// side (the device plan, the split geometry, the preparation pass) is defined here.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -22,6 +25,7 @@
 #include "attention/gpu_common.cuh"
 #include "device/cuda_check.hpp"
 #include "ldqa/error.hpp"
+
 namespace ldqa::attention::detail {
 
 namespace gpu {
