@@ -64,20 +64,38 @@ po::options_description global_options() {
 }
 
 // ----------------------------------------------------------------- command options
+// What the reader reads per question (ask, batch and eval --setting corpus).
+void add_reading_options(po::options_description& o) {
+  const AskOptions defaults;
+  static const std::string read_help =
+      "context tokens read per question in all, best passages first (0: no limit; -1: " +
+      std::to_string(AskOptions::kCpuReadTokens) + " on the CPU, no limit on CUDA)";
+  o.add_options()("passages", po::value<int>()->default_value(defaults.passages),
+                  "retrieved passages the reader sees (with neighbours)")(
+      "context-tokens", po::value<int>()->default_value(defaults.context_tokens),
+      "tokens of context per window around a passage")(
+      "read-tokens", po::value<int>()->default_value(defaults.read_tokens), read_help.c_str());
+}
+
+void read_reading_options(const po::variables_map& vm, AskOptions& o) {
+  o.passages = vm["passages"].as<int>();
+  o.context_tokens = vm["context-tokens"].as<int>();
+  o.read_tokens = vm["read-tokens"].as<int>();
+}
+
 po::options_description ask_options() {
   po::options_description o("options");
-  o.add_options()("k,k", po::value<int>()->default_value(3), "answers to show")(
-      "passages", po::value<int>()->default_value(12), "retrieved passages the reader sees (with neighbours)")(
-      "context-tokens", po::value<int>()->default_value(1536), "tokens of context per document")(
-      "min-score", po::value<double>(), "withhold answers scoring below this (default: the model's calibration)");
+  o.add_options()("k,k", po::value<int>()->default_value(3), "answers to show");
+  add_reading_options(o);
+  o.add_options()("min-score", po::value<double>(),
+                  "withhold answers scoring below this (default: the model's calibration)");
   return o;
 }
 
 AskOptions ask_settings(const po::variables_map& vm) {
   AskOptions o;
   o.answers = vm["k"].as<int>();
-  o.passages = vm["passages"].as<int>();
-  o.context_tokens = vm["context-tokens"].as<int>();
+  read_reading_options(vm, o);
   if (vm.count("min-score")) o.min_score = vm["min-score"].as<double>();
   return o;
 }
@@ -99,6 +117,7 @@ po::options_description eval_options() {
       "paragraph, document or corpus (index the articles, ask through retrieval)")(
       "limit", po::value<int>()->default_value(0), "only the first N questions")(
       "predictions", po::value<std::string>(), "write {id: answer} to this JSON file");
+  add_reading_options(o);  // the corpus setting asks through retrieval, as ask does
   return o;
 }
 
@@ -362,6 +381,7 @@ int cmd_eval(const Global& g, const po::variables_map& vm, const Args& files) {
   request.squad_file = files[0];
   request.setting = vm["setting"].as<std::string>();
   request.limit = vm["limit"].as<int>();
+  read_reading_options(vm, request.ask);
   if (request.setting != "paragraph" && request.setting != "document" && request.setting != "corpus")
     throw po::error("--setting is paragraph, document or corpus, not '" + request.setting + "'");
   const bool progress = interactive_stderr(g);

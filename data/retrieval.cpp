@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <unordered_map>
 
 #include "data/fts_tokenizer.hpp"
@@ -126,72 +127,97 @@ std::vector<Hit> Retriever::search(std::string_view question, int k) {
 }
 
 std::vector<Context> Retriever::contexts(const std::vector<Hit>& hits, int budget,
-                                         const std::function<int(std::string_view)>& count_tokens) {
+                                         const std::function<int(std::string_view)>& count_tokens, int total_budget) {
   auto tokens = [&](std::string_view s) { return count_tokens ? count_tokens(s) : (count_words(s) * 4 + 2) / 3; };
-  std::map<int64_t, std::vector<const Hit*>> by_document;
-  for (const Hit& h : hits) by_document[h.document_id].push_back(&h);
-  std::vector<Context> out;
-  for (auto& [doc_id, doc_hits] : by_document) {
+  struct Window {
+    int first, last;
+    double score;
+    std::vector<int64_t> ids;
+  };
+  struct Document {
+    std::string path, title, body;
+    std::vector<Passage> passages;
+    std::vector<int> counted;  // token costs, -1 until a window considers the passage
+    std::vector<Window> windows;
+  };
+  // Documents load on their first hit; a missing one (re-indexed or removed since the
+  // search) stays null.
+  std::map<int64_t, std::unique_ptr<Document>> documents;
+  auto document = [&](int64_t doc_id) -> Document* {
+    auto [it, fresh] = documents.try_emplace(doc_id);
+    if (!fresh) return it->second.get();
     auto meta = impl_->db.prepare(
         "SELECT d.path, d.title, t.body FROM documents d JOIN texts t ON t.document_id = d.id"
         " WHERE d.id = ?");
     meta.bind(1, doc_id);
-    if (!meta.step()) continue;  // re-indexed or removed since the search
-    const std::string path = meta.text(0), title = meta.text(1), body = meta.text(2);
-    std::vector<Passage> passages;
+    if (!meta.step()) return nullptr;
+    auto d = std::make_unique<Document>();
+    d->path = meta.text(0);
+    d->title = meta.text(1);
+    d->body = meta.text(2);
     auto ps = impl_->db.prepare(
         "SELECT ordinal, byte_start, byte_end, char_start, char_end, page FROM passages"
         " WHERE document_id = ? ORDER BY ordinal");
     ps.bind(1, doc_id);
     while (ps.step())
-      passages.push_back({static_cast<int>(ps.int64(0)),
-                          ps.int64(1),
-                          ps.int64(2),
-                          ps.int64(3),
-                          ps.int64(4),
-                          static_cast<int>(ps.int64(5)),
-                          {}});
-    const int n = static_cast<int>(passages.size());
-    // Token costs, counted only for the passages a window considers (a long document's
-    // other passages are never tokenised here).
-    std::vector<int> counted(static_cast<std::size_t>(n), -1);
+      d->passages.push_back({static_cast<int>(ps.int64(0)),
+                             ps.int64(1),
+                             ps.int64(2),
+                             ps.int64(3),
+                             ps.int64(4),
+                             static_cast<int>(ps.int64(5)),
+                             {}});
+    d->counted.assign(d->passages.size(), -1);
+    it->second = std::move(d);
+    return it->second.get();
+  };
+  // Windows open in the order of the hits' scores across all documents, so that a total
+  // budget keeps the best hits' windows and drops the weakest (each hit inside an open
+  // window only joins it).
+  std::vector<const Hit*> order;
+  for (const Hit& h : hits) order.push_back(&h);
+  std::stable_sort(order.begin(), order.end(), [](const Hit* a, const Hit* b) { return a->score > b->score; });
+  int total_used = 0;
+  for (const Hit* h : order) {
+    Document* d = document(h->document_id);
+    if (d == nullptr) continue;
+    const int n = static_cast<int>(d->passages.size());
+    if (h->ordinal < 0 || h->ordinal >= n) continue;
     auto cost = [&](int i) {
-      int& c = counted[static_cast<std::size_t>(i)];
-      if (c < 0) c = tokens(passage_text(body, passages[static_cast<std::size_t>(i)]));
+      int& c = d->counted[static_cast<std::size_t>(i)];
+      if (c < 0) c = tokens(passage_text(d->body, d->passages[static_cast<std::size_t>(i)]));
       return c;
     };
-    std::sort(doc_hits.begin(), doc_hits.end(), [](const Hit* a, const Hit* b) { return a->score > b->score; });
-    struct Window {
-      int first, last;
-      double score;
-      std::vector<int64_t> ids;
-    };
-    std::vector<Window> windows;
-    for (const Hit* h : doc_hits) {
-      if (h->ordinal < 0 || h->ordinal >= n) continue;
-      auto inside = std::find_if(windows.begin(), windows.end(),
-                                 [&](const Window& w) { return w.first <= h->ordinal && h->ordinal <= w.last; });
-      if (inside != windows.end()) {
-        inside->ids.push_back(h->passage_id);
-        continue;
-      }
-      Window w{h->ordinal, h->ordinal, h->score, {h->passage_id}};
-      int used = cost(h->ordinal);
-      for (bool grew = true; grew;) {  // neighbours, alternating sides, within the budget
-        grew = false;
-        if (w.first > 0 && used + cost(w.first - 1) <= budget) {
-          used += cost(--w.first);
-          grew = true;
-        }
-        if (w.last + 1 < n && used + cost(w.last + 1) <= budget) {
-          used += cost(++w.last);
-          grew = true;
-        }
-      }
-      windows.push_back(std::move(w));
+    auto inside = std::find_if(d->windows.begin(), d->windows.end(),
+                               [&](const Window& w) { return w.first <= h->ordinal && h->ordinal <= w.last; });
+    if (inside != d->windows.end()) {
+      inside->ids.push_back(h->passage_id);
+      continue;
     }
+    if (total_budget > 0 && total_used >= total_budget) continue;  // spent: no new window
+    const int limit = total_budget > 0 ? std::min(budget, total_budget - total_used) : budget;
+    Window w{h->ordinal, h->ordinal, h->score, {h->passage_id}};
+    int used = cost(h->ordinal);     // the hit itself, whatever the limit
+    for (bool grew = true; grew;) {  // neighbours, alternating sides, within the limit
+      grew = false;
+      if (w.first > 0 && used + cost(w.first - 1) <= limit) {
+        used += cost(--w.first);
+        grew = true;
+      }
+      if (w.last + 1 < n && used + cost(w.last + 1) <= limit) {
+        used += cost(++w.last);
+        grew = true;
+      }
+    }
+    total_used += used;
+    d->windows.push_back(std::move(w));
+  }
+  std::vector<Context> out;
+  for (auto& [doc_id, d] : documents) {
+    if (d == nullptr) continue;
     // Merge windows that overlap or touch (their union may exceed the budget slightly
     // only when both were already full; kept as one contiguous text).
+    auto& windows = d->windows;
     std::sort(windows.begin(), windows.end(), [](const Window& a, const Window& b) { return a.first < b.first; });
     std::vector<Window> merged;
     for (auto& w : windows) {
@@ -204,20 +230,21 @@ std::vector<Context> Retriever::contexts(const std::vector<Hit>& hits, int budge
       }
     }
     for (auto& w : merged) {
-      const Passage& a = passages[static_cast<std::size_t>(w.first)];
-      const Passage& b = passages[static_cast<std::size_t>(w.last)];
+      const Passage& a = d->passages[static_cast<std::size_t>(w.first)];
+      const Passage& b = d->passages[static_cast<std::size_t>(w.last)];
       Context c;
       c.document_id = doc_id;
-      c.path = path;
-      c.title = title;
+      c.path = d->path;
+      c.title = d->title;
       c.byte_start = a.byte_start;
       c.byte_end = b.byte_end;
-      for (int i = w.first; i <= w.last; ++i) c.tokens += cost(i);
+      for (int i = w.first; i <= w.last; ++i) c.tokens += d->counted[static_cast<std::size_t>(i)];
       c.char_start = a.char_start;
       c.char_end = b.char_end;
       c.first_page = a.page;
       c.last_page = b.page;
-      c.text = body.substr(static_cast<std::size_t>(a.byte_start), static_cast<std::size_t>(b.byte_end - a.byte_start));
+      c.text =
+          d->body.substr(static_cast<std::size_t>(a.byte_start), static_cast<std::size_t>(b.byte_end - a.byte_start));
       c.score = w.score;
       c.hit_passages = std::move(w.ids);
       out.push_back(std::move(c));

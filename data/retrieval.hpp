@@ -48,9 +48,12 @@ class Retriever {
   std::vector<Hit> search(std::string_view question, int k);
   // Per document: hits plus neighbouring passages, merged into contiguous windows of at
   // most `budget` tokens (count_tokens, default: words * 4 / 3 rounded up). Only the
-  // passages a window grows into are counted.
+  // passages a window grows into are counted. With total_budget > 0, windows open in
+  // the order of their hits' scores across documents until that many tokens are taken
+  // (the last one shrinks to what is left; a hit always brings its own passage): what
+  // the reader reads per question is bounded whatever the number of hits.
   std::vector<Context> contexts(const std::vector<Hit>& hits, int budget,
-                                const std::function<int(std::string_view)>& count_tokens = {});
+                                const std::function<int(std::string_view)>& count_tokens = {}, int total_budget = 0);
 
  private:
   struct Impl;

@@ -22,6 +22,8 @@ void check_question(std::string_view question, const AskOptions& options) {
   if (options.answers < 1 || options.passages < 1 || options.context_tokens < 64)
     fail("ask: answers (", options.answers, ") and passages (", options.passages,
          ") must be positive and context_tokens (", options.context_tokens, ") at least 64");
+  if (options.read_tokens < -1)
+    fail("ask: read_tokens (", options.read_tokens, ") must be >= 0 (0: no limit) or -1 (the device's default)");
 }
 
 AskResult answer_question(const AskContext& at, std::string_view question, const AskOptions& options) {
@@ -32,7 +34,8 @@ AskResult answer_question(const AskContext& at, std::string_view question, const
   const auto hits = at.retriever.search(question, options.passages);
   const int budget = std::min(options.context_tokens, at.reader.encoder().config().max_len - 80);
   const auto contexts = at.retriever.contexts(
-      hits, budget, [&](std::string_view s) { return static_cast<int>(at.reader.tokenizer().encode(s).size()); });
+      hits, budget, [&](std::string_view s) { return static_cast<int>(at.reader.tokenizer().encode(s).size()); },
+      options.read_tokens >= 0 ? options.read_tokens : (at.device == Device::cpu ? AskOptions::kCpuReadTokens : 0));
   result.retrieval_ms = elapsed_ms(t0);
   if (contexts.empty()) return result;
   const auto t1 = std::chrono::steady_clock::now();

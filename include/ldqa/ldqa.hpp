@@ -89,7 +89,13 @@ struct Answer {
 struct AskOptions {
   int answers = 3;            // at most this many, best first
   int passages = 12;          // retrieval hits handed to context building
-  int context_tokens = 1536;  // per document context (hit passages and their neighbours)
+  int context_tokens = 1536;  // per window: a hit passage and its neighbours
+  // Context tokens read per question in all: windows open best hit first across
+  // documents until this many are taken, so the reader's time per question is bounded
+  // however many passages match. 0: no limit; -1 (default): kCpuReadTokens when the
+  // reader runs on the CPU, no limit on CUDA (where reading is cheap).
+  int read_tokens = -1;
+  static constexpr int kCpuReadTokens = 4096;
   // Below: no answer. Unset: the model's calibration.json (an error when it has none);
   // -infinity shows every answer.
   std::optional<double> min_score;

@@ -71,6 +71,11 @@ check "no answer exit 4" test $? -eq 4
 check "no answer message" contains "$out" "no answer found"
 out=$("$ldqa" --db "$db" ask --min-score 100 "When was the lighthouse built?" 2>&1)
 check "threshold withholds" test $? -eq 4
+# a reading budget of one passage still finds the answer in the best passage
+out=$("$ldqa" --db "$db" --json ask -k 1 --read-tokens 64 "Who is the chief executive of the ferry company?")
+check "read-tokens: best passage kept" python3 -c 'import json,sys; a=json.loads(sys.argv[1])["answers"][0]; assert a["text"]=="Ingrid Aasen", a' "$out"
+out=$("$ldqa" --db "$db" ask --read-tokens -2 "When?" 2>&1)
+check "read-tokens < -1 refused" contains "$out" "read_tokens (-2) must be >= 0"
 
 # batch: text and JSONL questions, JSONL answers, resumable
 printf 'When was the lighthouse built?\n\n{"id": "ceo", "question": "Who is the chief executive?"}\nWhat is the capital of Peru?\n' >"$tmp/q.txt"

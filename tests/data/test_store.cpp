@@ -248,6 +248,68 @@ TEST_CASE("contexts: hits with neighbours, merged, within the budget, exact offs
   CHECK(calls > 0);
 }
 
+TEST_CASE("contexts: a total budget keeps the best hits' windows and bounds what is read", "[data][store][retrieval]") {
+  Corpus c;
+  std::mt19937_64 rng(19);
+  for (const char* name : {"a.txt", "b.txt"}) {
+    std::string body;
+    for (int p = 0; p < 20; ++p) {
+      body += test::filler(rng, 50);
+      if (p == 3 || p == 15) body += name[0] == 'a' ? " quokka quokka quokka" : " quokka";
+      body += "\n\n";
+    }
+    test::write_file(c.docs() / name, body);
+  }
+  Store s = Store::open(c.db());
+  IndexOptions o;
+  o.passages = {50, 90};
+  index_paths(s, {c.docs()}, o);
+  Retriever r(s);
+  const auto hits = r.search("quokka", 10);
+  REQUIRE(hits.size() == 4);
+  const Hit& best =
+      *std::max_element(hits.begin(), hits.end(), [](const Hit& x, const Hit& y) { return x.score < y.score; });
+  const int budget = 300;
+  const auto unlimited = r.contexts(hits, budget);
+  int unlimited_tokens = 0;
+  for (const auto& ctx : unlimited) unlimited_tokens += ctx.tokens;
+  // A total above what the windows take changes nothing.
+  const auto roomy = r.contexts(hits, budget, {}, unlimited_tokens + 1000);
+  REQUIRE(roomy.size() == unlimited.size());
+  for (std::size_t i = 0; i < roomy.size(); ++i) CHECK(roomy[i].text == unlimited[i].text);
+  // The smallest total: the best hit's passage alone.
+  const auto tiny = r.contexts(hits, budget, {}, 1);
+  REQUIRE(tiny.size() == 1);
+  CHECK(tiny[0].byte_start == best.passage.byte_start);
+  CHECK(tiny[0].byte_end == best.passage.byte_end);
+  CHECK(tiny[0].hit_passages == std::vector<int64_t>{best.passage_id});
+  // In between: at most the total plus the last window's own hit passage, best hit kept,
+  // and fewer tokens than without a total.
+  for (int total : {200, 400, 700}) {
+    const auto bounded = r.contexts(hits, budget, {}, total);
+    int read = 0, largest_passage = 0;
+    bool has_best = false;
+    for (const auto& ctx : bounded) {
+      read += ctx.tokens;
+      for (int64_t id : ctx.hit_passages) has_best |= id == best.passage_id;
+    }
+    for (const auto& h : hits) {
+      int words = 0;
+      bool in = false;
+      for (char ch : s.text(h.document_id, h.passage.byte_start, h.passage.byte_end)) {
+        const bool sp = ch == ' ' || ch == '\n';
+        if (!sp && !in) ++words;
+        in = !sp;
+      }
+      largest_passage = std::max(largest_passage, (words * 4 + 2) / 3);
+    }
+    INFO("total " << total << ": read " << read);
+    CHECK(has_best);
+    CHECK(read <= total + largest_passage);
+    CHECK(read < unlimited_tokens);
+  }
+}
+
 TEST_CASE("a reader sees each document before or after its transaction (WAL)", "[data][store]") {
   Corpus c;
   test::write_file(c.docs() / "a.txt", "original aardvark text");
