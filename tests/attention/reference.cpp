@@ -137,7 +137,8 @@ ReferenceResult reference_attention(const AttentionCase& c, double tie_tolerance
   return res;
 }
 
-ReferenceGrads reference_attention_backward(const AttentionCase& c, const std::vector<double>& d_out) {
+ReferenceGrads reference_attention_backward(const AttentionCase& c, const std::vector<double>& d_out,
+                                            const std::vector<double>* stored_out) {
   if (c.pattern.top_k > 0) std::abort();  // no backward for top-k
   const int n = c.seq_len, d = c.head_dim;
   const double scale = scale_of(c);
@@ -175,8 +176,9 @@ ReferenceGrads reference_attention_backward(const AttentionCase& c, const std::v
           for (int x = 0; x < d; ++x) out[x] += p[s] * row(vs, scores[s].second)[x];
         }
         const double* d_o = row(d_out, i);
+        const double* o = stored_out ? row(*stored_out, i) : out.data();
         double delta = 0;
-        for (int x = 0; x < d; ++x) delta += d_o[x] * out[x];
+        for (int x = 0; x < d; ++x) delta += d_o[x] * o[x];
         for (std::size_t s = 0; s < scores.size(); ++s) {
           const int j = scores[s].second;
           double dp = 0;

@@ -61,11 +61,16 @@ struct Float32Case {
 
 // Gradients of sum(out * d_out) with respect to every input, [batch, heads, n, head_dim]
 // each; the global ones only with separate_global (otherwise they are in dq, dk, dv).
-// Top-k has no backward.
+// Top-k has no backward. stored_out, when given, is the output the backward under test
+// read for delta = sum(d_out * out): a 16-bit kernel reads its own rounded output (as
+// FlashAttention's does), and where a row attends to two or three keys dP - delta
+// cancels, so that rounding alone moves dS by several percent; the reference then
+// takes the same delta (the forward's output is checked on its own).
 struct ReferenceGrads {
   std::vector<double> dq, dk, dv, dqg, dkg, dvg;
 };
-ReferenceGrads reference_attention_backward(const AttentionCase& c, const std::vector<double>& d_out);
+ReferenceGrads reference_attention_backward(const AttentionCase& c, const std::vector<double>& d_out,
+                                            const std::vector<double>* stored_out = nullptr);
 
 // Named global sets from the test grid: "none", "first", "first17", "scattered17", "all".
 std::vector<uint8_t> make_global_set(const std::string& kind, int batch, int n, std::mt19937_64& rng);
