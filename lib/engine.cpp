@@ -23,7 +23,7 @@ namespace ldqa {
 
 namespace {
 
-constexpr const char* kBundledModel = "ldqa-small";
+constexpr const char* kBundledModel = "ldqa-base";
 
 }  // namespace
 

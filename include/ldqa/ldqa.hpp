@@ -41,7 +41,7 @@ struct EngineOptions {
 };
 
 // The bundled model: $LDQA_MODEL if set, else the installed copy beside the library
-// (<prefix>/share/ldqa/models/ldqa-small), else the source tree's models/ldqa-small.
+// (<prefix>/share/ldqa/models/ldqa-base), else the source tree's models/ldqa-base.
 // Throws with every place it looked when none holds a config.json.
 std::filesystem::path bundled_model_dir();
 

@@ -322,7 +322,7 @@ out=$("$ldqa" --db "$hostile/index.db" search Ingeborg 2>&1)
 check "hostile: deleted file not searchable" contains "$out" "no matching passage"
 
 # ---------------------------------------------------------- broken models, calibration
-model_src="$(realpath "$(dirname "$ldqa")"/../../models/ldqa-small)"
+model_src="$(realpath "$(dirname "$ldqa")"/../../models/ldqa-base)"
 make_model() {  # make_model DIR: the bundled model, linked file by file
   mkdir -p "$1"
   for f in "$model_src"/*; do ln -sf "$f" "$1/"; done

@@ -41,10 +41,12 @@ TEST_CASE("cpu encoder matches PyTorch layer by layer on the tiny model", "[mode
   }
 }
 
-TEST_CASE("the shipped model finds PyTorch's spans on SQuAD dev questions", "[model]") {
-  const auto encoder = model::Encoder::load(kModels / "ldqa-small");
-  const auto tok = tokenizer::Tokenizer::load(kModels / "ldqa-small/tokenizer.model");
-  std::ifstream in(kModels / "fixtures/ldqa-small-squad.json");
+TEST_CASE("the bundled models find PyTorch's spans on SQuAD dev questions", "[model]") {
+  const std::string name = GENERATE(as<std::string>{}, "ldqa-base", "ldqa-small");
+  INFO(name);
+  const auto encoder = model::Encoder::load(kModels / name);
+  std::ifstream in(kModels / "fixtures" / (name + "-squad.json"));
+  REQUIRE(in);
   const auto fixture = nlohmann::json::parse(in);
   for (const auto& c : fixture["cases"]) {
     INFO(c["id"].get<std::string>());

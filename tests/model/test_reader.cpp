@@ -14,13 +14,14 @@ using namespace ldqa::test;
 
 namespace {
 
+// The default model (lib/engine.cpp's kBundledModel).
 const model::Reader& shipped() {
-  static const model::Reader reader = model::Reader::load(kModels / "ldqa-small");
+  static const model::Reader reader = model::Reader::load(kModels / "ldqa-base");
   return reader;
 }
 
 nlohmann::json squad_fixture() {
-  std::ifstream in(kModels / "fixtures/ldqa-small-squad.json");
+  std::ifstream in(kModels / "fixtures/ldqa-base-squad.json");
   return nlohmann::json::parse(in);
 }
 
