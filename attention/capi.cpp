@@ -72,26 +72,41 @@ struct LdqaAttentionShape {
   float scale;
 };
 
+}  // extern "C"
+
+namespace {
+
+// The forward's and the backward's inputs are the same tensors: one translation.
+AttentionInputs inputs_of(const LdqaAttentionShape* s, const void* q, const void* k, const void* v, const void* qg,
+                          const void* kg, const void* vg, const unsigned char* global_mask, const int* valid_lengths,
+                          const unsigned char* key_mask, void* out, float* lse) {
+  return AttentionInputs{.batch = s->batch,
+                         .dtype = dtype_of(s->dtype),
+                         .q = q,
+                         .k = k,
+                         .v = v,
+                         .q_global = qg,
+                         .k_global = kg,
+                         .v_global = vg,
+                         .global_mask = global_mask,
+                         .max_global = s->max_global,
+                         .valid_lengths = valid_lengths,
+                         .key_mask = key_mask,
+                         .out = out,
+                         .lse = lse,
+                         .scale = s->scale};
+}
+
+}  // namespace
+
+extern "C" {
+
 int ldqa_attention_forward(const LdqaAttentionShape* s, const void* q, const void* k, const void* v, const void* qg,
                            const void* kg, const void* vg, const unsigned char* global_mask, const int* valid_lengths,
                            const unsigned char* key_mask, void* out, float* lse, void* stream, void* workspace,
                            char* err, int err_len) {
   return guarded(err, err_len, [&] {
-    const AttentionInputs in{.batch = s->batch,
-                             .dtype = dtype_of(s->dtype),
-                             .q = q,
-                             .k = k,
-                             .v = v,
-                             .q_global = qg,
-                             .k_global = kg,
-                             .v_global = vg,
-                             .global_mask = global_mask,
-                             .max_global = s->max_global,
-                             .valid_lengths = valid_lengths,
-                             .key_mask = key_mask,
-                             .out = out,
-                             .lse = lse,
-                             .scale = s->scale};
+    const AttentionInputs in = inputs_of(s, q, k, v, qg, kg, vg, global_mask, valid_lengths, key_mask, out, lse);
     const auto& attn = cached(s->n, s->heads, s->head_dim, s->window, s->top_k);
     if (s->cuda != 0) {
       const std::size_t bytes = workspace ? attn.cuda_workspace_bytes(s->batch, s->max_global) : 0;
@@ -110,21 +125,9 @@ int ldqa_attention_backward(const LdqaAttentionShape* s, const void* q, const vo
                             void* d_k, void* d_v, void* d_qg, void* d_kg, void* d_vg, void* stream, void* workspace,
                             char* err, int err_len) {
   return guarded(err, err_len, [&] {
-    const AttentionInputs in{.batch = s->batch,
-                             .dtype = dtype_of(s->dtype),
-                             .q = q,
-                             .k = k,
-                             .v = v,
-                             .q_global = qg,
-                             .k_global = kg,
-                             .v_global = vg,
-                             .global_mask = global_mask,
-                             .max_global = s->max_global,
-                             .valid_lengths = valid_lengths,
-                             .key_mask = key_mask,
-                             .out = const_cast<void*>(out),  // read only by the backward
-                             .lse = lse,
-                             .scale = s->scale};
+    // out is only read by the backward
+    const AttentionInputs in =
+        inputs_of(s, q, k, v, qg, kg, vg, global_mask, valid_lengths, key_mask, const_cast<void*>(out), lse);
     const AttentionGradients grad{
         .d_out = d_out, .d_q = d_q, .d_k = d_k, .d_v = d_v, .d_q_global = d_qg, .d_k_global = d_kg, .d_v_global = d_vg};
     const auto& attn = cached(s->n, s->heads, s->head_dim, s->window, s->top_k);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <random>
 #include <string>
@@ -49,6 +50,23 @@ ReferenceResult reference_attention(const AttentionCase& c, double tie_tolerance
 
 // Whether position i of sequence b is a real token (not padding), as attention.hpp defines it.
 bool is_valid(const AttentionCase& c, int b, int i);
+
+// Nonzero values at padding positions over [batch, heads, n, head_dim] tensors (empty ones
+// skipped): a backward must give padding exactly nothing.
+template <typename T>
+int64_t padding_nonzeros(const AttentionCase& c, std::initializer_list<const std::vector<T>*> tensors) {
+  int64_t count = 0;
+  for (int b = 0; b < c.batch; ++b)
+    for (int h = 0; h < c.heads; ++h)
+      for (int i = 0; i < c.seq_len; ++i) {
+        if (is_valid(c, b, i)) continue;
+        const std::size_t at = ((static_cast<std::size_t>(b) * c.heads + h) * c.seq_len + i) * c.head_dim;
+        for (const auto* x : tensors)
+          if (!x->empty())
+            for (int e = 0; e < c.head_dim; ++e) count += (*x)[at + static_cast<std::size_t>(e)] != T(0);
+      }
+  return count;
+}
 
 // The case's tensors in float32 and the AttentionInputs over them (run_cpu, backward_cpu);
 // the outputs are the caller's. The case must outlive it.
