@@ -389,7 +389,8 @@ def finetune_features(cfg, args, tok, train_articles, document_articles=()):
         ans = qa_data.answer_tokens(ctx[1], ctx[2], *pspan)
         if ans is None:
             continue
-        para_feats.extend(qa_data.make_features(cfg, q, ctx, args.para_len, 128, qid, ans))
+        if args.para_batch > 0:  # 0: long windows only (a throughput measurement at --long-len)
+            para_feats.extend(qa_data.make_features(cfg, q, ctx, args.para_len, 128, qid, ans))
         if not long_every or n % long_every:
             continue
         actx = art_tok[ai]
@@ -463,7 +464,8 @@ def finetune(model, cfg, args, device, para_feats, long_feats, forward):
     losses = {"para": [], "long": []}  # on the device until logged (no sync per step)
     warm = set()
     t0 = time.time()
-    step, epoch = 0, 0
+    step, epoch, seen = 0, 0, 0
+    lengths = {"para": args.para_len, "long": args.long_len}
     while True:
         batches = epoch_batches(epoch)
         for bi, (kind, index) in enumerate(batches):
@@ -492,13 +494,14 @@ def finetune(model, cfg, args, device, para_feats, long_feats, forward):
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             step += 1
+            seen += sizes[kind] * lengths[kind]  # window tokens, padding included (all ranks)
             losses[kind].append(loss.detach())
             if DIST.main and step % args.log_every == 0:
                 mean = {k: torch.stack(v[-50:]).mean().item() if v else None for k, v in losses.items()}
                 for k in losses:
                     del losses[k][:-50]
                 log(dict(phase="finetune", step=step, epoch=epoch, elapsed=time.time() - t0, loss_para=mean["para"],
-                         loss_long=mean["long"], lr=opt.param_groups[0]["lr"]))
+                         loss_long=mean["long"], lr=opt.param_groups[0]["lr"], tokens_per_s=seen / (time.time() - t0)))
         epoch += 1
 
 
@@ -611,7 +614,7 @@ def main():
     ap.add_argument("--pretrain-long-batch", type=int, default=64)
     ap.add_argument("--pretrain-lr", type=float, default=1e-3)
     ap.add_argument("--para-len", type=int, default=384)
-    ap.add_argument("--para-batch", type=int, default=64)
+    ap.add_argument("--para-batch", type=int, default=64, help="0: no paragraph windows (long windows only)")
     ap.add_argument("--long-len", type=int, default=4096)
     ap.add_argument("--long-batch", type=int, default=8)
     ap.add_argument("--long-share", type=float, default=0.125, help="share of questions that also get a long window")

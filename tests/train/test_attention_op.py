@@ -10,6 +10,7 @@ library comes from $LDQA_ATTENTION_LIB (ctest passes the built one).
 
     LDQA_ATTENTION_LIB=build/attention/libldqa_attention_capi.so python3 tests/train/test_attention_op.py
 """
+import json
 import pathlib
 import sys
 import tempfile
@@ -171,6 +172,32 @@ class TrainThroughOpTest(unittest.TestCase):
             log = (tmp / "ldqa" / "train_log.jsonl").read_text()
             self.assertIn('"attention": "ldqa"', log)
             self.assertIn('"phase": "check"', log)  # the start-up check against dense ran
+            worst = max((states["ldqa"][k] - states["dense"][k]).abs().max().item() for k in states["dense"])
+            self.assertLess(worst, 1e-4)
+
+    def test_finetuning_on_long_windows_through_the_op_ends_where_dense_ends(self):
+        # --para-batch 0: long windows only (scripts/device-train-ab.sh's 4096-token
+        # throughput run); questions of different lengths and padded windows go through
+        # the op's global rows and key masks, forward and backward.
+        import random
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = pathlib.Path(tmp)
+            test_ddp.make_squad(tmp / "data", random.Random(5))
+            states = {}
+            for path in ("ldqa", "dense"):
+                out = tmp / path
+                states[path] = test_ddp.run(1, out, [
+                    "--data", str(tmp / "data"), "--out", str(out), "--tokenizer",
+                    str(test_ddp.ROOT / "models/ldqa-small/tokenizer.model"), "--config", test_ddp.CONFIG,
+                    "--pretrain-minutes", "0", "--pretrain-long-minutes", "0", "--para-batch", "0",
+                    "--long-share", "1", "--long-len", "192", "--long-batch", "2", "--finetune-steps", "4",
+                    "--eval-settings", "none", "--log-every", "2", "--workers", "1", "--attention", path,
+                    "--dump-state", str(out / "state.pt")])
+            records = [json.loads(x) for x in (tmp / "ldqa" / "train_log.jsonl").read_text().splitlines()]
+            data = next(r for r in records if r.get("event") == "data")
+            self.assertEqual(data["paragraph_features"], 0)
+            self.assertGreater(data["long_features"], 0)
+            self.assertTrue(all(r["tokens_per_s"] > 0 for r in records if r.get("phase") == "finetune" and "step" in r))
             worst = max((states["ldqa"][k] - states["dense"][k]).abs().max().item() for k in states["dense"])
             self.assertLess(worst, 1e-4)
 

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""The table of scripts/device-train-ab.sh: for each run folder (train.py --out, named
+tab-ATTENTION-KIND), training throughput after the first logged step (compilation and
+warm-up excluded), MFU, and how far the loss curves of the two attentions are apart at
+the same steps (same seed, data and masks: they differ only by the attention's rounding).
+
+    python3 bench/train_ab.py /tmp/ldqa/work/tab-*   [--peak-tflops 989]
+
+MFU counts the dense work only, 6 x parameters x tokens per second (forward and backward),
+against the GPU's bf16 dense peak (H200 SXM: 989 TFLOP/s); the sparse attention's own
+work (at most a few percent at window 128) is left out, so MFU is slightly understated.
+"""
+import argparse
+import json
+import pathlib
+import re
+
+
+def read_log(folder):
+    records = [json.loads(line) for line in (pathlib.Path(folder) / "train_log.jsonl").read_text().splitlines() if line]
+    start = next(r for r in records if r.get("phase") == "start")
+    steps = [r for r in records if "step" in r and "tokens_per_s" in r and "elapsed" in r]
+    return start, steps
+
+
+def rate(steps):
+    """Tokens per second between the first and the last logged step (train.py logs the
+    cumulative rate, so tokens seen = tokens_per_s x elapsed)."""
+    if len(steps) < 2:
+        return None
+    a, b = steps[0], steps[-1]
+    return (b["tokens_per_s"] * b["elapsed"] - a["tokens_per_s"] * a["elapsed"]) / (b["elapsed"] - a["elapsed"])
+
+
+def loss_of(record):
+    return record.get("loss", record.get("loss_long"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("folders", nargs="+")
+    ap.add_argument("--peak-tflops", type=float, default=989.0)
+    args = ap.parse_args()
+    runs = {}
+    for folder in args.folders:
+        m = re.search(r"tab-([a-z]+)-(\w+)$", pathlib.Path(folder).name)
+        if not m or not (pathlib.Path(folder) / "train_log.jsonl").exists():
+            continue
+        runs[(m.group(2), m.group(1))] = read_log(folder)
+    print("| run | attention | steps | tokens/s | MFU | final loss | ours / this |")
+    print("|---|---|---|---|---|---|---|")
+    for kind in sorted({k for k, _ in runs}):
+        rates = {}
+        for attention in ("ldqa", "flex", "dense"):
+            if (kind, attention) not in runs:
+                continue
+            start, steps = runs[(kind, attention)]
+            r = rate(steps)
+            rates[attention] = r
+            params = start.get("params_pretraining") or start.get("params_exported")
+            mfu = 6 * params * r / (args.peak_tflops * 1e12) if r else None
+            ratio = ""
+            if attention != "ldqa" and rates.get("ldqa") and r:
+                ratio = f"{rates['ldqa'] / r:.2f}"
+            print(f"| {kind} | {attention} | {steps[-1]['step'] if steps else 0} | "
+                  f"{r:,.0f} | {100 * mfu:.1f} % | {loss_of(steps[-1]):.4f} | {ratio} |" if r else
+                  f"| {kind} | {attention} | {len(steps)} logged | – | – | – | |")
+        reference = "flex" if (kind, "flex") in runs else "dense"  # dense: a CPU dry run
+        if (kind, "ldqa") in runs and (kind, reference) in runs:
+            ours = {s["step"]: loss_of(s) for s in runs[(kind, "ldqa")][1]}
+            theirs = {s["step"]: loss_of(s) for s in runs[(kind, reference)][1]}
+            common = sorted(set(ours) & set(theirs))
+            if common:
+                diffs = [abs(ours[s] - theirs[s]) for s in common]
+                print(f"|   | loss curves vs {reference}, {len(common)} common logged steps | | | | "
+                      f"max abs diff {max(diffs):.4f}, mean {sum(diffs) / len(diffs):.4f} | |")
+
+
+if __name__ == "__main__":
+    main()

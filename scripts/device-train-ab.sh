@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Issue 11 §4 on the GPU machine: training through our attention op against training
+# through FlexAttention, same seed, data and masks, one arm after the other on the GPU
+# alone. Needs the corpus and the checkpoint staged (scripts/device-pretrain.sh stage)
+# and the op's library (.device/libldqa_attention_capi.so from .device.tar.xz).
+#   bash scripts/device-train-ab.sh start [STEPS]   detached: for each attention, MLM at
+#        512 tokens for STEPS steps (default 300; the loss curves compared), MLM at 2048
+#        for 100 steps, and fine-tuning on 4096-token windows only for 150 steps
+#   bash scripts/device-pretrain.sh wait 540        poll (the same runs folder)
+#   python3 bench/train_ab.py $WORK/tab-*           the table: tokens/s, MFU, loss agreement
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit
+source scripts/device-env.sh
+work=${WORK:-/tmp/ldqa/work}
+stage=${STAGE:-/tmp/ldqa/stage}
+steps=${2:-300}
+tok=models/ldqa-base-pretrained/tokenizer.model
+case ${1:?start} in
+  start)
+    mkdir -p "$work/tab"
+    # One arm after the other (a shared GPU would time neither); --compile as a session would.
+    script=$(
+      cat <<EOF
+set -x
+for attention in ldqa flex; do
+  python3 train/train.py --data $stage/data --tokenizer $tok --corpus-ids $stage/corpus-ids \
+    --resume $stage/pretrained --out $work/tab-\$attention-mlm512 --attention \$attention --compile --seed 11 \
+    --pretrain-steps $steps --pretrain-long-minutes 0 --skip-finetune --log-every 10
+  python3 train/train.py --data $stage/data --tokenizer $tok --corpus-ids $stage/corpus-ids \
+    --resume $stage/pretrained --out $work/tab-\$attention-mlm2048 --attention \$attention --compile --seed 11 \
+    --pretrain-len 2048 --pretrain-batch 64 --pretrain-steps 100 --pretrain-long-minutes 0 --skip-finetune --log-every 10
+  # fine-tuning from the pretrained checkpoint (models/ldqa-base exceeds one call's carry)
+  python3 train/train.py --data $stage/data --tokenizer $tok --resume $stage/pretrained --pretrain-minutes 0 \
+    --pretrain-long-minutes 0 --out $work/tab-\$attention-ft4096 --attention \$attention --compile --seed 11 \
+    --para-batch 0 --long-share 1 --finetune-steps 150 --eval-settings none --log-every 10
+done
+EOF
+    )
+    setsid nohup bash -c "$script" >"$work/tab/run.out" 2>&1 </dev/null &
+    echo "$!" >"$work/tab/pid"
+    echo "started: pid $!, log $work/tab/run.out"
+    ;;
+  *)
+    echo "usage: $0 start [STEPS]" >&2
+    exit 2
+    ;;
+esac
