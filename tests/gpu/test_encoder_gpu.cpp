@@ -134,8 +134,11 @@ TEST_CASE("a 128k-token document runs in one pass with memory linear in its leng
 }
 
 TEST_CASE("the reader answers the fixture questions the same on cuda and cpu", "[model_gpu]") {
-  static const model::Reader reader = model::Reader::load(kModels / "ldqa-small");
-  std::ifstream in(kModels / "fixtures/ldqa-small-squad.json");
+  const std::string name = GENERATE(as<std::string>{}, "ldqa-base", "ldqa-small");  // both bundled models
+  INFO(name);
+  const model::Reader reader = model::Reader::load(kModels / name);
+  std::ifstream in(kModels / "fixtures" / (name + "-squad.json"));
+  REQUIRE(in);
   const auto fixture = nlohmann::json::parse(in);
   std::vector<std::string> contexts;
   std::vector<model::Question> questions;
