@@ -1,6 +1,9 @@
 // The library's Engine: options that reach past the command (threads).
 #include <omp.h>
 
+#include <cstdlib>
+#include <filesystem>
+
 #include <catch2/catch.hpp>
 
 #include "ldqa/ldqa.hpp"
@@ -106,4 +109,21 @@ TEST_CASE("device lists are parsed at the edge", "[lib]") {
   CHECK_THROWS_WITH(parse_devices("cuda:x"), Catch::Contains("cuda:N"));
   if (cuda_device_count() == 0) CHECK_THROWS_WITH(parse_devices("cuda:0"), Catch::Contains("is not there"));
   CHECK(device_id_name({Device::cuda, 3}) == "cuda:3");
+}
+
+TEST_CASE("the bundled model is ldqa-base; LDQA_MODEL overrides it", "[lib]") {
+  // The environment is the process's: put back what was there.
+  const char* before = std::getenv("LDQA_MODEL");
+  const std::string saved = before ? before : "";
+  unsetenv("LDQA_MODEL");
+  CHECK(std::filesystem::equivalent(bundled_model_dir(), test::kModels / "ldqa-base"));
+  setenv("LDQA_MODEL", (test::kModels / "ldqa-small").c_str(), 1);
+  CHECK(std::filesystem::equivalent(bundled_model_dir(), test::kModels / "ldqa-small"));
+  test::TempDir empty;
+  setenv("LDQA_MODEL", empty.path().c_str(), 1);
+  CHECK_THROWS_WITH(bundled_model_dir(), Catch::Contains(empty.path().string() + " holds no config.json"));
+  if (before)
+    setenv("LDQA_MODEL", saved.c_str(), 1);
+  else
+    unsetenv("LDQA_MODEL");
 }
