@@ -155,24 +155,30 @@ class EncoderThroughOpTest(unittest.TestCase):
                 self.assertLess(rel(grads_a[name], grads_d[name]), 1e-4)
 
 
+def train_through_op_and_dense(tmp, args):
+    """The same train.py run (tiny model, data under tmp/data) through our op and through
+    dense attention; the largest difference of their final weights."""
+    states = {}
+    for path in ("ldqa", "dense"):
+        out = tmp / path
+        states[path] = test_ddp.run(1, out, [
+            "--data", str(tmp / "data"), "--out", str(out), "--tokenizer",
+            str(test_ddp.ROOT / "models/ldqa-small/tokenizer.model"), "--config", test_ddp.CONFIG,
+            "--workers", "1", "--attention", path, "--dump-state", str(out / "state.pt"), *args])
+    return max((states["ldqa"][k] - states["dense"][k]).abs().max().item() for k in states["dense"])
+
+
 class TrainThroughOpTest(unittest.TestCase):
     def test_pretraining_through_the_op_ends_where_dense_ends(self):
         with tempfile.TemporaryDirectory() as tmp:
             tmp = pathlib.Path(tmp)
             test_ddp.make_corpus(tmp / "data")
-            states = {}
-            for path in ("ldqa", "dense"):
-                out = tmp / path
-                states[path] = test_ddp.run(1, out, [
-                    "--data", str(tmp / "data"), "--out", str(out), "--tokenizer",
-                    str(test_ddp.ROOT / "models/ldqa-small/tokenizer.model"), "--config", test_ddp.CONFIG,
-                    "--pretrain-steps", "3", "--pretrain-long-minutes", "0", "--pretrain-len", "64",
-                    "--pretrain-batch", "4", "--skip-finetune", "--workers", "1", "--attention", path,
-                    "--dump-state", str(out / "state.pt")])
+            worst = train_through_op_and_dense(tmp, [
+                "--pretrain-steps", "3", "--pretrain-long-minutes", "0", "--pretrain-len", "64",
+                "--pretrain-batch", "4", "--skip-finetune"])
             log = (tmp / "ldqa" / "train_log.jsonl").read_text()
             self.assertIn('"attention": "ldqa"', log)
             self.assertIn('"phase": "check"', log)  # the start-up check against dense ran
-            worst = max((states["ldqa"][k] - states["dense"][k]).abs().max().item() for k in states["dense"])
             self.assertLess(worst, 1e-4)
 
     def test_finetuning_on_long_windows_through_the_op_ends_where_dense_ends(self):
@@ -183,22 +189,15 @@ class TrainThroughOpTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             tmp = pathlib.Path(tmp)
             test_ddp.make_squad(tmp / "data", random.Random(5))
-            states = {}
-            for path in ("ldqa", "dense"):
-                out = tmp / path
-                states[path] = test_ddp.run(1, out, [
-                    "--data", str(tmp / "data"), "--out", str(out), "--tokenizer",
-                    str(test_ddp.ROOT / "models/ldqa-small/tokenizer.model"), "--config", test_ddp.CONFIG,
-                    "--pretrain-minutes", "0", "--pretrain-long-minutes", "0", "--para-batch", "0",
-                    "--long-share", "1", "--long-len", "192", "--long-batch", "2", "--finetune-steps", "4",
-                    "--eval-settings", "none", "--log-every", "2", "--workers", "1", "--attention", path,
-                    "--dump-state", str(out / "state.pt")])
+            worst = train_through_op_and_dense(tmp, [
+                "--pretrain-minutes", "0", "--pretrain-long-minutes", "0", "--para-batch", "0",
+                "--long-share", "1", "--long-len", "192", "--long-batch", "2", "--finetune-steps", "4",
+                "--eval-settings", "none", "--log-every", "2"])
             records = [json.loads(x) for x in (tmp / "ldqa" / "train_log.jsonl").read_text().splitlines()]
             data = next(r for r in records if r.get("event") == "data")
             self.assertEqual(data["paragraph_features"], 0)
             self.assertGreater(data["long_features"], 0)
             self.assertTrue(all(r["tokens_per_s"] > 0 for r in records if r.get("phase") == "finetune" and "step" in r))
-            worst = max((states["ldqa"][k] - states["dense"][k]).abs().max().item() for k in states["dense"])
             self.assertLess(worst, 1e-4)
 
 
