@@ -51,6 +51,7 @@ __global__ void prepare_kernel(Params p) {
   const int first = threadIdx.x * per_thread;
   const int last = min(n, first + per_thread);
   const std::size_t row = static_cast<std::size_t>(b) * n;
+  uint8_t* row_flags = p.flags + static_cast<std::size_t>(b) * flag_stride(n);
   int mine = 0;
   for (int i = first; i < last; ++i) {
     uint8_t f = 0;
@@ -58,7 +59,7 @@ __global__ void prepare_kernel(Params p) {
       f = kValid;
       if (p.global_mask != nullptr && p.global_mask[row + i] != 0) f |= kGlobal;
     }
-    p.flags[row + i] = f;
+    row_flags[i] = f;
     mine += (f & kGlobal) ? 1 : 0;
   }
   // Block-wide exclusive scan of the per-thread counts keeps the list in position order.
@@ -81,7 +82,7 @@ __global__ void prepare_kernel(Params p) {
   __syncthreads();
   int slot = inclusive - mine + (warp > 0 ? warp_sums[warp - 1] : 0);
   for (int i = first; i < last; ++i) {
-    if (p.flags[row + i] & kGlobal) {
+    if (row_flags[i] & kGlobal) {
       if (slot < p.max_global) p.global_index[static_cast<std::size_t>(b) * p.max_global + slot] = i;
       if (p.slot_of != nullptr) p.slot_of[row + i] = slot < p.max_global ? slot : -1;
       ++slot;
@@ -190,37 +191,52 @@ namespace {
 using namespace gpu;
 
 // ---------------------------------------------------------------------------------------
-// 2./3. The fused kernel. kGlobalRows = false: local rows of a 64-row tile; true: up to
-// 64 global rows (by slot) against one split of the key tiles, writing partial results.
+// 2./3. The attention kernel, four warps, each 16 query rows of a 64-row tile.
+// kGlobalRows = false: the local rows of query tile blockIdx.x over its listed key tiles,
+// then the global keys outside them; true: up to 64 global rows (by slot) against one
+// split of the key tiles, writing partial results.
+// Two shared buffers and one barrier per step: the barrier that publishes step s also
+// tells that every warp is done with step s - 1, whose buffer step s + 1 then takes.
+// What a step costs beyond its 64 mma.sync is kept small (it bounds the rate at
+// D = 64): scores stay unscaled until one FFMA feeds ex2.approx, shared addresses are
+// fixed per thread, and each thread copies the same rows of every tile.
 template <int D>
-struct Smem {
+struct ForwardTraits {
   static constexpr int kRow = D + kPad;  // halves per shared row
   static constexpr std::size_t kTileHalves = static_cast<std::size_t>(kTile) * kRow;
-  static constexpr std::size_t kBytes = kTileHalves * 5 * 2 + 2 * kTile;  // q, k[2], v[2], key flags[2]
+  static constexpr int kChunks = D / 8;                       // 16-byte chunks per row
+  static constexpr int kCopies = kTile * kChunks / kThreads;  // chunks per thread per tile
+  static constexpr int kRowsPerCopy = kThreads / kChunks;     // rows between a thread's chunks
+  // CTAs per SM the registers must allow: at D <= 64 four (128 registers, a 32-byte
+  // spill) ran 3-10 % faster on the H200 than three (168, none); D = 128 needs its 221.
+  static constexpr int kMinBlocks = D <= 64 ? 4 : 2;
+  // q, then two k and two v tiles, then two stages of key flags.
+  static constexpr std::size_t kBytes = 5 * kTileHalves * 2 + 2 * kTile;
 };
 
 template <typename T, int D, bool kGlobalRows>
-__global__ void __launch_bounds__(kThreads) fused_kernel(Params p) {
+__global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend_kernel(Params p) {
   using Op = Ops<T>;
-  constexpr int kRow = Smem<D>::kRow;
+  using Tr = ForwardTraits<D>;
+  constexpr int kRow = Tr::kRow;
+  constexpr uint32_t kStageBytes = Tr::kTileHalves * 2;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* q_s = reinterpret_cast<T*>(smem_raw);
-  T* k_s = q_s + Smem<D>::kTileHalves;                                               // [2][64][kRow]
-  T* v_s = k_s + 2 * Smem<D>::kTileHalves;                                           // [2][64][kRow]
-  uint8_t* key_flag_s = reinterpret_cast<uint8_t*>(v_s + 2 * Smem<D>::kTileHalves);  // [2][64]
+  T* q_s = reinterpret_cast<T*>(smem_raw);                                      // [64][kRow]
+  T* k_s = q_s + Tr::kTileHalves;                                               // [2][64][kRow]
+  T* v_s = k_s + 2 * Tr::kTileHalves;                                           // [2][64][kRow]
+  uint8_t* key_flag_s = reinterpret_cast<uint8_t*>(v_s + 2 * Tr::kTileHalves);  // [2][64]
 
   const int h = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = lane / 4, tig = lane % 4;
   const std::size_t base = head_base(p, b, h);
-  const uint8_t* flags = p.flags + static_cast<std::size_t>(b) * p.n;
+  const uint8_t* flags = sequence_flags(p, b);
   const int32_t* globals = p.global_index + static_cast<std::size_t>(b) * p.max_global;
   const int global_count = p.global_count[b];
   const bool overflowed = p.overflow[b] != 0;
 
   int q_first = 0;  // local: first row of the tile; global: first slot
-  int split = 0;
-  int steps = 0, listed = 0;
+  int split = 0, steps = 0, listed = 0;
   const int32_t* row_keys = nullptr;
   const uint64_t* row_bits = nullptr;
   if constexpr (kGlobalRows) {
@@ -241,91 +257,93 @@ __global__ void __launch_bounds__(kThreads) fused_kernel(Params p) {
   const T* k_src = static_cast<const T*>(kGlobalRows ? p.kg : p.k) + base * D;
   const T* v_src = static_cast<const T*>(kGlobalRows ? p.vg : p.v) + base * D;
 
-  // Query tile -> shared (zero rows past the end).
-  constexpr int kChunks = D / 8;  // 16-byte chunks per row
-  for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
-    const int r = c / kChunks, col = (c % kChunks) * 8;
+  // This thread copies chunk column copy_col of rows copy_row + c * kRowsPerCopy.
+  const int copy_row = threadIdx.x / Tr::kChunks, copy_col = (threadIdx.x % Tr::kChunks) * 8;
+  const int copy_smem = copy_row * kRow + copy_col;
+
+  // Query rows -> shared (zero rows past the end); they travel in step 0's copy group.
+#pragma unroll
+  for (int c = 0; c < Tr::kCopies; ++c) {
+    const int r = copy_row + c * Tr::kRowsPerCopy;
     int pos = -1;
     if constexpr (kGlobalRows) {
       if (q_first + r < global_count) pos = globals[q_first + r];
     } else {
       if (q_first + r < p.n) pos = q_first + r;
     }
-    const T* src = pos >= 0 ? q_src + static_cast<std::size_t>(pos) * D + col : q_src;
-    cp_async16(q_s + r * kRow + col, src, pos >= 0 ? 16 : 0);
+    const T* src = pos >= 0 ? q_src + static_cast<std::size_t>(pos) * D + copy_col : q_src;
+    cp_async16(q_s + copy_smem + c * Tr::kRowsPerCopy * kRow, src, pos >= 0 ? 16 : 0);
   }
 
-  // Issues the copies of step s into buffer `buf`; returns whether the mask can be
-  // skipped for the whole tile (every key allowed for every row).
-  auto load_step = [&](int s, int buf, uint64_t& bits) -> bool {
+  // Issues the copies of step s into buffer `buf`: the key and value tiles and the keys'
+  // flags (cp.async from the kTile-aligned flag rows, so that no plain load stalls the step).
+  auto issue = [&](int s, int buf) {
     int tile = -1, gathered_first = -1;
     if constexpr (kGlobalRows) {
       tile = split * p.tiles_per_split + s;
     } else if (s < listed) {
       tile = row_keys[s];
-      bits = row_bits[s];
     } else {
       gathered_first = (s - listed) * kTile;
     }
-    for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
-      const int r = c / kChunks, col = (c % kChunks) * 8;
-      int pos;
-      if (tile >= 0) {
-        pos = tile * kTile + r < p.n ? tile * kTile + r : -1;
-      } else {
-        pos = gathered_first + r < global_count ? globals[gathered_first + r] : -1;
+    T* k_dst = k_s + buf * Tr::kTileHalves + copy_smem;
+    T* v_dst = v_s + buf * Tr::kTileHalves + copy_smem;
+    if (tile >= 0) {
+      const int rows_left = p.n - tile * kTile;
+      const std::size_t tile_off = static_cast<std::size_t>(tile) * kTile * D + copy_row * D + copy_col;
+#pragma unroll
+      for (int c = 0; c < Tr::kCopies; ++c) {
+        const bool inside = copy_row + c * Tr::kRowsPerCopy < rows_left;
+        const std::size_t off = inside ? tile_off + c * Tr::kRowsPerCopy * D : 0;
+        cp_async16(k_dst + c * Tr::kRowsPerCopy * kRow, k_src + off, inside ? 16 : 0);
+        cp_async16(v_dst + c * Tr::kRowsPerCopy * kRow, v_src + off, inside ? 16 : 0);
       }
-      const std::size_t off = static_cast<std::size_t>(pos >= 0 ? pos : 0) * D + col;
-      cp_async16(k_s + (buf * kTile + r) * kRow + col, k_src + off, pos >= 0 ? 16 : 0);
-      cp_async16(v_s + (buf * kTile + r) * kRow + col, v_src + off, pos >= 0 ? 16 : 0);
-    }
-    int all_allowed = 1;
-    if (threadIdx.x < kTile) {
-      const int r = threadIdx.x;
-      uint8_t f = 0;
-      if (tile >= 0) {
-        if (tile * kTile + r < p.n) f = flags[tile * kTile + r];
-      } else if (gathered_first + r < global_count) {
+      if (threadIdx.x < 4) {
+        const int first = tile * kTile + threadIdx.x * 16;
+        const int bytes = min(max(p.n - first, 0), 16);
+        cp_async16(key_flag_s + buf * kTile + threadIdx.x * 16, flags + (bytes > 0 ? first : 0), bytes);
+      }
+    } else {
+#pragma unroll
+      for (int c = 0; c < Tr::kCopies; ++c) {
+        const int r = copy_row + c * Tr::kRowsPerCopy;
+        const int pos = gathered_first + r < global_count ? globals[gathered_first + r] : -1;
+        const std::size_t off = static_cast<std::size_t>(pos >= 0 ? pos : 0) * D + copy_col;
+        cp_async16(k_dst + c * Tr::kRowsPerCopy * kRow, k_src + off, pos >= 0 ? 16 : 0);
+        cp_async16(v_dst + c * Tr::kRowsPerCopy * kRow, v_src + off, pos >= 0 ? 16 : 0);
+      }
+      if (threadIdx.x < kTile) {
+        const int r = threadIdx.x;
+        uint8_t f = 0;
         // A global key inside a listed tile was already seen there: count it once.
-        const int pos = globals[gathered_first + r];
-        if (!tile_listed(row_keys, row_keys + listed, pos / kTile)) f = kValid | kGlobal;
-      }
-      key_flag_s[buf * kTile + r] = f;
-      all_allowed = (f & kValid) ? 1 : 0;
-      if (!kGlobalRows && tile >= 0) {  // the window must cover every (row, key) pair
-        const int far = max(abs(q_first + kTile - 1 - tile * kTile), abs(tile * kTile + kTile - 1 - q_first));
-        if (!(p.window >= 0 && far <= p.window)) all_allowed = 0;
+        if (gathered_first + r < global_count &&
+            !tile_listed(row_keys, row_keys + listed, globals[gathered_first + r] / kTile))
+          f = kValid | kGlobal;
+        key_flag_s[buf * kTile + r] = f;
       }
     }
     cp_async_commit();
-    return __syncthreads_and(all_allowed) != 0;
   };
 
   float o_acc[D / 8][4];
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) o_acc[i][0] = o_acc[i][1] = o_acc[i][2] = o_acc[i][3] = 0.f;
-  float row_max[2] = {-INFINITY, -INFINITY};
+  float row_max[2] = {-INFINITY, -INFINITY};  // log2 domain (scaled)
   float row_sum[2] = {0.f, 0.f};
   uint32_t q_frag[D / 16][4];
   const float scale_log2 = p.scale * kLog2e;
+  // Fixed per thread: where its ldmatrix rows start in the K and V buffers.
+  const uint32_t k_addr = smem_addr(k_s) + ((lane % 8) * kRow + (lane / 8) * 8) * 2;
+  const uint32_t v_addr = smem_addr(v_s) + (((lane % 8) + ((lane / 8) % 2) * 8) * kRow + (lane / 16) * 8) * 2;
+  const int my_rows = q_first + warp * 16 + group;  // this thread's rows: my_rows and my_rows + 8
 
-  uint64_t bits_pending = 0, bits_now = 0;
-  bool full_pending = steps > 0 ? load_step(0, 0, bits_pending) : false;
-  if (steps == 0) {  // nothing to attend: rows come out as zeros
-    cp_async_commit();
-    cp_async_wait<0>();
-  }
+  if (steps > 0) issue(0, 0);
+  cp_async_commit();  // keeps one group per loop turn even when step 0 is the last
   for (int s = 0; s < steps; ++s) {
     const int buf = s & 1;
-    const bool full_now = full_pending;
-    bits_now = bits_pending;
-    if (s + 1 < steps) {
-      full_pending = load_step(s + 1, buf ^ 1, bits_pending);
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
+    cp_async_wait<0>();
     __syncthreads();
+    if (s + 1 < steps) issue(s + 1, buf ^ 1);
     if (s == 0) {
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
@@ -333,7 +351,19 @@ __global__ void __launch_bounds__(kThreads) fused_kernel(Params p) {
         ldmatrix_x4(q_frag[kk], q_s + r * kRow + kk * 16 + (lane / 16) * 8);
       }
     }
-    // S = Q K^T for this warp's 16 rows x 64 keys.
+    // Whether this warp's 16 rows need no mask for this step: every key valid (a vote
+    // over the flags) and, for a listed tile, the window covering every (row, key) pair.
+    const uint8_t* kf = key_flag_s + buf * kTile;
+    const bool gathered = !kGlobalRows && s >= listed;
+    const int key_first = (!kGlobalRows && !gathered) ? row_keys[s] * kTile : 0;
+    bool full = __all_sync(0xffffffffu, (kf[lane] & kValid) && (kf[lane + 32] & kValid));
+    if (!kGlobalRows && !gathered) {
+      const int row0 = q_first + warp * 16;
+      const int far = max(abs(row0 + 15 - key_first), abs(key_first + kTile - 1 - row0));
+      full = full && p.window >= 0 && far <= p.window;
+    }
+    // S = Q K^T for this warp's 16 rows x 64 keys, unscaled.
+    const uint32_t k_stage = k_addr + buf * kStageBytes;
     float s_acc[8][4];
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
@@ -341,48 +371,48 @@ __global__ void __launch_bounds__(kThreads) fused_kernel(Params p) {
 #pragma unroll
       for (int kk = 0; kk < D / 16; kk += 2) {
         uint32_t kb[4];
-        ldmatrix_x4(kb, k_s + (buf * kTile + nt * 8 + (lane % 8)) * kRow + kk * 16 + (lane / 8) * 8);
+        ldmatrix_x4(kb, k_stage + (nt * 8 * kRow + kk * 16) * 2);
         Op::mma(s_acc[nt], q_frag[kk], kb[0], kb[1]);
         Op::mma(s_acc[nt], q_frag[kk + 1], kb[2], kb[3]);
       }
     }
-    // Mask, scale (log2 domain) and the online softmax update.
-    const bool gathered = !kGlobalRows && s >= listed;
-    const int key_first = (!kGlobalRows && !gathered) ? row_keys[s] * kTile : 0;
+    if (!full) {
+      const uint64_t bits = (!kGlobalRows && !gathered) ? row_bits[s] : 0;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = nt * 8 + tig * 2 + (e & 1);
+          const uint8_t f = kf[col];
+          bool ok = (f & kValid) != 0;
+          if (ok && !kGlobalRows && !gathered)
+            ok = local_allows(my_rows + (e >> 1) * 8, key_first + col, f, p.window, bits, p.layout_block);
+          if (!ok) s_acc[nt][e] = -INFINITY;
+        }
+      }
+    }
+    // The online softmax update (the scale is positive, so the unscaled maximum is the
+    // scaled one's).
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        float x = s_acc[nt][e] * scale_log2;
-        if (!full_now) {
-          const int col = nt * 8 + tig * 2 + (e & 1);
-          const uint8_t f = key_flag_s[buf * kTile + col];
-          bool ok = (f & kValid) != 0;
-          if (ok && !kGlobalRows && !gathered) {
-            const int i = q_first + warp * 16 + group + (e >> 1) * 8;
-            ok = local_allows(i, key_first + col, f, p.window, bits_now, p.layout_block);
-          }
-          if (!ok) x = -INFINITY;
-        }
-        s_acc[nt][e] = x;
-        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], x);
-      }
+      tile_max[0] = fmaxf(tile_max[0], fmaxf(s_acc[nt][0], s_acc[nt][1]));
+      tile_max[1] = fmaxf(tile_max[1], fmaxf(s_acc[nt][2], s_acc[nt][3]));
     }
     float correction[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-      const float new_max = fmaxf(row_max[r], tile_max[r]);
+      const float new_max = fmaxf(row_max[r], tile_max[r] * scale_log2);
       const float use = new_max == -INFINITY ? 0.f : new_max;  // all masked so far: keep zeros
-      correction[r] = exp2f(row_max[r] - use);
+      correction[r] = fast_exp2(row_max[r] - use);
       row_max[r] = new_max;
       row_sum[r] *= correction[r];
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
-        s_acc[nt][2 * r] = exp2f(s_acc[nt][2 * r] - use);
-        s_acc[nt][2 * r + 1] = exp2f(s_acc[nt][2 * r + 1] - use);
+        s_acc[nt][2 * r] = fast_exp2(fmaf(s_acc[nt][2 * r], scale_log2, -use));
+        s_acc[nt][2 * r + 1] = fast_exp2(fmaf(s_acc[nt][2 * r + 1], scale_log2, -use));
         row_sum[r] += s_acc[nt][2 * r] + s_acc[nt][2 * r + 1];
       }
     }
@@ -394,6 +424,7 @@ __global__ void __launch_bounds__(kThreads) fused_kernel(Params p) {
       o_acc[dt][3] *= correction[1];
     }
     // O += P V: P's accumulator layout is already the A-operand layout.
+    const uint32_t v_stage = v_addr + buf * kStageBytes;
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       uint32_t a[4];
@@ -404,14 +435,13 @@ __global__ void __launch_bounds__(kThreads) fused_kernel(Params p) {
 #pragma unroll
       for (int dt = 0; dt < D / 8; dt += 2) {
         uint32_t vb[4];
-        ldmatrix_x4_trans(
-            vb, v_s + (buf * kTile + kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * kRow + dt * 8 + (lane / 16) * 8);
+        ldmatrix_x4_trans(vb, v_stage + (kk * 16 * kRow + dt * 8) * 2);
         Op::mma(o_acc[dt], a, vb[0], vb[1]);
         Op::mma(o_acc[dt + 1], a, vb[2], vb[3]);
       }
     }
-    __syncthreads();  // buffer `buf` is reloaded two steps later
   }
+  cp_async_wait<0>();
 
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -506,7 +536,7 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(Params p) {
   const int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int tid = threadIdx.x;
   const std::size_t base = head_base(p, b, h);
-  const uint8_t* flags = p.flags + static_cast<std::size_t>(b) * p.n;
+  const uint8_t* flags = sequence_flags(p, b);
   const int32_t* globals = p.global_index + static_cast<std::size_t>(b) * p.max_global;
   const int global_count = p.global_count[b];
   T* dst = static_cast<T*>(p.out) + (base + i) * D;
@@ -666,7 +696,7 @@ WorkspaceLayout workspace_layout(const SparseAttention::Impl& impl, int batch, c
   WorkspaceLayout w{};
   const std::size_t rows = static_cast<std::size_t>(batch) * impl.num_heads * g.max_global * g.splits;
   w.flags = 0;
-  w.global_index = align256(static_cast<std::size_t>(batch) * impl.seq_len);
+  w.global_index = align256(static_cast<std::size_t>(batch) * flag_stride(impl.seq_len));
   w.counts = w.global_index + align256(static_cast<std::size_t>(batch) * g.max_global * sizeof(int32_t));
   w.partial_acc = w.counts + align256(2 * static_cast<std::size_t>(batch) * sizeof(int32_t));
   w.partial_ml = w.partial_acc + align256(rows * impl.head_dim * sizeof(float));
@@ -681,14 +711,16 @@ void launch(const Params& p, const Geometry& g, int batch, int heads, int num_ti
     LDQA_CUDA_CHECK(cudaGetLastError());
     return;
   }
-  constexpr std::size_t smem = Smem<D>::kBytes;
-  allow_dynamic_smem_once(reinterpret_cast<const void*>(&fused_kernel<T, D, false>), static_cast<int>(smem));
-  allow_dynamic_smem_once(reinterpret_cast<const void*>(&fused_kernel<T, D, true>), static_cast<int>(smem));
-  fused_kernel<T, D, false><<<dim3(num_tiles, heads, batch), kThreads, smem, stream>>>(p);
+  constexpr int smem = static_cast<int>(ForwardTraits<D>::kBytes);
+  const auto local_kernel = &attend_kernel<T, D, false>;
+  const auto global_kernel = &attend_kernel<T, D, true>;
+  allow_dynamic_smem_once(reinterpret_cast<const void*>(local_kernel), smem);
+  allow_dynamic_smem_once(reinterpret_cast<const void*>(global_kernel), smem);
+  local_kernel<<<dim3(num_tiles, heads, batch), kThreads, smem, stream>>>(p);
   LDQA_CUDA_CHECK(cudaGetLastError());
   if (p.global_mask == nullptr) return;
   const int row_tiles = (g.max_global + kTile - 1) / kTile;
-  fused_kernel<T, D, true><<<dim3(row_tiles * g.splits, heads, batch), kThreads, smem, stream>>>(p);
+  global_kernel<<<dim3(row_tiles * g.splits, heads, batch), kThreads, smem, stream>>>(p);
   LDQA_CUDA_CHECK(cudaGetLastError());
   constexpr int kRowsPerCta = 4;
   combine_kernel<T, D>

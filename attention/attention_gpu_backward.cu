@@ -151,7 +151,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Params p) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = lane / 4, tig = lane % 4;
   const std::size_t base = head_base(p, b, h);
-  const uint8_t* flags = p.flags + static_cast<std::size_t>(b) * p.n;
+  const uint8_t* flags = sequence_flags(p, b);
   const int32_t* globals = p.global_index + static_cast<std::size_t>(b) * p.max_global;
   const int global_count = p.global_count[b];
   const bool overflowed = p.overflow[b] != 0;
@@ -229,12 +229,18 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Params p) {
       cp_async16(k_s + (buf * kTile + r) * kRow + col, k_src + off, pos >= 0 ? 16 : 0);
       cp_async16(v_s + (buf * kTile + r) * kRow + col, v_src + off, pos >= 0 ? 16 : 0);
     }
-    if (threadIdx.x < kTile) {
+    if (tile >= 0) {
+      // The key flags travel with the tile (cp.async from the kTile-aligned flag rows): a
+      // plain load here would stall the step on a memory round trip.
+      if (threadIdx.x < 4) {
+        const int first = tile * kTile + threadIdx.x * 16;
+        const int bytes = min(max(p.n - first, 0), 16);
+        cp_async16(key_flag_s + buf * kTile + threadIdx.x * 16, flags + (bytes > 0 ? first : 0), bytes);
+      }
+    } else if (threadIdx.x < kTile) {
       const int r = threadIdx.x;
       uint8_t f = 0;
-      if (tile >= 0) {
-        if (tile * kTile + r < p.n) f = flags[tile * kTile + r];
-      } else if (gathered_first + r < global_count) {
+      if (gathered_first + r < global_count) {
         // A global key inside a listed tile was already counted there.
         const int pos = globals[gathered_first + r];
         if (!tile_listed(row_keys, row_keys + listed, pos / kTile)) f = kValid | kGlobal;
@@ -288,7 +294,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Params p) {
           const int i = q_first + warp * 16 + group + (e >> 1) * 8;
           ok = local_allows(i, key_first + col, f, p.window, bits, p.layout_block);
         }
-        p_acc[nt][e] = ok ? exp2f(p_acc[nt][e] * scale_log2 - offset[e >> 1]) : 0.f;
+        p_acc[nt][e] = ok ? fast_exp2(fmaf(p_acc[nt][e], scale_log2, -offset[e >> 1])) : 0.f;
       }
     }
     float dp_acc[8][4];
@@ -372,7 +378,7 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = lane / 4, tig = lane % 4;
   const std::size_t base = head_base(p, b, h);
-  const uint8_t* flags = p.flags + static_cast<std::size_t>(b) * p.n;
+  const uint8_t* flags = sequence_flags(p, b);
   const int32_t* globals = p.global_index + static_cast<std::size_t>(b) * p.max_global;
   const int global_count = p.global_count[b];
   const bool overflowed = p.overflow[b] != 0;
@@ -530,7 +536,7 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
             ok = (my_flag[r] & kValid) &&
                  local_allows(query_first + col, my_key[r], my_flag[r], p.window, bits, p.layout_block);
           }
-          p_acc[nt][e] = ok ? exp2f(p_acc[nt][e] * scale_log2 - offset_s[buf * kTile + col]) : 0.f;
+          p_acc[nt][e] = ok ? fast_exp2(fmaf(p_acc[nt][e], scale_log2, -offset_s[buf * kTile + col])) : 0.f;
         }
       }
       float dp_acc[8][4];
@@ -674,7 +680,7 @@ BackwardLayout backward_layout(const SparseAttention::Impl& impl, int batch, con
   const std::size_t positions = static_cast<std::size_t>(batch) * impl.seq_len;
   const std::size_t rows = static_cast<std::size_t>(batch) * impl.num_heads * g.max_global * g.splits;
   w.flags = 0;
-  w.global_index = align256(positions);
+  w.global_index = align256(static_cast<std::size_t>(batch) * flag_stride(impl.seq_len));  // flag rows
   w.counts = w.global_index + align256(static_cast<std::size_t>(batch) * g.max_global * sizeof(int32_t));
   w.slot_of = w.counts + align256(2 * static_cast<std::size_t>(batch) * sizeof(int32_t));
   w.delta = w.slot_of + align256(positions * sizeof(int32_t));

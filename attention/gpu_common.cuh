@@ -32,7 +32,7 @@ struct Params {
   const uint8_t* global_mask;
   const int32_t* valid_lengths;
   const uint8_t* key_mask;
-  uint8_t* flags;         // [batch * n]
+  uint8_t* flags;         // [batch][flag_stride(n)]
   int32_t* global_index;  // [batch * max_global]
   int32_t* global_count;  // [batch]
   int32_t* overflow;      // [batch]: more globals than max_global, or a bad valid length
@@ -96,6 +96,14 @@ struct Ops<__nv_bfloat16> {
   }
 };
 
+// 2^x on the SFU: one instruction. Denormal results flush to zero: a weight below
+// 2^-126 of the row's largest vanishes in a bf16/fp16 result either way.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -115,10 +123,27 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t* r, const void* p) {
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_addr(p)));
 }
+__device__ __forceinline__ void ldmatrix_x4(uint32_t* r, uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t* r, uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t* r, const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_addr(p)));
+}
+
+// Flag rows are kTile-aligned (a sequence's row starts at b * flag_stride(n)), so that a
+// key tile's flags are whole 16-byte chunks that cp.async can carry.
+__host__ __device__ constexpr int flag_stride(int n) { return (n + kTile - 1) / kTile * kTile; }
+__device__ __forceinline__ const uint8_t* sequence_flags(const Params& p, int b) {
+  return p.flags + static_cast<std::size_t>(b) * flag_stride(p.n);
 }
 
 __device__ __forceinline__ std::size_t head_base(const Params& p, int b, int h) {
