@@ -41,6 +41,8 @@ struct BackwardSmem {
   // Head dim 128 single-buffers its streamed tiles so both kernels stay under the
   // 99 KB of shared memory a CTA may have on sm_86/sm_89.
   static constexpr int kStages = D <= 64 ? 2 : 1;
+  // dQ CTAs per SM the registers must allow (three at D <= 64: 168 registers).
+  static constexpr int kDqMinBlocks = D <= 64 ? 3 : 1;
   // dQ: the query and dO tiles, then per stage a key and a value tile and key flags.
   static constexpr std::size_t kDqBytes =
       static_cast<std::size_t>(2 + 2 * kStages) * kTileElems * 2 + static_cast<std::size_t>(kStages) * kTile;
@@ -136,7 +138,7 @@ __global__ void delta_kernel(Params p) {
 // 0 here; theirs comes from the global pass); true: up to 64 global rows (by slot)
 // against one split of the key tiles, into fp32 partials.
 template <typename T, int D, bool kGlobalRows>
-__global__ void __launch_bounds__(kThreads) dq_kernel(Params p) {
+__global__ void __launch_bounds__(kThreads, BackwardSmem<D>::kDqMinBlocks) dq_kernel(Params p) {
   using Sm = BackwardSmem<D>;
   constexpr int kRow = Sm::kRow;
   constexpr int kStages = Sm::kStages;
@@ -283,16 +285,28 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Params p) {
     const bool gathered = !kGlobalRows && s >= listed;
     const int key_first = (!kGlobalRows && !gathered) ? row_keys[s] * kTile : 0;
     const uint64_t bits = (!kGlobalRows && !gathered) ? row_bits[s] : 0;
+    // No mask for this warp's 16 rows when every key is valid (a vote) and, for a listed
+    // tile, the window covers every (row, key) pair: the forward's fast path.
+    bool full = __all_sync(0xffffffffu,
+                           (key_flag_s[buf * kTile + lane] & kValid) && (key_flag_s[buf * kTile + lane + 32] & kValid));
+    if (!kGlobalRows && !gathered) {
+      const int row0 = q_first + warp * 16;
+      const int far = max(abs(row0 + 15 - key_first), abs(key_first + kTile - 1 - row0));
+      full = full && p.window >= 0 && far <= p.window;
+    }
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int col = nt * 8 + tig * 2 + (e & 1);
-        const uint8_t f = key_flag_s[buf * kTile + col];
-        bool ok = (f & kValid) != 0;
-        if (ok && !kGlobalRows && !gathered) {
-          const int i = q_first + warp * 16 + group + (e >> 1) * 8;
-          ok = local_allows(i, key_first + col, f, p.window, bits, p.layout_block);
+        bool ok = true;
+        if (!full) {
+          const int col = nt * 8 + tig * 2 + (e & 1);
+          const uint8_t f = key_flag_s[buf * kTile + col];
+          ok = (f & kValid) != 0;
+          if (ok && !kGlobalRows && !gathered) {
+            const int i = q_first + warp * 16 + group + (e >> 1) * 8;
+            ok = local_allows(i, key_first + col, f, p.window, bits, p.layout_block);
+          }
         }
         p_acc[nt][e] = ok ? fast_exp2(fmaf(p_acc[nt][e], scale_log2, -offset[e >> 1])) : 0.f;
       }
@@ -519,6 +533,21 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
         query_first = col_tiles[s] * kTile;
         bits = p.layout_bits[col_entries[s]];
       }
+      // No mask for this warp's 16 keys when each counts (a vote) and, for local rows of a
+      // listed tile, the window covers every (query, key) pair. Inactive query rows need
+      // none: their offset is +inf, their weight exp2(-inf) = 0.
+      bool full;
+      if (phase == 0 && kGathered) {
+        full = __all_sync(0xffffffffu, key_ok_s[buf * kTile + warp * 16 + group] != 0 &&
+                                           key_ok_s[buf * kTile + warp * 16 + group + 8] != 0);
+      } else {
+        full = __all_sync(0xffffffffu, (my_flag[0] & kValid) && (my_flag[1] & kValid));
+        if (phase == 0) {
+          const int key0 = key_first + warp * 16;
+          const int far = max(abs(query_first + kTile - 1 - key0), abs(key0 + 15 - query_first));
+          full = full && p.window >= 0 && far <= p.window;
+        }
+      }
       float p_acc[8][4];
       gemm_abt<T, D>(p_acc, k_frag, q_tile, lane);  // S^T = K Q^T: rows keys, columns queries
 #pragma unroll
@@ -527,14 +556,16 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
         for (int e = 0; e < 4; ++e) {
           const int col = nt * 8 + tig * 2 + (e & 1);
           const int r = e >> 1;
-          bool ok;
-          if (phase == 1) {
-            ok = (my_flag[r] & kValid) != 0;
-          } else if (kGathered) {
-            ok = key_ok_s[buf * kTile + warp * 16 + group + r * 8] != 0;
-          } else {
-            ok = (my_flag[r] & kValid) &&
-                 local_allows(query_first + col, my_key[r], my_flag[r], p.window, bits, p.layout_block);
+          bool ok = true;
+          if (!full) {
+            if (phase == 1) {
+              ok = (my_flag[r] & kValid) != 0;
+            } else if (kGathered) {
+              ok = key_ok_s[buf * kTile + warp * 16 + group + r * 8] != 0;
+            } else {
+              ok = (my_flag[r] & kValid) &&
+                   local_allows(query_first + col, my_key[r], my_flag[r], p.window, bits, p.layout_block);
+            }
           }
           p_acc[nt][e] = ok ? fast_exp2(fmaf(p_acc[nt][e], scale_log2, -offset_s[buf * kTile + col])) : 0.f;
         }
