@@ -1,7 +1,10 @@
-// Internal to the CUDA backend: what the forward (attention_gpu.cu) and the backward
-// (attention_gpu_backward.cu) kernels share: the launch parameters, the fp16/bf16
-// tensor-core operations and PTX helpers, the device copy of the tile plan, the split
-// geometry of the global rows and the preparation pass (position flags, global list).
+// Internal to the CUDA backend, laid out as FlashAttention's csrc: this header (the
+// launch parameters, the fp16/bf16 tensor-core operations and PTX helpers, the device
+// copy of the tile plan, the split geometry of the global rows, the preparation pass),
+// the kernel headers (forward_kernel.cuh, backward_kernel.cuh), the launch templates
+// (forward_launch.cuh, backward_launch.cuh), one unit per dtype x head dim that
+// instantiates them (forward_bf16_hd64.cu, ...), and the host side that dispatches
+// (../attention_gpu.cu, ../attention_gpu_backward.cu).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -198,5 +201,13 @@ class StreamWorkspace {
   bool owned_ = false;
   cudaStream_t stream_;
 };
+
+// The launch sequences after launch_prepare, one instantiation per dtype x head dim
+// (cuda/forward_<dtype>_hd<D>.cu, cuda/backward_<dtype>_hd<D>.cu).
+template <typename T, int D>
+void launch_forward(const Params& p, const Geometry& g, int batch, int heads, int num_tiles, bool top_k,
+                    cudaStream_t stream);
+template <typename T, int D>
+void launch_backward(const Params& p, const Geometry& g, bool has_globals, cudaStream_t stream);
 
 }  // namespace ldqa::attention::detail::gpu

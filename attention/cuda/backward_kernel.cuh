@@ -1,0 +1,643 @@
+// The backward kernels (FlashAttention-2-style recomputation from the forward's row
+// log-sum-exp, mma.sync, no atomics): delta, dQ for local and global rows and the merge
+// of the latter's splits, dK/dV key-major and for the gathered global keys. The launch
+// sequence and its reasons are in attention_gpu_backward.cu; instantiated by
+// backward_launch.cuh, one dtype x head dim per unit (backward_*_hd*.cu).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "attention/cuda/common.cuh"
+
+namespace ldqa::attention::detail::gpu {
+
+template <int D>
+struct BackwardSmem {
+  static constexpr int kRow = D + kPad;
+  static constexpr int kTileElems = kTile * kRow;
+  // Head dim 128 single-buffers its streamed tiles so both kernels stay under the
+  // 99 KB of shared memory a CTA may have on sm_86/sm_89.
+  static constexpr int kStages = D <= 64 ? 2 : 1;
+  // dQ CTAs per SM the registers must allow (three at D <= 64: 168 registers).
+  static constexpr int kDqMinBlocks = D <= 64 ? 3 : 1;
+  // dQ: the query and dO tiles, then per stage a key and a value tile and key flags.
+  static constexpr std::size_t kDqBytes =
+      static_cast<std::size_t>(2 + 2 * kStages) * kTileElems * 2 + static_cast<std::size_t>(kStages) * kTile;
+  // dK/dV: the key and value tiles, then per stage a query and a dO tile, each row's
+  // log2 offset and delta (floats) and whether the row's tile counts the key (bytes).
+  static constexpr std::size_t kDkvBytes = static_cast<std::size_t>(2 + 2 * kStages) * kTileElems * 2 +
+                                           static_cast<std::size_t>(kStages) * kTile * (2 * sizeof(float) + 1);
+};
+
+// A operand fragments of 16 rows (from r0) of a [64][kRow] shared tile: the forward's Q.
+template <int D, typename T>
+__device__ __forceinline__ void load_a(uint32_t (&a)[D / 16][4], const T* tile, int r0, int lane) {
+  constexpr int kRow = D + kPad;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk)
+    ldmatrix_x4(a[kk], tile + (r0 + (lane % 8) + ((lane / 8) % 2) * 8) * kRow + kk * 16 + (lane / 16) * 8);
+}
+
+// acc (16 x 64) = A (16 x D) . B^T, B's 64 rows in a [64][kRow] shared tile: S = Q K^T.
+template <typename T, int D>
+__device__ __forceinline__ void gemm_abt(float (&acc)[8][4], const uint32_t (&a)[D / 16][4], const T* b, int lane) {
+  using Op = Ops<T>;
+  constexpr int kRow = D + kPad;
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+    acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk += 2) {
+      uint32_t kb[4];
+      ldmatrix_x4(kb, b + (nt * 8 + (lane % 8)) * kRow + kk * 16 + (lane / 8) * 8);
+      Op::mma(acc[nt], a[kk], kb[0], kb[1]);
+      Op::mma(acc[nt], a[kk + 1], kb[2], kb[3]);
+    }
+  }
+}
+
+// acc (16 x D) += M (16 x 64, fp32 accumulator layout, rounded to T) . B, B a
+// [64][kRow] shared tile read transposed: the forward's P V.
+template <typename T, int D>
+__device__ __forceinline__ void gemm_mb(float (&acc)[D / 8][4], const float (&m)[8][4], const T* b, int lane) {
+  using Op = Ops<T>;
+  constexpr int kRow = D + kPad;
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    uint32_t a[4];
+    a[0] = Op::pack(m[2 * kk][0], m[2 * kk][1]);
+    a[1] = Op::pack(m[2 * kk][2], m[2 * kk][3]);
+    a[2] = Op::pack(m[2 * kk + 1][0], m[2 * kk + 1][1]);
+    a[3] = Op::pack(m[2 * kk + 1][2], m[2 * kk + 1][3]);
+#pragma unroll
+    for (int dt = 0; dt < D / 8; dt += 2) {
+      uint32_t vb[4];
+      ldmatrix_x4_trans(vb, b + (kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * kRow + dt * 8 + (lane / 16) * 8);
+      Op::mma(acc[dt], a, vb[0], vb[1]);
+      Op::mma(acc[dt + 1], a, vb[2], vb[3]);
+    }
+  }
+}
+
+// The exp2 offset of a row in the scaled log2 domain: +inf for rows that take no part
+// (their weights come out exactly 0), the forward's lse otherwise.
+__device__ __forceinline__ float row_offset(bool active, float lse) {
+  return (active && lse > -INFINITY) ? lse * kLog2e : INFINITY;
+}
+
+template <typename T, int D>
+__device__ __forceinline__ void store_row_pair(T* dst, float lo, float hi) {
+  *reinterpret_cast<uint32_t*>(dst) = Ops<T>::pack(lo, hi);
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. delta, one thread per row.
+template <typename T, int D>
+__global__ void delta_kernel(Params p) {
+  const std::size_t row = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (row >= static_cast<std::size_t>(p.batch) * p.heads * p.n) return;
+  const uint4* o = reinterpret_cast<const uint4*>(static_cast<const T*>(p.out) + row * D);
+  const uint4* g = reinterpret_cast<const uint4*>(static_cast<const T*>(p.d_out) + row * D);
+  float sum = 0.f;
+#pragma unroll
+  for (int c = 0; c < D / 8; ++c) {
+    const uint4 a = o[c], b = g[c];
+    const T* ah = reinterpret_cast<const T*>(&a);
+    const T* bh = reinterpret_cast<const T*>(&b);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) sum = fmaf(Ops<T>::to_float(ah[e]), Ops<T>::to_float(bh[e]), sum);
+  }
+  p.delta[row] = sum;
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. dQ. kGlobalRows = false: the local rows of a 64-row tile (global rows there get
+// 0 here; theirs comes from the global pass); true: up to 64 global rows (by slot)
+// against one split of the key tiles, into fp32 partials.
+template <typename T, int D, bool kGlobalRows>
+__global__ void __launch_bounds__(kThreads, BackwardSmem<D>::kDqMinBlocks) dq_kernel(Params p) {
+  using Sm = BackwardSmem<D>;
+  constexpr int kRow = Sm::kRow;
+  constexpr int kStages = Sm::kStages;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* q_s = reinterpret_cast<T*>(smem_raw);
+  T* do_s = q_s + Sm::kTileElems;
+  T* k_s = do_s + Sm::kTileElems;                                                    // [kStages][64][kRow]
+  T* v_s = k_s + kStages * Sm::kTileElems;                                           // [kStages][64][kRow]
+  uint8_t* key_flag_s = reinterpret_cast<uint8_t*>(v_s + kStages * Sm::kTileElems);  // [kStages][64]
+
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int group = lane / 4, tig = lane % 4;
+  const std::size_t base = head_base(p, b, h);
+  const uint8_t* flags = sequence_flags(p, b);
+  const int32_t* globals = p.global_index + static_cast<std::size_t>(b) * p.max_global;
+  const int global_count = p.global_count[b];
+  const bool overflowed = p.overflow[b] != 0;
+
+  int q_first = 0, split = 0, steps = 0, listed = 0;
+  const int32_t* row_keys = nullptr;
+  const uint64_t* row_bits = nullptr;
+  if constexpr (kGlobalRows) {
+    q_first = (blockIdx.x / p.splits) * kTile;
+    split = blockIdx.x % p.splits;
+    if (q_first >= global_count) return;
+    steps = max(0, min(p.num_tiles, (split + 1) * p.tiles_per_split) - split * p.tiles_per_split);
+  } else {
+    q_first = blockIdx.x * kTile;
+    const int prow = (h % p.plan_heads) * p.num_tiles + blockIdx.x;
+    row_keys = p.key_tile + p.row_ptr[prow];
+    row_bits = p.layout_bits + p.row_ptr[prow];
+    listed = p.row_ptr[prow + 1] - p.row_ptr[prow];
+    steps = listed + (global_count + kTile - 1) / kTile;
+  }
+  const T* q_src = static_cast<const T*>(kGlobalRows ? p.qg : p.q) + base * D;
+  const T* k_src = static_cast<const T*>(kGlobalRows ? p.kg : p.k) + base * D;
+  const T* v_src = static_cast<const T*>(kGlobalRows ? p.vg : p.v) + base * D;
+  const T* do_src = static_cast<const T*>(p.d_out) + base * D;
+
+  constexpr int kChunks = D / 8;
+  for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
+    const int r = c / kChunks, col = (c % kChunks) * 8;
+    int pos = -1;
+    if constexpr (kGlobalRows) {
+      if (q_first + r < global_count) pos = globals[q_first + r];
+    } else {
+      if (q_first + r < p.n) pos = q_first + r;
+    }
+    const std::size_t off = static_cast<std::size_t>(pos >= 0 ? pos : 0) * D + col;
+    cp_async16(q_s + r * kRow + col, q_src + off, pos >= 0 ? 16 : 0);
+    cp_async16(do_s + r * kRow + col, do_src + off, pos >= 0 ? 16 : 0);
+  }
+  // This thread's two rows: their offsets and deltas.
+  float offset[2], delta[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int local_row = warp * 16 + group + r * 8;
+    int pos = -1;
+    bool active = false;
+    if constexpr (kGlobalRows) {
+      if (q_first + local_row < global_count) pos = globals[q_first + local_row];
+      active = pos >= 0;
+    } else {
+      if (q_first + local_row < p.n) pos = q_first + local_row;
+      active = pos >= 0 && (flags[pos] & (kValid | kGlobal)) == kValid;
+    }
+    offset[r] = row_offset(active, active ? p.lse[base + pos] : -INFINITY);
+    delta[r] = active ? p.delta[base + pos] : 0.f;
+  }
+
+  auto load_step = [&](int s, int buf) {
+    int tile = -1, gathered_first = -1;
+    if constexpr (kGlobalRows) {
+      tile = split * p.tiles_per_split + s;
+    } else if (s < listed) {
+      tile = row_keys[s];
+    } else {
+      gathered_first = (s - listed) * kTile;
+    }
+    for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
+      const int r = c / kChunks, col = (c % kChunks) * 8;
+      int pos;
+      if (tile >= 0) {
+        pos = tile * kTile + r < p.n ? tile * kTile + r : -1;
+      } else {
+        pos = gathered_first + r < global_count ? globals[gathered_first + r] : -1;
+      }
+      const std::size_t off = static_cast<std::size_t>(pos >= 0 ? pos : 0) * D + col;
+      cp_async16(k_s + (buf * kTile + r) * kRow + col, k_src + off, pos >= 0 ? 16 : 0);
+      cp_async16(v_s + (buf * kTile + r) * kRow + col, v_src + off, pos >= 0 ? 16 : 0);
+    }
+    if (tile >= 0) {
+      // The key flags travel with the tile (cp.async from the kTile-aligned flag rows): a
+      // plain load here would stall the step on a memory round trip.
+      if (threadIdx.x < 4) {
+        const int first = tile * kTile + threadIdx.x * 16;
+        const int bytes = min(max(p.n - first, 0), 16);
+        cp_async16(key_flag_s + buf * kTile + threadIdx.x * 16, flags + (bytes > 0 ? first : 0), bytes);
+      }
+    } else if (threadIdx.x < kTile) {
+      const int r = threadIdx.x;
+      uint8_t f = 0;
+      if (gathered_first + r < global_count) {
+        // A global key inside a listed tile was already counted there.
+        const int pos = globals[gathered_first + r];
+        if (!tile_listed(row_keys, row_keys + listed, pos / kTile)) f = kValid | kGlobal;
+      }
+      key_flag_s[buf * kTile + r] = f;
+    }
+    cp_async_commit();
+  };
+
+  float dq_acc[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) dq_acc[i][0] = dq_acc[i][1] = dq_acc[i][2] = dq_acc[i][3] = 0.f;
+  uint32_t q_frag[D / 16][4], do_frag[D / 16][4];
+  const float scale_log2 = p.scale * kLog2e;
+
+  if (steps > 0) {
+    load_step(0, 0);
+  } else {
+    cp_async_commit();
+    cp_async_wait<0>();
+  }
+  for (int s = 0; s < steps; ++s) {
+    const int buf = kStages == 2 ? (s & 1) : 0;
+    if (kStages == 1 && s > 0) load_step(s, 0);
+    if (kStages == 2 && s + 1 < steps) {
+      load_step(s + 1, buf ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (s == 0) {
+      load_a<D>(q_frag, q_s, warp * 16, lane);
+      load_a<D>(do_frag, do_s, warp * 16, lane);
+    }
+    const T* k_tile = k_s + buf * Sm::kTileElems;
+    const T* v_tile = v_s + buf * Sm::kTileElems;
+    float p_acc[8][4];
+    gemm_abt<T, D>(p_acc, q_frag, k_tile, lane);  // S = Q K^T
+    const bool gathered = !kGlobalRows && s >= listed;
+    const int key_first = (!kGlobalRows && !gathered) ? row_keys[s] * kTile : 0;
+    const uint64_t bits = (!kGlobalRows && !gathered) ? row_bits[s] : 0;
+    // No mask for this warp's 16 rows when every key is valid (a vote) and, for a listed
+    // tile, the window covers every (row, key) pair: the forward's fast path.
+    bool full = __all_sync(0xffffffffu,
+                           (key_flag_s[buf * kTile + lane] & kValid) && (key_flag_s[buf * kTile + lane + 32] & kValid));
+    if (!kGlobalRows && !gathered) {
+      const int row0 = q_first + warp * 16;
+      const int far = max(abs(row0 + 15 - key_first), abs(key_first + kTile - 1 - row0));
+      full = full && p.window >= 0 && far <= p.window;
+    }
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        bool ok = true;
+        if (!full) {
+          const int col = nt * 8 + tig * 2 + (e & 1);
+          const uint8_t f = key_flag_s[buf * kTile + col];
+          ok = (f & kValid) != 0;
+          if (ok && !kGlobalRows && !gathered) {
+            const int i = q_first + warp * 16 + group + (e >> 1) * 8;
+            ok = local_allows(i, key_first + col, f, p.window, bits, p.layout_block);
+          }
+        }
+        p_acc[nt][e] = ok ? fast_exp2(fmaf(p_acc[nt][e], scale_log2, -offset[e >> 1])) : 0.f;
+      }
+    }
+    float dp_acc[8][4];
+    gemm_abt<T, D>(dp_acc, do_frag, v_tile, lane);  // dP = dO V^T
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        p_acc[nt][e] = p_acc[nt][e] > 0.f ? p_acc[nt][e] * (dp_acc[nt][e] - delta[e >> 1]) : 0.f;
+    gemm_mb<T, D>(dq_acc, p_acc, k_tile, lane);  // dQ += dS K
+    __syncthreads();                             // the buffer is reloaded next
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int local_row = warp * 16 + group + r * 8;
+    if constexpr (kGlobalRows) {
+      const int slot = q_first + local_row;
+      if (slot >= global_count) continue;
+      const std::size_t at = ((static_cast<std::size_t>(b) * p.heads + h) * p.max_global + slot) * p.splits + split;
+      float* acc = p.partial_acc + at * D;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        acc[dt * 8 + tig * 2] = dq_acc[dt][2 * r];
+        acc[dt * 8 + tig * 2 + 1] = dq_acc[dt][2 * r + 1];
+      }
+    } else {
+      const int i = q_first + local_row;
+      if (i >= p.n) continue;
+      const uint8_t f = flags[i];
+      float factor = (f & (kValid | kGlobal)) == kValid ? p.scale : 0.f;
+      if (overflowed) factor = NAN;
+      T* dst = static_cast<T*>(p.dq) + (base + i) * D;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt)
+        store_row_pair<T, D>(dst + dt * 8 + tig * 2, dq_acc[dt][2 * r] * factor, dq_acc[dt][2 * r + 1] * factor);
+    }
+  }
+}
+
+// The key splits of each global row's dQ, summed in split order: one warp per (row,
+// head, sequence).
+template <typename T, int D>
+__global__ void dq_combine_kernel(Params p) {
+  const int slot = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int h = blockIdx.y, b = blockIdx.z;
+  if (slot >= p.global_count[b] || p.overflow[b]) return;
+  const std::size_t at = ((static_cast<std::size_t>(b) * p.heads + h) * p.max_global + slot) * p.splits;
+  float acc[D / 32] = {};
+  for (int s = 0; s < p.splits; ++s)
+#pragma unroll
+    for (int x = 0; x < D / 32; ++x) acc[x] += p.partial_acc[(at + s) * D + x * 32 + lane];
+  const int i = p.global_index[static_cast<std::size_t>(b) * p.max_global + slot];
+  T* dst = static_cast<T*>(p.dqg) + (head_base(p, b, h) + i) * D;
+#pragma unroll
+  for (int x = 0; x < D / 32; ++x) dst[x * 32 + lane] = Ops<T>::from_float(acc[x] * p.scale);
+}
+
+// ---------------------------------------------------------------------------------------
+// 4./5. dK and dV, key-major: a CTA holds 64 keys (each warp 16) and streams query tiles
+// past them, computing S^T = K Q^T so that dV += P^T dO and dK += dS^T Q accumulate in
+// registers. kGathered = false: key tile blockIdx.x, its listed query tiles, then the
+// global rows. true: 64 global keys (by slot) against one split of the query tiles,
+// counting only tiles that do not list the key's tile, into fp32 partials.
+template <typename T, int D, bool kGathered>
+__global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
+  using Sm = BackwardSmem<D>;
+  constexpr int kRow = Sm::kRow;
+  constexpr int kStages = Sm::kStages;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* k_s = reinterpret_cast<T*>(smem_raw);
+  T* v_s = k_s + Sm::kTileElems;
+  T* q_s = v_s + Sm::kTileElems;                                                // [kStages][64][kRow]
+  T* do_s = q_s + kStages * Sm::kTileElems;                                     // [kStages][64][kRow]
+  float* offset_s = reinterpret_cast<float*>(do_s + kStages * Sm::kTileElems);  // [kStages][64]
+  float* delta_s = offset_s + kStages * kTile;                                  // [kStages][64]
+  uint8_t* key_ok_s = reinterpret_cast<uint8_t*>(delta_s + kStages * kTile);    // [kStages][64]
+
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int group = lane / 4, tig = lane % 4;
+  const std::size_t base = head_base(p, b, h);
+  const uint8_t* flags = sequence_flags(p, b);
+  const int32_t* globals = p.global_index + static_cast<std::size_t>(b) * p.max_global;
+  const int global_count = p.global_count[b];
+  const bool overflowed = p.overflow[b] != 0;
+  const int plan_head = h % p.plan_heads;
+
+  // The key tile: positions of rows 0..63, -1 past the end (or past the global count).
+  int key_first = 0, split = 0;
+  if constexpr (kGathered) {
+    key_first = (blockIdx.x / p.splits) * kTile;  // first slot
+    split = blockIdx.x % p.splits;
+    if (key_first >= global_count) return;
+  } else {
+    key_first = blockIdx.x * kTile;
+  }
+  auto key_pos = [&](int r) -> int {
+    if constexpr (kGathered) {
+      return key_first + r < global_count ? globals[key_first + r] : -1;
+    } else {
+      return key_first + r < p.n ? key_first + r : -1;
+    }
+  };
+  int my_key[2];
+  uint8_t my_flag[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    my_key[r] = key_pos(warp * 16 + group + r * 8);
+    my_flag[r] = my_key[r] >= 0 ? flags[my_key[r]] : 0;
+  }
+
+  constexpr int kChunks = D / 8;
+  auto load_keys = [&](const void* k_any, const void* v_any) {
+    const T* k_src = static_cast<const T*>(k_any) + base * D;
+    const T* v_src = static_cast<const T*>(v_any) + base * D;
+    for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
+      const int r = c / kChunks, col = (c % kChunks) * 8;
+      const int pos = key_pos(r);
+      const std::size_t off = static_cast<std::size_t>(pos >= 0 ? pos : 0) * D + col;
+      cp_async16(k_s + r * kRow + col, k_src + off, pos >= 0 ? 16 : 0);
+      cp_async16(v_s + r * kRow + col, v_src + off, pos >= 0 ? 16 : 0);
+    }
+  };
+
+  // Phase 0: local rows (query tiles from the transposed plan, or this split's tiles);
+  // phase 1: global rows, by slot.
+  const int32_t* col_tiles = nullptr;
+  const int32_t* col_entries = nullptr;
+  int local_steps = 0;
+  if constexpr (kGathered) {
+    local_steps = max(0, min(p.num_tiles, (split + 1) * p.tiles_per_split) - split * p.tiles_per_split);
+  } else {
+    const int column = plan_head * p.num_tiles + blockIdx.x;
+    col_tiles = p.col_query_tile + p.col_ptr[column];
+    col_entries = p.col_entry + p.col_ptr[column];
+    local_steps = p.col_ptr[column + 1] - p.col_ptr[column];
+  }
+  auto query_tile = [&](int s) { return kGathered ? split * p.tiles_per_split + s : col_tiles[s]; };
+
+  auto load_step = [&](int phase, int s, int buf) {
+    const T* q_src = static_cast<const T*>(phase == 0 ? p.q : p.qg) + base * D;
+    const T* do_src = static_cast<const T*>(p.d_out) + base * D;
+    const int t = phase == 0 ? query_tile(s) : -1;
+    for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
+      const int r = c / kChunks, col = (c % kChunks) * 8;
+      int pos = -1;
+      if (phase == 0) {
+        const int i = t * kTile + r;
+        if (i < p.n && (flags[i] & (kValid | kGlobal)) == kValid) pos = i;  // inactive rows: zeros
+      } else if (s * kTile + r < global_count) {
+        pos = globals[s * kTile + r];
+      }
+      const std::size_t off = static_cast<std::size_t>(pos >= 0 ? pos : 0) * D + col;
+      cp_async16(q_s + (buf * kTile + r) * kRow + col, q_src + off, pos >= 0 ? 16 : 0);
+      cp_async16(do_s + (buf * kTile + r) * kRow + col, do_src + off, pos >= 0 ? 16 : 0);
+    }
+    if (threadIdx.x < kTile) {
+      const int r = threadIdx.x;
+      int pos = -1;
+      if (phase == 0) {
+        const int i = t * kTile + r;
+        if (i < p.n && (flags[i] & (kValid | kGlobal)) == kValid) pos = i;
+      } else if (s * kTile + r < global_count) {
+        pos = globals[s * kTile + r];
+      }
+      offset_s[buf * kTile + r] = row_offset(pos >= 0, pos >= 0 ? p.lse[base + pos] : -INFINITY);
+      delta_s[buf * kTile + r] = pos >= 0 ? p.delta[base + pos] : 0.f;
+      if constexpr (kGathered) {  // does query tile t see key r only through the gathered list?
+        const int key = key_pos(r);
+        const int prow = plan_head * p.num_tiles + t;
+        const int32_t* row_keys = p.key_tile + p.row_ptr[prow];
+        key_ok_s[buf * kTile + r] =
+            key >= 0 && !tile_listed(row_keys, row_keys + (p.row_ptr[prow + 1] - p.row_ptr[prow]), key / kTile);
+      }
+    }
+    cp_async_commit();
+  };
+
+  float dk_acc[D / 8][4], dv_acc[D / 8][4];
+  auto clear = [&]() {
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      dk_acc[i][0] = dk_acc[i][1] = dk_acc[i][2] = dk_acc[i][3] = 0.f;
+      dv_acc[i][0] = dv_acc[i][1] = dv_acc[i][2] = dv_acc[i][3] = 0.f;
+    }
+  };
+  const float scale_log2 = p.scale * kLog2e;
+
+  // Streams `steps` query tiles of `phase` past the resident keys (whose copies were
+  // issued just before and commit with the first step's).
+  auto run_phase = [&](int phase, int steps) {
+    uint32_t k_frag[D / 16][4], v_frag[D / 16][4];
+    if (steps > 0) {
+      load_step(phase, 0, 0);
+    } else {
+      cp_async_commit();
+      cp_async_wait<0>();
+      __syncthreads();
+      return;
+    }
+    for (int s = 0; s < steps; ++s) {
+      const int buf = kStages == 2 ? (s & 1) : 0;
+      if (kStages == 1 && s > 0) load_step(phase, s, 0);
+      if (kStages == 2 && s + 1 < steps) {
+        load_step(phase, s + 1, buf ^ 1);
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      __syncthreads();
+      if (s == 0) {
+        load_a<D>(k_frag, k_s, warp * 16, lane);
+        load_a<D>(v_frag, v_s, warp * 16, lane);
+      }
+      const T* q_tile = q_s + buf * Sm::kTileElems;
+      const T* do_tile = do_s + buf * Sm::kTileElems;
+      int query_first = 0;
+      uint64_t bits = 0;
+      if (phase == 0 && !kGathered) {
+        query_first = col_tiles[s] * kTile;
+        bits = p.layout_bits[col_entries[s]];
+      }
+      // No mask for this warp's 16 keys when each counts (a vote) and, for local rows of a
+      // listed tile, the window covers every (query, key) pair. Inactive query rows need
+      // none: their offset is +inf, their weight exp2(-inf) = 0.
+      bool full;
+      if (phase == 0 && kGathered) {
+        full = __all_sync(0xffffffffu, key_ok_s[buf * kTile + warp * 16 + group] != 0 &&
+                                           key_ok_s[buf * kTile + warp * 16 + group + 8] != 0);
+      } else {
+        full = __all_sync(0xffffffffu, (my_flag[0] & kValid) && (my_flag[1] & kValid));
+        if (phase == 0) {
+          const int key0 = key_first + warp * 16;
+          const int far = max(abs(query_first + kTile - 1 - key0), abs(key0 + 15 - query_first));
+          full = full && p.window >= 0 && far <= p.window;
+        }
+      }
+      float p_acc[8][4];
+      gemm_abt<T, D>(p_acc, k_frag, q_tile, lane);  // S^T = K Q^T: rows keys, columns queries
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = nt * 8 + tig * 2 + (e & 1);
+          const int r = e >> 1;
+          bool ok = true;
+          if (!full) {
+            if (phase == 1) {
+              ok = (my_flag[r] & kValid) != 0;
+            } else if (kGathered) {
+              ok = key_ok_s[buf * kTile + warp * 16 + group + r * 8] != 0;
+            } else {
+              ok = (my_flag[r] & kValid) &&
+                   local_allows(query_first + col, my_key[r], my_flag[r], p.window, bits, p.layout_block);
+            }
+          }
+          p_acc[nt][e] = ok ? fast_exp2(fmaf(p_acc[nt][e], scale_log2, -offset_s[buf * kTile + col])) : 0.f;
+        }
+      }
+      float dp_acc[8][4];
+      gemm_abt<T, D>(dp_acc, v_frag, do_tile, lane);  // dP^T = V dO^T
+      gemm_mb<T, D>(dv_acc, p_acc, do_tile, lane);    // dV += P^T dO
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float d = delta_s[buf * kTile + nt * 8 + tig * 2 + (e & 1)];
+          p_acc[nt][e] = p_acc[nt][e] > 0.f ? p_acc[nt][e] * (dp_acc[nt][e] - d) : 0.f;
+        }
+      gemm_mb<T, D>(dk_acc, p_acc, q_tile, lane);  // dK += dS^T Q
+      __syncthreads();                             // the buffer is reloaded next
+    }
+  };
+
+  // Writes the accumulators as gradients of the key rows (scale on dK); with
+  // `add_gathered`, global keys first add what the gathered pass summed for them.
+  auto write = [&](void* dk_any, void* dv_any, bool add_gathered) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int j = my_key[r];
+      if (j < 0) continue;
+      int slot = -1;
+      if (add_gathered && (my_flag[r] & kGlobal) && !overflowed)
+        slot = p.slot_of[static_cast<std::size_t>(b) * p.n + j];
+      T* dk = static_cast<T*>(dk_any) + (base + j) * D;
+      T* dv = static_cast<T*>(dv_any) + (base + j) * D;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        float k0 = dk_acc[dt][2 * r], k1 = dk_acc[dt][2 * r + 1];
+        float v0 = dv_acc[dt][2 * r], v1 = dv_acc[dt][2 * r + 1];
+        if (slot >= 0) {
+          const int d = dt * 8 + tig * 2;
+          const std::size_t at = ((static_cast<std::size_t>(b) * p.heads + h) * p.max_global + slot) * p.splits;
+          for (int s = 0; s < p.splits; ++s) {
+            const float* part = p.partial_dkv + (at + s) * 2 * D;
+            k0 += part[d];
+            k1 += part[d + 1];
+            v0 += part[D + d];
+            v1 += part[D + d + 1];
+          }
+        }
+        const float factor = overflowed ? NAN : 1.f;
+        store_row_pair<T, D>(dk + dt * 8 + tig * 2, k0 * p.scale * factor, k1 * p.scale * factor);
+        store_row_pair<T, D>(dv + dt * 8 + tig * 2, v0 * factor, v1 * factor);
+      }
+    }
+  };
+
+  clear();
+  load_keys(p.k, p.v);
+  run_phase(0, local_steps);
+  if constexpr (kGathered) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int slot = key_first + warp * 16 + group + r * 8;
+      if (slot >= global_count) continue;
+      const std::size_t at = ((static_cast<std::size_t>(b) * p.heads + h) * p.max_global + slot) * p.splits + split;
+      float* part = p.partial_dkv + at * 2 * D;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        const int d = dt * 8 + tig * 2;
+        part[d] = dk_acc[dt][2 * r];
+        part[d + 1] = dk_acc[dt][2 * r + 1];
+        part[D + d] = dv_acc[dt][2 * r];
+        part[D + d + 1] = dv_acc[dt][2 * r + 1];
+      }
+    }
+  } else {
+    const int global_steps = (global_count + kTile - 1) / kTile;
+    if (p.separate) {
+      write(p.dk, p.dv, true);
+      clear();
+      load_keys(p.kg, p.vg);  // the resident tiles are free: run_phase ended on a barrier
+      run_phase(1, global_steps);
+      write(p.dkg, p.dvg, false);
+    } else {
+      if (global_steps > 0) {
+        // Same keys (k_g is k): keep accumulating. run_phase expects fresh key copies in
+        // its first group; re-issuing them keeps one code path.
+        load_keys(p.k, p.v);
+        run_phase(1, global_steps);
+      }
+      write(p.dk, p.dv, true);
+    }
+  }
+}
+
+}  // namespace ldqa::attention::detail::gpu

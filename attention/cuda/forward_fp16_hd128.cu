@@ -1,0 +1,9 @@
+// The forward kernels for fp16, head dim 128: one dtype x head dim per unit, so that
+// each compiles alone (and in parallel).
+#include "attention/cuda/forward_launch.cuh"
+
+namespace ldqa::attention::detail::gpu {
+
+template void launch_forward<__half, 128>(const Params&, const Geometry&, int, int, int, bool, cudaStream_t);
+
+}  // namespace ldqa::attention::detail::gpu

@@ -1,0 +1,36 @@
+// The forward's launch sequence for one dtype and head dim (after launch_prepare): the
+// local-row kernel, then, with globals, the global-row kernel over key splits and their
+// merge; or the top-k kernel alone. Each forward_<dtype>_hd<D>.cu instantiates it once.
+#pragma once
+
+#include "attention/cuda/forward_kernel.cuh"
+#include "device/cuda_check.hpp"
+
+namespace ldqa::attention::detail::gpu {
+
+template <typename T, int D>
+void launch_forward(const Params& p, const Geometry& g, int batch, int heads, int num_tiles, bool top_k,
+                    cudaStream_t stream) {
+  if (top_k) {
+    topk_kernel<T, D><<<dim3(p.n, heads, batch), kThreads, 0, stream>>>(p);
+    LDQA_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
+  constexpr int smem = static_cast<int>(ForwardTraits<D>::kBytes);
+  const auto local_kernel = &attend_kernel<T, D, false>;
+  const auto global_kernel = &attend_kernel<T, D, true>;
+  allow_dynamic_smem_once(reinterpret_cast<const void*>(local_kernel), smem);
+  allow_dynamic_smem_once(reinterpret_cast<const void*>(global_kernel), smem);
+  local_kernel<<<dim3(num_tiles, heads, batch), kThreads, smem, stream>>>(p);
+  LDQA_CUDA_CHECK(cudaGetLastError());
+  if (p.global_mask == nullptr) return;
+  const int row_tiles = (g.max_global + kTile - 1) / kTile;
+  global_kernel<<<dim3(row_tiles * g.splits, heads, batch), kThreads, smem, stream>>>(p);
+  LDQA_CUDA_CHECK(cudaGetLastError());
+  constexpr int kRowsPerCta = 4;
+  combine_kernel<T, D>
+      <<<dim3((g.max_global + kRowsPerCta - 1) / kRowsPerCta, heads, batch), 32 * kRowsPerCta, 0, stream>>>(p);
+  LDQA_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace ldqa::attention::detail::gpu
