@@ -164,6 +164,53 @@ Geometry geometry(const SparseAttention::Impl& impl, int batch, int max_global) 
   return g;
 }
 
+ListLayout list_layout(int batch, int n, const Geometry& g) {
+  ListLayout l{};
+  l.global_index = align256(static_cast<std::size_t>(batch) * flag_stride(n));
+  l.counts = l.global_index + align256(static_cast<std::size_t>(batch) * g.max_global * sizeof(int32_t));
+  l.end = l.counts + align256(2 * static_cast<std::size_t>(batch) * sizeof(int32_t));
+  return l;
+}
+
+Params shared_params(const SparseAttention::Impl& impl, const AttentionInputs& in, const DevicePlan& plan,
+                     const Geometry& g, int max_global, unsigned char* ws) {
+  const ListLayout list = list_layout(in.batch, impl.seq_len, g);
+  Params p{};
+  p.q = in.q;
+  p.k = in.k;
+  p.v = in.v;
+  p.qg = in.q_global ? in.q_global : in.q;
+  p.kg = in.k_global ? in.k_global : in.k;
+  p.vg = in.v_global ? in.v_global : in.v;
+  p.out = in.out;
+  p.global_mask = in.global_mask;
+  p.valid_lengths = in.valid_lengths;
+  p.key_mask = in.key_mask;
+  p.lse = in.lse;
+  p.flags = ws;
+  p.global_index = reinterpret_cast<int32_t*>(ws + list.global_index);
+  p.global_count = reinterpret_cast<int32_t*>(ws + list.counts);
+  p.overflow = p.global_count + in.batch;
+  p.row_ptr = plan.row_ptr;
+  p.key_tile = plan.key_tile;
+  p.layout_bits = plan.layout_bits;
+  p.col_ptr = plan.col_ptr;
+  p.col_query_tile = plan.col_query_tile;
+  p.col_entry = plan.col_entry;
+  p.batch = in.batch;
+  p.heads = impl.num_heads;
+  p.n = impl.seq_len;
+  p.num_tiles = impl.plan.num_tiles;
+  p.plan_heads = impl.plan.plan_heads;
+  p.window = impl.plan.window;
+  p.layout_block = impl.plan.layout_block;
+  p.max_global = in.global_mask == nullptr ? 1 : max_global;  // without a mask the list stays empty
+  p.splits = g.splits;
+  p.tiles_per_split = g.tiles_per_split;
+  p.scale = effective_scale(impl, in);
+  return p;
+}
+
 void launch_prepare(const Params& p, cudaStream_t stream) {
   prepare_kernel<<<p.batch, 1024, 0, stream>>>(p);
   LDQA_CUDA_CHECK(cudaGetLastError());
@@ -192,17 +239,15 @@ namespace {
 
 using namespace gpu;
 
+// The list part (list_layout), then the global rows' split partials.
 struct WorkspaceLayout {
-  std::size_t flags, global_index, counts, partial_acc, partial_ml, total;
+  std::size_t partial_acc, partial_ml, total;
 };
 
 WorkspaceLayout workspace_layout(const SparseAttention::Impl& impl, int batch, const Geometry& g) {
   WorkspaceLayout w{};
   const std::size_t rows = static_cast<std::size_t>(batch) * impl.num_heads * g.max_global * g.splits;
-  w.flags = 0;
-  w.global_index = align256(static_cast<std::size_t>(batch) * flag_stride(impl.seq_len));
-  w.counts = w.global_index + align256(static_cast<std::size_t>(batch) * g.max_global * sizeof(int32_t));
-  w.partial_acc = w.counts + align256(2 * static_cast<std::size_t>(batch) * sizeof(int32_t));
+  w.partial_acc = list_layout(batch, impl.seq_len, g).end;
   w.partial_ml = w.partial_acc + align256(rows * impl.head_dim * sizeof(float));
   w.total = w.partial_ml + align256(rows * 2 * sizeof(float));
   return w;
@@ -246,39 +291,10 @@ void run_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, void
   const WorkspaceLayout w = workspace_layout(impl, in.batch, g);
   StreamWorkspace taken(workspace, w.total, stream);
   unsigned char* ws = taken.get();
-  Params p{};
-  p.q = in.q;
-  p.k = in.k;
-  p.v = in.v;
-  p.qg = in.q_global ? in.q_global : in.q;
-  p.kg = in.k_global ? in.k_global : in.k;
-  p.vg = in.v_global ? in.v_global : in.v;
-  p.out = in.out;
-  p.global_mask = in.global_mask;
-  p.valid_lengths = in.valid_lengths;
-  p.key_mask = in.key_mask;
-  p.flags = ws + w.flags;
-  p.global_index = reinterpret_cast<int32_t*>(ws + w.global_index);
-  p.global_count = reinterpret_cast<int32_t*>(ws + w.counts);
-  p.overflow = p.global_count + in.batch;
+  Params p = shared_params(impl, in, plan, g, max_global, ws);
   p.partial_acc = reinterpret_cast<float*>(ws + w.partial_acc);
   p.partial_ml = reinterpret_cast<float*>(ws + w.partial_ml);
-  p.lse = in.lse;
-  p.row_ptr = plan.row_ptr;
-  p.key_tile = plan.key_tile;
-  p.layout_bits = plan.layout_bits;
-  p.batch = in.batch;
-  p.heads = impl.num_heads;
-  p.n = impl.seq_len;
-  p.num_tiles = impl.plan.num_tiles;
-  p.plan_heads = impl.plan.plan_heads;
-  p.window = impl.plan.window;
-  p.layout_block = impl.plan.layout_block;
-  p.max_global = in.global_mask == nullptr ? 1 : max_global;  // without a mask the list stays empty
-  p.splits = g.splits;
-  p.tiles_per_split = g.tiles_per_split;
   p.top_k = impl.pattern.top_k;
-  p.scale = effective_scale(impl, in);
 
   launch_prepare(p, stream);
   if (in.dtype == DType::f16) {

@@ -51,18 +51,17 @@ void launch_backward_dtype(const Params& p, const Geometry& g, bool has_globals,
   }
 }
 
+// The list part (list_layout), then each global position's slot, the row
+// deltas and the global rows' split partials of dQ and dK/dV.
 struct BackwardLayout {
-  std::size_t flags, global_index, counts, slot_of, delta, partial_dq, partial_dkv, total;
+  std::size_t slot_of, delta, partial_dq, partial_dkv, total;
 };
 
 BackwardLayout backward_layout(const SparseAttention::Impl& impl, int batch, const Geometry& g) {
   BackwardLayout w{};
   const std::size_t positions = static_cast<std::size_t>(batch) * impl.seq_len;
   const std::size_t rows = static_cast<std::size_t>(batch) * impl.num_heads * g.max_global * g.splits;
-  w.flags = 0;
-  w.global_index = align256(static_cast<std::size_t>(batch) * flag_stride(impl.seq_len));  // flag rows
-  w.counts = w.global_index + align256(static_cast<std::size_t>(batch) * g.max_global * sizeof(int32_t));
-  w.slot_of = w.counts + align256(2 * static_cast<std::size_t>(batch) * sizeof(int32_t));
+  w.slot_of = list_layout(batch, impl.seq_len, g).end;
   w.delta = w.slot_of + align256(positions * sizeof(int32_t));
   w.partial_dq = w.delta + align256(positions * impl.num_heads * sizeof(float));
   w.partial_dkv = w.partial_dq + align256(rows * impl.head_dim * sizeof(float));
@@ -90,26 +89,11 @@ void backward_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in,
   StreamWorkspace taken(workspace, w.total, stream);
   unsigned char* ws = taken.get();
   const bool separate = in.q_global != nullptr;
-  Params p{};
-  p.q = in.q;
-  p.k = in.k;
-  p.v = in.v;
-  p.qg = separate ? in.q_global : in.q;
-  p.kg = separate ? in.k_global : in.k;
-  p.vg = separate ? in.v_global : in.v;
-  p.out = in.out;
-  p.global_mask = in.global_mask;
-  p.valid_lengths = in.valid_lengths;
-  p.key_mask = in.key_mask;
-  p.flags = ws + w.flags;
-  p.global_index = reinterpret_cast<int32_t*>(ws + w.global_index);
-  p.global_count = reinterpret_cast<int32_t*>(ws + w.counts);
-  p.overflow = p.global_count + in.batch;
+  Params p = shared_params(impl, in, plan, g, max_global, ws);
   p.slot_of = reinterpret_cast<int32_t*>(ws + w.slot_of);
   p.delta = reinterpret_cast<float*>(ws + w.delta);
   p.partial_acc = reinterpret_cast<float*>(ws + w.partial_dq);
   p.partial_dkv = reinterpret_cast<float*>(ws + w.partial_dkv);
-  p.lse = in.lse;
   p.d_out = grad.d_out;
   p.dq = grad.d_q;
   p.dk = grad.d_k;
@@ -117,24 +101,7 @@ void backward_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in,
   p.dqg = separate ? grad.d_q_global : grad.d_q;
   p.dkg = separate ? grad.d_k_global : grad.d_k;
   p.dvg = separate ? grad.d_v_global : grad.d_v;
-  p.row_ptr = plan.row_ptr;
-  p.key_tile = plan.key_tile;
-  p.layout_bits = plan.layout_bits;
-  p.col_ptr = plan.col_ptr;
-  p.col_query_tile = plan.col_query_tile;
-  p.col_entry = plan.col_entry;
-  p.batch = in.batch;
-  p.heads = impl.num_heads;
-  p.n = impl.seq_len;
-  p.num_tiles = impl.plan.num_tiles;
-  p.plan_heads = impl.plan.plan_heads;
-  p.window = impl.plan.window;
-  p.layout_block = impl.plan.layout_block;
-  p.max_global = has_globals ? max_global : 1;  // without a mask the list stays empty
-  p.splits = g.splits;
-  p.tiles_per_split = g.tiles_per_split;
   p.separate = separate ? 1 : 0;
-  p.scale = effective_scale(impl, in);
 
   // dQ_g is written only at global rows (dq_combine): zeros everywhere else first.
   if (separate)

@@ -182,6 +182,18 @@ Geometry geometry(const SparseAttention::Impl& impl, int batch, int max_global);
 
 inline std::size_t align256(std::size_t x) { return (x + 255) / 256 * 256; }
 
+// Both workspaces start with the flag rows (at 0), the global list and the per-sequence
+// count and overflow flag; `end` is where what each pass adds begins.
+struct ListLayout {
+  std::size_t global_index, counts, end;
+};
+ListLayout list_layout(int batch, int n, const Geometry& g);
+
+// What the forward and the backward fill alike: the inputs, the plan, the shape, the
+// split geometry and the list part of the workspace at `ws`.
+Params shared_params(const SparseAttention::Impl& impl, const AttentionInputs& in, const DevicePlan& plan,
+                     const Geometry& g, int max_global, unsigned char* ws);
+
 // Flags, the ordered global list (and slot_of when set), one CTA per sequence.
 void launch_prepare(const Params& p, cudaStream_t stream);
 
