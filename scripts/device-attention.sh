@@ -2,7 +2,8 @@
 # Runs on the GPU machine (the `device` tool), from binaries built here and carried in
 # .device/ (scripts/stage-device.sh): the GPU tests, the C++ benchmark (forward and
 # backward) and the PyTorch comparison. Logs go to $OUT.
-#   bash scripts/device-attention.sh all|tests|bench|torch
+#   bash scripts/device-attention.sh all|tests|bench|torch [bench/attention_torch.py arguments]
+# e.g. bash scripts/device-attention.sh torch --shapes "H12 w256 g64" --n 16384 --scattered-n ""
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
@@ -10,6 +11,7 @@ out=${OUT:-/tmp/out}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
 what=${1:-all}
+shift || true
 if [[ $what == all || $what == tests ]]; then
   timeout 300 .device/ldqa_gpu_tests --durations yes 2>&1 | tail -n 60 | tee "$out/gpu_tests.log"
   echo "gpu tests exit: ${PIPESTATUS[0]}" | tee -a "$out/gpu_tests.log"
@@ -26,8 +28,7 @@ if [[ $what == all || $what == bench ]]; then
     2>&1 | tee -a "$out/bench_cpp.md"
 fi
 if [[ $what == all || $what == torch ]]; then
-  # TORCH_ARGS narrows the run (e.g. --shapes ... --n 16384); FlexAttention compiles per shape.
-  # shellcheck disable=SC2086 # several arguments
+  # Further arguments narrow the run (FlexAttention compiles per shape, for minutes).
   PYTHONUNBUFFERED=1 timeout 540 python3 bench/attention_torch.py --lib .device/libldqa_attention_capi.so \
-    --json "$out/bench_torch.json" ${TORCH_ARGS:-} 2>&1 | tee "$out/bench_torch.md"
+    --json "$out/bench_torch.json" "$@" 2>&1 | tee "$out/bench_torch.md"
 fi
