@@ -9,16 +9,29 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
 #include "attention/attention.hpp"
+#include "support/attention_grid.hpp"
 
 namespace ldqa::test::gpu {
 
 using attention::DType;
 
 #define CUDA_OK(expr) REQUIRE((expr) == cudaSuccess)
+
+// LDQA_GPU_SMALL=N, for runs under compute-sanitizer (racecheck runs a kernel hundreds
+// of times slower): the grids keep one point in N and no length of 1000 or more.
+// scripts/device-sanitize.sh sets it.
+inline bool skipped_in_small_mode(const test::GridPoint& p) {
+  static const int thinning = [] {
+    const char* value = std::getenv("LDQA_GPU_SMALL");
+    return value == nullptr ? 0 : std::max(1, std::atoi(value));
+  }();
+  return thinning > 0 && (p.n >= 1000 || p.index % thinning != 0);
+}
 
 inline double round_f16(double x) { return static_cast<double>(__half2float(__float2half_rn(static_cast<float>(x)))); }
 inline double round_bf16(double x) {

@@ -166,6 +166,7 @@ void check_backward(test::AttentionCase& c, DType dtype, std::mt19937_64& rng) {
 TEST_CASE("gpu window+global backward matches the float64 reference gradient", "[gpu][backward]") {
   std::mt19937_64 rng(test::test_seed() + 20);
   test::sweep_window_global(rng, 8, 30, [&](const test::GridPoint& p) {
+    if (skipped_in_small_mode(p)) return;
     auto c = test::make_case(p, p.index % 3 == 0 ? 32 : (p.index % 3 == 1 ? 64 : 128), rng);
     check_backward(c, p.index % 2 ? DType::f16 : DType::bf16, rng);
   });
@@ -174,6 +175,7 @@ TEST_CASE("gpu window+global backward matches the float64 reference gradient", "
 TEST_CASE("gpu block-sparse backward matches the float64 reference gradient", "[gpu][backward][layout]") {
   std::mt19937_64 rng(test::test_seed() + 21);
   test::sweep_layouts(rng, 1, [&](test::GridPoint p) {
+    if (skipped_in_small_mode(p)) return;
     p.padding = p.index % 3 == 0 ? "mask" : "none";
     auto c = test::make_case(p, p.index % 2 ? 64 : 32, rng);
     check_backward(c, p.index % 2 ? DType::bf16 : DType::f16, rng);

@@ -84,6 +84,7 @@ TEST_CASE("gpu: a CUDA device is usable", "[gpu]") { REQUIRE(SparseAttention::cu
 TEST_CASE("gpu window+global attention matches the float64 reference", "[gpu][attention]") {
   std::mt19937_64 rng(test::test_seed());
   test::sweep_window_global(rng, 8, 30, [&](const test::GridPoint& p) {
+    if (skipped_in_small_mode(p)) return;
     auto c = test::make_case(p, p.index % 3 == 0 ? 32 : (p.index % 3 == 1 ? 64 : 128), rng);
     check_case(c, p.index % 2 ? DType::f16 : DType::bf16, rng);
   });
@@ -92,6 +93,7 @@ TEST_CASE("gpu window+global attention matches the float64 reference", "[gpu][at
 TEST_CASE("gpu block-sparse layouts match the float64 reference", "[gpu][layout]") {
   std::mt19937_64 rng(test::test_seed() + 1);
   test::sweep_layouts(rng, 1, [&](test::GridPoint p) {
+    if (skipped_in_small_mode(p)) return;
     p.padding = p.index % 3 == 0 ? "mask" : "none";
     auto c = test::make_case(p, p.index % 2 ? 64 : 32, rng);
     check_case(c, p.index % 2 ? DType::bf16 : DType::f16, rng);
@@ -101,6 +103,7 @@ TEST_CASE("gpu block-sparse layouts match the float64 reference", "[gpu][layout]
 TEST_CASE("gpu top-k attention is exact", "[gpu][topk]") {
   std::mt19937_64 rng(test::test_seed() + 2);
   test::sweep_topk(rng, 4, [&](const test::GridPoint& p) {
+    if (skipped_in_small_mode(p)) return;
     auto c = test::make_case(p, p.index % 3 == 0 ? 32 : (p.index % 3 == 1 ? 64 : 128), rng);
     check_case(c, p.index % 2 ? DType::f16 : DType::bf16, rng);
   });
