@@ -32,7 +32,8 @@ struct ForwardTraits {
   static constexpr int kCopies = kTile * kChunks / kThreads;  // chunks per thread per tile
   static constexpr int kRowsPerCopy = kThreads / kChunks;     // rows between a thread's chunks
   // CTAs per SM the registers must allow: at D <= 64 four (128 registers, a 32-byte
-  // spill) ran 3-10 % faster on the H200 than three (168, none); D = 128 needs its 221.
+  // spill) beat three (168, none) on the H200 in 11 of 12 benchmark rows by 1-18 %
+  // (three won H12 n = 4k B = 1 by 9 %); D = 128 needs its 221.
   static constexpr int kMinBlocks = D <= 64 ? 4 : 2;
   // q, then two k and two v tiles, then two stages of key flags.
   static constexpr std::size_t kBytes = 5 * kTileHalves * 2 + 2 * kTile;
