@@ -163,7 +163,7 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend
   const int my_rows = q_first + warp * 16 + group;  // this thread's rows: my_rows and my_rows + 8
 
   if (steps > 0) issue(0, 0);
-  cp_async_commit();  // keeps one group per loop turn even when step 0 is the last
+  cp_async_commit();  // the query copies, committed even without a step: the last wait covers them
   for (int s = 0; s < steps; ++s) {
     const int buf = s & 1;
     cp_async_wait<0>();
