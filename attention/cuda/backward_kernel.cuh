@@ -216,11 +216,7 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D>::kDqMinBlocks) dq_ke
     if (tile >= 0) {
       // The key flags travel with the tile (cp.async from the kTile-aligned flag rows): a
       // plain load here would stall the step on a memory round trip.
-      if (threadIdx.x < 4) {
-        const int first = tile * kTile + threadIdx.x * 16;
-        const int bytes = min(max(p.n - first, 0), 16);
-        cp_async16(key_flag_s + buf * kTile + threadIdx.x * 16, flags + (bytes > 0 ? first : 0), bytes);
-      }
+      if (threadIdx.x < 4) copy_tile_flags(key_flag_s + buf * kTile, flags, tile, p.n, threadIdx.x);
     } else if (threadIdx.x < kTile) {
       const int r = threadIdx.x;
       uint8_t f = 0;

@@ -149,6 +149,13 @@ __device__ __forceinline__ const uint8_t* sequence_flags(const Params& p, int b)
   return p.flags + static_cast<std::size_t>(b) * flag_stride(p.n);
 }
 
+// One of the four 16-byte chunks (0..3) of a key tile's flags, by cp.async (zeros past n).
+__device__ __forceinline__ void copy_tile_flags(uint8_t* dst, const uint8_t* flags, int tile, int n, int chunk) {
+  const int first = tile * kTile + chunk * 16;
+  const int bytes = min(max(n - first, 0), 16);
+  cp_async16(dst + chunk * 16, flags + (bytes > 0 ? first : 0), bytes);
+}
+
 __device__ __forceinline__ std::size_t head_base(const Params& p, int b, int h) {
   return (static_cast<std::size_t>(b) * p.heads + h) * static_cast<std::size_t>(p.n);
 }

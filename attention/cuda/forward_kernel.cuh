@@ -123,11 +123,7 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend
         cp_async16(k_dst + c * Tr::kRowsPerCopy * kRow, k_src + off, inside ? 16 : 0);
         cp_async16(v_dst + c * Tr::kRowsPerCopy * kRow, v_src + off, inside ? 16 : 0);
       }
-      if (threadIdx.x < 4) {
-        const int first = tile * kTile + threadIdx.x * 16;
-        const int bytes = min(max(p.n - first, 0), 16);
-        cp_async16(key_flag_s + buf * kTile + threadIdx.x * 16, flags + (bytes > 0 ? first : 0), bytes);
-      }
+      if (threadIdx.x < 4) copy_tile_flags(key_flag_s + buf * kTile, flags, tile, p.n, threadIdx.x);
     } else {
 #pragma unroll
       for (int c = 0; c < Tr::kCopies; ++c) {
