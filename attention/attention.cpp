@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <iterator>
+#include <tuple>
 #include <utility>
 
 #include "attention/attention_internal.hpp"
@@ -11,6 +13,35 @@
 namespace ldqa::attention {
 
 namespace {
+
+// A tensor's strides: non-negative; for an output, no two elements at one address (the
+// dims sorted by stride, each stride at least the extent of those below it); on CUDA,
+// whole 16-byte steps (rows are copied 16 bytes at a time) and a row stride that fits
+// the kernels' 32-bit row offsets.
+void check_strides(const SparseAttention::Impl& impl, const char* name, const Strides& given, int batch, bool output,
+                   bool cuda, int element_bytes) {
+  const Strides s = detail::resolved(given, impl);
+  if (s.batch < 0 || s.head < 0 || s.row < 0)
+    fail("attention: ", name, " has a negative stride (", s.batch, ", ", s.head, ", ", s.row, ")");
+  if (cuda) {
+    for (const int64_t stride : {s.batch, s.head, s.row})
+      if (stride * element_bytes % 16 != 0)
+        fail("attention: CUDA needs every stride of ", name, " a multiple of 16 bytes; got ", stride, " elements of ",
+             element_bytes, " bytes (strides ", s.batch, ", ", s.head, ", ", s.row, ")");
+    if (s.row > INT32_MAX) fail("attention: ", name, "'s row stride ", s.row, " exceeds 2^31 - 1 elements");
+  }
+  if (!output) return;
+  std::pair<int64_t, int64_t> dims[] = {{s.row, impl.seq_len}, {s.head, impl.num_heads}, {s.batch, batch}};
+  std::sort(std::begin(dims), std::end(dims));
+  int64_t extent = impl.head_dim;  // the head_dim elements are adjacent
+  for (const auto& [stride, size] : dims) {
+    if (size == 1) continue;
+    if (stride < extent)
+      fail("attention: the output ", name, " has overlapping strides (", s.batch, ", ", s.head, ", ", s.row,
+           "): two of its elements would share memory");
+    extent = stride * (size - 1) + extent;
+  }
+}
 
 void validate(const SparseAttention::Impl& impl, const AttentionInputs& in, bool cuda) {
   if (in.batch < 1) fail("attention: batch must be >= 1, got ", in.batch);
@@ -48,6 +79,17 @@ void validate(const SparseAttention::Impl& impl, const AttentionInputs& in, bool
           fail("attention: valid_lengths[", b, "] = ", in.valid_lengths[b], " outside [0, ", impl.seq_len, "]");
   }
   if (!(in.scale >= 0.0f) || !std::isfinite(in.scale)) fail("attention: scale must be finite and >= 0, got ", in.scale);
+  const int bytes = in.dtype == DType::f32 ? 4 : 2;
+  const bool separate = in.q_global != nullptr || in.k_global != nullptr || in.v_global != nullptr;
+  const std::tuple<const char*, const Strides&, bool> tensors[] = {{"q", in.q_strides, true},
+                                                                   {"k", in.k_strides, true},
+                                                                   {"v", in.v_strides, true},
+                                                                   {"q_global", in.q_global_strides, separate},
+                                                                   {"k_global", in.k_global_strides, separate},
+                                                                   {"v_global", in.v_global_strides, separate}};
+  for (const auto& [name, strides, present] : tensors)
+    if (present) check_strides(impl, name, strides, in.batch, false, cuda, bytes);
+  check_strides(impl, "out", in.out_strides, in.batch, true, cuda, bytes);
 }
 
 // What both backwards need besides the forward's inputs.
@@ -66,6 +108,17 @@ void validate_backward(const SparseAttention::Impl& impl, const AttentionInputs&
     fail("attention: the inputs have separate global projections: d_q_global, d_k_global and d_v_global are needed");
   if (!separate && global_grads)
     fail("attention: d_q_global, d_k_global, d_v_global given but the inputs have no separate global projections");
+  const int bytes = in.dtype == DType::f32 ? 4 : 2;
+  check_strides(impl, "d_out", grad.d_out_strides, in.batch, false, cuda, bytes);
+  const std::pair<const char*, const Strides&> outputs[] = {
+      {"d_q", grad.d_q_strides}, {"d_k", grad.d_k_strides}, {"d_v", grad.d_v_strides}};
+  for (const auto& [name, strides] : outputs) check_strides(impl, name, strides, in.batch, true, cuda, bytes);
+  if (separate) {
+    const std::pair<const char*, const Strides&> global_outputs[] = {{"d_q_global", grad.d_q_global_strides},
+                                                                     {"d_k_global", grad.d_k_global_strides},
+                                                                     {"d_v_global", grad.d_v_global_strides}};
+    for (const auto& [name, strides] : global_outputs) check_strides(impl, name, strides, in.batch, true, cuda, bytes);
+  }
   if (cuda) {
     const std::pair<const char*, const void*> pointers[] = {{"d_out", grad.d_out},
                                                             {"d_q", grad.d_q},

@@ -23,7 +23,8 @@
 // by recomputing the attention weights over exactly the forward's pairs. Top-k has no
 // backward (its selection is not differentiable; the calls refuse it).
 //
-// Tensors are [batch, heads, seq_len, head_dim], contiguous. Errors throw ldqa::Error.
+// Tensors are [batch, heads, seq_len, head_dim] with adjacent head_dim elements, any
+// other strides (Strides; contiguous by default). Errors throw ldqa::Error.
 // A SparseAttention object is immutable after construction and may be shared by
 // threads; run_cuda uploads its plan to the current device on first use (thread-safe).
 #pragma once
@@ -103,6 +104,18 @@ struct Pattern {
   int top_k = 0;                              // 0: plain softmax over every allowed key
 };
 
+// Element strides of a [batch, heads, seq_len, head_dim] tensor whose head_dim elements
+// are adjacent. All zero (the default) means contiguous: {heads * seq_len * head_dim,
+// seq_len * head_dim, head_dim}. So a [batch, seq_len, heads, head_dim] buffer (a
+// projection's output) is read as {seq_len * heads * head_dim, head_dim, heads *
+// head_dim}, and q, k, v as column blocks of one fused projection, without a copy.
+// Inputs may overlap (a stride of 0 repeats); an output's elements must not share
+// memory (checked). run_cuda also needs every stride a multiple of 16 bytes.
+struct Strides {
+  int64_t batch = 0, head = 0, row = 0;
+  bool is_default() const { return batch == 0 && head == 0 && row == 0; }
+};
+
 // Pointers into host memory for run_cpu, device memory for run_cuda.
 struct AttentionInputs {
   int batch = 0;
@@ -129,6 +142,8 @@ struct AttentionInputs {
   // with no allowed key. What the backward needs from the forward.
   float* lse = nullptr;
   float scale = 0.0f;  // 0: 1/sqrt(head_dim)
+  // The strides of the tensors above (lse is always contiguous).
+  Strides q_strides, k_strides, v_strides, q_global_strides, k_global_strides, v_global_strides, out_strides;
 };
 
 // The backward's own tensors, [batch, heads, seq_len, head_dim] in the inputs' dtype.
@@ -143,6 +158,8 @@ struct AttentionGradients {
   void* d_q_global = nullptr;
   void* d_k_global = nullptr;
   void* d_v_global = nullptr;
+  Strides d_out_strides, d_q_strides, d_k_strides, d_v_strides, d_q_global_strides, d_k_global_strides,
+      d_v_global_strides;
 };
 
 class SparseAttention {

@@ -49,30 +49,29 @@ struct OnlineSoftmax {
   }
 };
 
-void write_rows(const Views& io, std::size_t base, int first, int count, const OnlineSoftmax& state,
-                const uint8_t* flags, bool skip_global) {
+void write_rows(const HeadView& hv, int first, int count, const OnlineSoftmax& state, const uint8_t* flags,
+                bool skip_global) {
   for (int r = 0; r < count; ++r) {
     const int i = first + r;
-    float* dst = io.out + base + static_cast<std::size_t>(i) * io.d;
-    float* lse = io.lse != nullptr ? io.lse + base / io.d + i : nullptr;
+    float* lse = hv.lse != nullptr ? hv.lse + i : nullptr;
     if ((flags[i] & kValid) == 0 || state.row_sum[r] == 0.0f) {
-      std::fill(dst, dst + io.d, 0.0f);
+      hv.out.vec(i).setZero();
       if (lse != nullptr) *lse = kNegInf;
     } else if (!(skip_global && (flags[i] & kGlobal))) {
-      Eigen::Map<Eigen::RowVectorXf>(dst, io.d) = state.acc.row(r) / state.row_sum[r];
+      hv.out.vec(i) = state.acc.row(r) / state.row_sum[r];
       if (lse != nullptr) *lse = state.row_max[r] + std::log(state.row_sum[r]);
     }
   }
 }
 
 // Local queries of one tile: listed key tiles, then global keys outside them.
-void local_tile(const TilePlan& plan, const Views& io, std::size_t base, int b, int h, int t, const Positions& pos,
+void local_tile(const TilePlan& plan, const Views& io, const HeadView& hv, int b, int h, int t, const Positions& pos,
                 OnlineSoftmax& state, RowMat& q_tile, RowMat& gathered_k, RowMat& gathered_v, RowMat& scores) {
   const int n = io.n;
   const int first = t * kTile;
   const int rows = std::min(kTile, n - first);
   const uint8_t* flags = pos.flags.data() + static_cast<std::size_t>(b) * n;
-  q_tile = ConstRows(io.q + base + static_cast<std::size_t>(first) * io.d, rows, io.d) * io.scale;
+  q_tile = hv.q.block(first, rows) * io.scale;
   state.reset(rows, io.d);
   const int row = (h % plan.plan_heads) * plan.num_tiles + t;
   const int32_t* listed_begin = plan.key_tile.data() + plan.row_ptr[row];
@@ -80,8 +79,7 @@ void local_tile(const TilePlan& plan, const Views& io, std::size_t base, int b, 
   for (int e = plan.row_ptr[row]; e < plan.row_ptr[row + 1]; ++e) {
     const int key_first = plan.key_tile[e] * kTile;
     const int cols = std::min(kTile, n - key_first);
-    scores.noalias() =
-        q_tile * ConstRows(io.k + base + static_cast<std::size_t>(key_first) * io.d, cols, io.d).transpose();
+    scores.noalias() = q_tile * hv.k.block(key_first, cols).transpose();
     for (int r = 0; r < rows; ++r)
       for (int c = 0; c < cols; ++c) {
         const int j = key_first + c;
@@ -89,7 +87,7 @@ void local_tile(const TilePlan& plan, const Views& io, std::size_t base, int b, 
             !local_allows(first + r, j, flags[j], plan.window, plan.layout_bits[e], plan.layout_block))
           scores(r, c) = kNegInf;
       }
-    state.add(scores, ConstRows(io.v + base + static_cast<std::size_t>(key_first) * io.d, cols, io.d));
+    state.add(scores, hv.v.block(key_first, cols));
   }
   std::vector<int> outside;
   for (int g : pos.globals[b])
@@ -99,61 +97,50 @@ void local_tile(const TilePlan& plan, const Views& io, std::size_t base, int b, 
     gathered_k.resize(cols, io.d);
     gathered_v.resize(cols, io.d);
     for (int c = 0; c < cols; ++c) {
-      const std::size_t src = base + static_cast<std::size_t>(outside[at + c]) * io.d;
-      gathered_k.row(c) = Eigen::Map<const Eigen::RowVectorXf>(io.k + src, io.d);
-      gathered_v.row(c) = Eigen::Map<const Eigen::RowVectorXf>(io.v + src, io.d);
+      gathered_k.row(c) = hv.k.vec(outside[at + c]);
+      gathered_v.row(c) = hv.v.vec(outside[at + c]);
     }
     scores.noalias() = q_tile * gathered_k.transpose();
     state.add(scores, gathered_v);
   }
-  write_rows(io, base, first, rows, state, flags, /*skip_global=*/true);
+  write_rows(hv, first, rows, state, flags, /*skip_global=*/true);
 }
 
 // Up to kTile global queries (positions globals[first..]) against every valid key.
-void global_chunk(const Views& io, std::size_t base, int b, int first, const Positions& pos, OnlineSoftmax& state,
+void global_chunk(const Views& io, const HeadView& hv, int b, int first, const Positions& pos, OnlineSoftmax& state,
                   RowMat& q_tile, RowMat& scores) {
   const int n = io.n;
   const std::vector<int>& globals = pos.globals[b];
   const uint8_t* flags = pos.flags.data() + static_cast<std::size_t>(b) * n;
   const int rows = std::min<int>(kTile, static_cast<int>(globals.size()) - first);
   q_tile.resize(rows, io.d);
-  for (int r = 0; r < rows; ++r)
-    q_tile.row(r) =
-        Eigen::Map<const Eigen::RowVectorXf>(io.qg + base + static_cast<std::size_t>(globals[first + r]) * io.d, io.d) *
-        io.scale;
+  for (int r = 0; r < rows; ++r) q_tile.row(r) = hv.qg.vec(globals[first + r]) * io.scale;
   state.reset(rows, io.d);
   for (int key_first = 0; key_first < n; key_first += kTile) {
     const int cols = std::min(kTile, n - key_first);
-    scores.noalias() =
-        q_tile * ConstRows(io.kg + base + static_cast<std::size_t>(key_first) * io.d, cols, io.d).transpose();
+    scores.noalias() = q_tile * hv.kg.block(key_first, cols).transpose();
     for (int c = 0; c < cols; ++c)
       if ((flags[key_first + c] & kValid) == 0) scores.col(c).setConstant(kNegInf);
-    state.add(scores, ConstRows(io.vg + base + static_cast<std::size_t>(key_first) * io.d, cols, io.d));
+    state.add(scores, hv.vg.block(key_first, cols));
   }
   for (int r = 0; r < rows; ++r) {
-    float* dst = io.out + base + static_cast<std::size_t>(globals[first + r]) * io.d;
-    Eigen::Map<Eigen::RowVectorXf>(dst, io.d) = state.acc.row(r) / state.row_sum[r];
-    if (io.lse != nullptr) io.lse[base / io.d + globals[first + r]] = state.row_max[r] + std::log(state.row_sum[r]);
+    hv.out.vec(globals[first + r]) = state.acc.row(r) / state.row_sum[r];
+    if (hv.lse != nullptr) hv.lse[globals[first + r]] = state.row_max[r] + std::log(state.row_sum[r]);
   }
 }
 
 // Exact top-k for one query row: candidates in the same order the fused path visits
 // them, selection by (score desc, key asc), softmax over the kept keys.
-void topk_row(const TilePlan& plan, const Views& io, std::size_t base, int b, int h, int i, int top_k,
+void topk_row(const TilePlan& plan, const Views& io, const HeadView& hv, int b, int h, int i, int top_k,
               const Positions& pos, std::vector<std::pair<float, int>>& candidates) {
   const int n = io.n;
   const uint8_t* flags = pos.flags.data() + static_cast<std::size_t>(b) * n;
-  float* dst = io.out + base + static_cast<std::size_t>(i) * io.d;
   candidates.clear();
   const bool is_global = (flags[i] & kGlobal) != 0;
-  const float* q = (is_global ? io.qg : io.q) + base + static_cast<std::size_t>(i) * io.d;
-  const float* keys = is_global ? io.kg : io.k;
-  const float* values = is_global ? io.vg : io.v;
-  const Eigen::Map<const Eigen::VectorXf> q_row(q, io.d);
-  auto score = [&](int j) {
-    return io.scale *
-           q_row.dot(Eigen::Map<const Eigen::VectorXf>(keys + base + static_cast<std::size_t>(j) * io.d, io.d));
-  };
+  const auto q_row = (is_global ? hv.qg : hv.q).vec(i);
+  const HeadRows<const float>& keys = is_global ? hv.kg : hv.k;
+  const HeadRows<const float>& values = is_global ? hv.vg : hv.v;
+  auto score = [&](int j) { return io.scale * q_row.dot(keys.vec(j)); };
   if ((flags[i] & kValid) != 0) {
     if (is_global) {
       for (int j = 0; j < n; ++j)
@@ -170,9 +157,10 @@ void topk_row(const TilePlan& plan, const Views& io, std::size_t base, int b, in
         if (!tile_listed(listed_begin, listed_end, g / kTile)) candidates.emplace_back(score(g), g);
     }
   }
-  float* lse = io.lse != nullptr ? io.lse + base / io.d + i : nullptr;
+  float* lse = hv.lse != nullptr ? hv.lse + i : nullptr;
+  auto out_row = hv.out.vec(i);
   if (candidates.empty()) {
-    std::fill(dst, dst + io.d, 0.0f);
+    out_row.setZero();
     if (lse != nullptr) *lse = kNegInf;
     return;
   }
@@ -184,14 +172,12 @@ void topk_row(const TilePlan& plan, const Views& io, std::size_t base, int b, in
                    better);
   float max_score = kNegInf;
   for (std::size_t c = 0; c < keep; ++c) max_score = std::max(max_score, candidates[c].first);
-  Eigen::Map<Eigen::RowVectorXf> out_row(dst, io.d);
   out_row.setZero();
   float sum = 0.0f;
   for (std::size_t c = 0; c < keep; ++c) {
     const float p = std::exp(candidates[c].first - max_score);
     sum += p;
-    out_row += p * Eigen::Map<const Eigen::RowVectorXf>(
-                       values + base + static_cast<std::size_t>(candidates[c].second) * io.d, io.d);
+    out_row += p * values.vec(candidates[c].second);
   }
   out_row /= sum;
   if (lse != nullptr) *lse = max_score + std::log(sum);
@@ -227,14 +213,14 @@ void run_cpu(const SparseAttention::Impl& impl, const AttentionInputs& in) {
 #pragma omp for schedule(dynamic)
     for (std::size_t w = 0; w < items.size(); ++w) {
       const Item& it = items[w];
-      const std::size_t base = io.head_offset(it.b, it.h, heads);
+      const HeadView hv = io.head(it.b, it.h);
       if (top_k > 0) {
         for (int i = it.tile * kTile; i < std::min(n, (it.tile + 1) * kTile); ++i)
-          topk_row(plan, io, base, it.b, it.h, i, top_k, pos, candidates);
+          topk_row(plan, io, hv, it.b, it.h, i, top_k, pos, candidates);
       } else if (it.global_first < 0) {
-        local_tile(plan, io, base, it.b, it.h, it.tile, pos, state, q_tile, gathered_k, gathered_v, scores);
+        local_tile(plan, io, hv, it.b, it.h, it.tile, pos, state, q_tile, gathered_k, gathered_v, scores);
       } else {
-        global_chunk(io, base, it.b, it.global_first, pos, state, q_tile, scores);
+        global_chunk(io, hv, it.b, it.global_first, pos, state, q_tile, scores);
       }
     }
   }

@@ -18,16 +18,12 @@ namespace ldqa::attention::detail {
 namespace {
 
 using namespace cpu;
-using RowsMap = Eigen::Map<RowMat>;
 
-struct Grads {
-  const float* d_out;
-  float* dq;
-  float* dk;
-  float* dv;
-  float* dqg;  // the same as dq, dk, dv without separate global projections
-  float* dkg;
-  float* dvg;
+// The gradients of one (sequence, head); dqg, dkg, dvg are dq, dk, dv without separate
+// global projections.
+struct HeadGrads {
+  HeadRows<const float> d_out;
+  HeadRows<float> dq, dk, dv, dqg, dkg, dvg;
 };
 
 // Scratch of one thread.
@@ -55,34 +51,34 @@ void block_backward(Scratch& s, const Keys& keys, const Values& values, DKeys&& 
 // queries, dO, lse and delta = rowsum(dO * O). A row that takes no part (padding, no
 // allowed key, or `skip`) gets lse = +inf, so that every weight of it is exactly zero.
 template <typename RowOf, typename Skip>
-void load_rows(Scratch& s, const Views& io, const Grads& g, std::size_t base, const float* queries, int rows,
-               RowOf&& row_of, Skip&& skip) {
+void load_rows(Scratch& s, const Views& io, const HeadView& hv, const HeadGrads& hg,
+               const HeadRows<const float>& queries, int rows, RowOf&& row_of, Skip&& skip) {
   s.q_tile.resize(rows, io.d);
   s.d_out_tile.resize(rows, io.d);
   s.row_lse.resize(rows);
   s.row_delta.resize(rows);
   for (int r = 0; r < rows; ++r) {
-    const std::size_t at = base + static_cast<std::size_t>(row_of(r)) * io.d;
-    s.q_tile.row(r) = Eigen::Map<const Eigen::RowVectorXf>(queries + at, io.d) * io.scale;
-    const auto d_out = Eigen::Map<const Eigen::RowVectorXf>(g.d_out + at, io.d);
-    const float lse = io.lse[base / io.d + row_of(r)];
-    const bool takes_part = !skip(row_of(r)) && lse != kNegInf;
+    const int i = row_of(r);
+    s.q_tile.row(r) = queries.vec(i) * io.scale;
+    const auto d_out = hg.d_out.vec(i);
+    const float lse = hv.lse[i];
+    const bool takes_part = !skip(i) && lse != kNegInf;
     s.d_out_tile.row(r) = takes_part ? Eigen::RowVectorXf(d_out) : Eigen::RowVectorXf::Zero(io.d);
     s.row_lse[r] = takes_part ? lse : std::numeric_limits<float>::infinity();
-    s.row_delta[r] = takes_part ? d_out.dot(Eigen::Map<const Eigen::RowVectorXf>(io.out + at, io.d)) : 0.0f;
+    s.row_delta[r] = takes_part ? d_out.dot(hv.out.vec(i)) : 0.0f;
   }
   s.dq_tile.setZero(rows, io.d);
 }
 
-void local_tile_backward(const TilePlan& plan, const Views& io, const Grads& g, std::size_t base, int b, int h, int t,
-                         const Positions& pos, Scratch& s) {
+void local_tile_backward(const TilePlan& plan, const Views& io, const HeadView& hv, const HeadGrads& hg, int b, int h,
+                         int t, const Positions& pos, Scratch& s) {
   const int n = io.n;
   const int first = t * kTile;
   const int rows = std::min(kTile, n - first);
   const uint8_t* flags = pos.flags.data() + static_cast<std::size_t>(b) * n;
   // Global rows took their output from the global path; padded rows from nothing.
   load_rows(
-      s, io, g, base, io.q, rows, [&](int r) { return first + r; },
+      s, io, hv, hg, hv.q, rows, [&](int r) { return first + r; },
       [&](int i) { return (flags[i] & kValid) == 0 || (flags[i] & kGlobal) != 0; });
   const int row = (h % plan.plan_heads) * plan.num_tiles + t;
   const int32_t* listed_begin = plan.key_tile.data() + plan.row_ptr[row];
@@ -90,8 +86,8 @@ void local_tile_backward(const TilePlan& plan, const Views& io, const Grads& g, 
   for (int e = plan.row_ptr[row]; e < plan.row_ptr[row + 1]; ++e) {
     const int key_first = plan.key_tile[e] * kTile;
     const int cols = std::min(kTile, n - key_first);
-    const std::size_t at = base + static_cast<std::size_t>(key_first) * io.d;
-    const ConstRows keys(io.k + at, cols, io.d), values(io.v + at, cols, io.d);
+    const auto keys = hv.k.block(key_first, cols);
+    const auto values = hv.v.block(key_first, cols);
     s.scores.noalias() = s.q_tile * keys.transpose();
     for (int r = 0; r < rows; ++r)
       for (int c = 0; c < cols; ++c) {
@@ -100,7 +96,7 @@ void local_tile_backward(const TilePlan& plan, const Views& io, const Grads& g, 
             !local_allows(first + r, j, flags[j], plan.window, plan.layout_bits[e], plan.layout_block))
           s.scores(r, c) = kNegInf;
       }
-    block_backward(s, keys, values, RowsMap(g.dk + at, cols, io.d), RowsMap(g.dv + at, cols, io.d));
+    block_backward(s, keys, values, hg.dk.block(key_first, cols), hg.dv.block(key_first, cols));
   }
   std::vector<int> outside;
   for (int gpos : pos.globals[b])
@@ -110,45 +106,40 @@ void local_tile_backward(const TilePlan& plan, const Views& io, const Grads& g, 
     s.keys.resize(cols, io.d);
     s.values.resize(cols, io.d);
     for (int c = 0; c < cols; ++c) {
-      const std::size_t src = base + static_cast<std::size_t>(outside[at + c]) * io.d;
-      s.keys.row(c) = Eigen::Map<const Eigen::RowVectorXf>(io.k + src, io.d);
-      s.values.row(c) = Eigen::Map<const Eigen::RowVectorXf>(io.v + src, io.d);
+      s.keys.row(c) = hv.k.vec(outside[at + c]);
+      s.values.row(c) = hv.v.vec(outside[at + c]);
     }
     s.d_keys.setZero(cols, io.d);
     s.d_values.setZero(cols, io.d);
     s.scores.noalias() = s.q_tile * s.keys.transpose();
     block_backward(s, s.keys, s.values, s.d_keys, s.d_values);
     for (int c = 0; c < cols; ++c) {
-      const std::size_t dst = base + static_cast<std::size_t>(outside[at + c]) * io.d;
-      Eigen::Map<Eigen::RowVectorXf>(g.dk + dst, io.d) += s.d_keys.row(c);
-      Eigen::Map<Eigen::RowVectorXf>(g.dv + dst, io.d) += s.d_values.row(c);
+      hg.dk.vec(outside[at + c]) += s.d_keys.row(c);
+      hg.dv.vec(outside[at + c]) += s.d_values.row(c);
     }
   }
-  RowsMap(g.dq + base + static_cast<std::size_t>(first) * io.d, rows, io.d) += s.dq_tile * io.scale;
+  hg.dq.block(first, rows) += s.dq_tile * io.scale;
 }
 
 // Up to kTile global rows (positions globals[first..]) against every valid key.
-void global_chunk_backward(const Views& io, const Grads& g, std::size_t base, int b, int first, const Positions& pos,
-                           Scratch& s) {
+void global_chunk_backward(const Views& io, const HeadView& hv, const HeadGrads& hg, int b, int first,
+                           const Positions& pos, Scratch& s) {
   const int n = io.n;
   const std::vector<int>& globals = pos.globals[b];
   const uint8_t* flags = pos.flags.data() + static_cast<std::size_t>(b) * n;
   const int rows = std::min<int>(kTile, static_cast<int>(globals.size()) - first);
   load_rows(
-      s, io, g, base, io.qg, rows, [&](int r) { return globals[first + r]; }, [](int) { return false; });
+      s, io, hv, hg, hv.qg, rows, [&](int r) { return globals[first + r]; }, [](int) { return false; });
   for (int key_first = 0; key_first < n; key_first += kTile) {
     const int cols = std::min(kTile, n - key_first);
-    const std::size_t at = base + static_cast<std::size_t>(key_first) * io.d;
-    const ConstRows keys(io.kg + at, cols, io.d), values(io.vg + at, cols, io.d);
+    const auto keys = hv.kg.block(key_first, cols);
+    const auto values = hv.vg.block(key_first, cols);
     s.scores.noalias() = s.q_tile * keys.transpose();
     for (int c = 0; c < cols; ++c)
       if ((flags[key_first + c] & kValid) == 0) s.scores.col(c).setConstant(kNegInf);
-    block_backward(s, keys, values, RowsMap(g.dkg + at, cols, io.d), RowsMap(g.dvg + at, cols, io.d));
+    block_backward(s, keys, values, hg.dkg.block(key_first, cols), hg.dvg.block(key_first, cols));
   }
-  for (int r = 0; r < rows; ++r) {
-    const std::size_t dst = base + static_cast<std::size_t>(globals[first + r]) * io.d;
-    Eigen::Map<Eigen::RowVectorXf>(g.dqg + dst, io.d) += s.dq_tile.row(r) * io.scale;
-  }
+  for (int r = 0; r < rows; ++r) hg.dqg.vec(globals[first + r]) += s.dq_tile.row(r) * io.scale;
 }
 
 }  // namespace
@@ -156,34 +147,31 @@ void global_chunk_backward(const Views& io, const Grads& g, std::size_t base, in
 void backward_cpu(const SparseAttention::Impl& impl, const AttentionInputs& in, const AttentionGradients& grad) {
   const int n = impl.seq_len;
   const int heads = impl.num_heads;
-  const int d = impl.head_dim;
   const TilePlan& plan = impl.plan;
   const Positions pos = read_positions(in, n);
   const Views io = views_of(impl, in);  // validated: all three global projections or none
   const bool separate = in.q_global != nullptr;
-  auto* dq = static_cast<float*>(grad.d_q);
-  auto* dk = static_cast<float*>(grad.d_k);
-  auto* dv = static_cast<float*>(grad.d_v);
-  const Grads g{static_cast<const float*>(grad.d_out),
-                dq,
-                dk,
-                dv,
-                separate ? static_cast<float*>(grad.d_q_global) : dq,
-                separate ? static_cast<float*>(grad.d_k_global) : dk,
-                separate ? static_cast<float*>(grad.d_v_global) : dv};
+  const auto d_out = tensor_of<const float>(impl, grad.d_out, grad.d_out_strides);
+  const auto dq = tensor_of<float>(impl, grad.d_q, grad.d_q_strides);
+  const auto dk = tensor_of<float>(impl, grad.d_k, grad.d_k_strides);
+  const auto dv = tensor_of<float>(impl, grad.d_v, grad.d_v_strides);
+  const auto dqg = separate ? tensor_of<float>(impl, grad.d_q_global, grad.d_q_global_strides) : dq;
+  const auto dkg = separate ? tensor_of<float>(impl, grad.d_k_global, grad.d_k_global_strides) : dk;
+  const auto dvg = separate ? tensor_of<float>(impl, grad.d_v_global, grad.d_v_global_strides) : dv;
   const int tasks = in.batch * heads;
-  const std::size_t head_size = static_cast<std::size_t>(n) * d;
 #pragma omp parallel
   {
     Scratch s;
 #pragma omp for schedule(dynamic)
     for (int task = 0; task < tasks; ++task) {
       const int b = task / heads, h = task % heads;
-      const std::size_t base = io.head_offset(b, h, heads);
-      for (float* x : {g.dq, g.dk, g.dv, g.dqg, g.dkg, g.dvg}) std::fill(x + base, x + base + head_size, 0.0f);
-      for (int t = 0; t < plan.num_tiles; ++t) local_tile_backward(plan, io, g, base, b, h, t, pos, s);
+      const HeadView hv = io.head(b, h);
+      const HeadGrads hg{d_out.head(b, h), dq.head(b, h),  dk.head(b, h), dv.head(b, h),
+                         dqg.head(b, h),   dkg.head(b, h), dvg.head(b, h)};
+      for (const HeadRows<float>& x : {hg.dq, hg.dk, hg.dv, hg.dqg, hg.dkg, hg.dvg}) x.block(0, n).setZero();
+      for (int t = 0; t < plan.num_tiles; ++t) local_tile_backward(plan, io, hv, hg, b, h, t, pos, s);
       for (int first = 0; first < static_cast<int>(pos.globals[b].size()); first += kTile)
-        global_chunk_backward(io, g, base, b, first, pos, s);
+        global_chunk_backward(io, hv, hg, b, first, pos, s);
     }
   }
 }

@@ -172,6 +172,11 @@ ListLayout list_layout(int batch, int n, const Geometry& g) {
   return l;
 }
 
+TensorStrides tensor_strides(const SparseAttention::Impl& impl, const Strides& given) {
+  const Strides s = resolved(given, impl);  // the row stride fits 32 bits: validated
+  return TensorStrides{s.batch, s.head, static_cast<int32_t>(s.row)};
+}
+
 Params shared_params(const SparseAttention::Impl& impl, const AttentionInputs& in, const DevicePlan& plan,
                      const Geometry& g, int max_global, unsigned char* ws) {
   const ListLayout list = list_layout(in.batch, impl.seq_len, g);
@@ -208,6 +213,14 @@ Params shared_params(const SparseAttention::Impl& impl, const AttentionInputs& i
   p.splits = g.splits;
   p.tiles_per_split = g.tiles_per_split;
   p.scale = effective_scale(impl, in);
+  p.st_q = tensor_strides(impl, in.q_strides);
+  p.st_k = tensor_strides(impl, in.k_strides);
+  p.st_v = tensor_strides(impl, in.v_strides);
+  // A missing global projection reads the local one, with its strides.
+  p.st_qg = in.q_global ? tensor_strides(impl, in.q_global_strides) : p.st_q;
+  p.st_kg = in.k_global ? tensor_strides(impl, in.k_global_strides) : p.st_k;
+  p.st_vg = in.v_global ? tensor_strides(impl, in.v_global_strides) : p.st_v;
+  p.st_out = tensor_strides(impl, in.out_strides);
   return p;
 }
 

@@ -102,12 +102,13 @@ void backward_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in,
   p.dkg = separate ? grad.d_k_global : grad.d_k;
   p.dvg = separate ? grad.d_v_global : grad.d_v;
   p.separate = separate ? 1 : 0;
-
-  // dQ_g is written only at global rows (dq_combine): zeros everywhere else first.
-  if (separate)
-    LDQA_CUDA_CHECK(cudaMemsetAsync(
-        grad.d_q_global, 0, static_cast<std::size_t>(in.batch) * impl.num_heads * impl.seq_len * impl.head_dim * 2,
-        stream));
+  p.st_do = tensor_strides(impl, grad.d_out_strides);
+  p.st_dq = tensor_strides(impl, grad.d_q_strides);
+  p.st_dk = tensor_strides(impl, grad.d_k_strides);
+  p.st_dv = tensor_strides(impl, grad.d_v_strides);
+  p.st_dqg = separate ? tensor_strides(impl, grad.d_q_global_strides) : p.st_dq;
+  p.st_dkg = separate ? tensor_strides(impl, grad.d_k_global_strides) : p.st_dk;
+  p.st_dvg = separate ? tensor_strides(impl, grad.d_v_global_strides) : p.st_dv;
   launch_prepare(p, stream);
   if (in.dtype == DType::f16) {
     launch_backward_dtype<__half>(p, g, has_globals, impl.head_dim, stream);

@@ -26,6 +26,13 @@ struct SparseAttention::Impl {
 namespace detail {
 
 float effective_scale(const SparseAttention::Impl& impl, const AttentionInputs& in);
+
+// The strides a tensor of this call has: the given ones, or contiguous when all zero.
+inline Strides resolved(const Strides& s, const SparseAttention::Impl& impl) {
+  if (!s.is_default()) return s;
+  const int64_t head = static_cast<int64_t>(impl.seq_len) * impl.head_dim;
+  return Strides{head * impl.num_heads, head, impl.head_dim};
+}
 void run_cpu(const SparseAttention::Impl& impl, const AttentionInputs& in);
 void backward_cpu(const SparseAttention::Impl& impl, const AttentionInputs& in, const AttentionGradients& grad);
 void run_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, void* stream, void* workspace,

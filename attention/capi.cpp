@@ -61,12 +61,15 @@ int guarded(char* err, int err_len, F&& f) {
 
 extern "C" {
 
-// The shape of every call: [batch, heads, n, head_dim] tensors, contiguous; `cuda` 0 runs
+// The shape of every call: [batch, heads, n, head_dim] tensors; `cuda` 0 runs
 // on the CPU (dtype 0, host pointers), 1 on the current CUDA device (dtype 1 = f16 or
 // 2 = bf16, device pointers, `stream` a cudaStream_t or null). Optional pointers may be
 // null: the global projections, global_mask/valid_lengths/key_mask, lse (forward).
 // scale 0 means 1/sqrt(head_dim). `workspace` (CUDA) may be null: the library takes one
-// from the CUDA pool; else it holds ldqa_attention_workspace_bytes.
+// from the CUDA pool; else it holds ldqa_attention_workspace_bytes. `strides` (elements,
+// may be null: all contiguous) holds three per tensor, (batch, head, row), in the order
+// the tensors are passed (forward: q, k, v, qg, kg, vg, out; the backward adds d_out,
+// d_q, d_k, d_v, d_qg, d_kg, d_vg); three zeros mean that tensor is contiguous.
 struct LdqaAttentionShape {
   int cuda, batch, heads, n, head_dim, dtype, window, top_k, max_global;
   float scale;
@@ -76,10 +79,17 @@ struct LdqaAttentionShape {
 
 namespace {
 
+// Tensor `index`'s strides in the caller's array (contiguous when there is none).
+ldqa::attention::Strides strides_at(const long long* strides, int index) {
+  if (strides == nullptr) return {};
+  const long long* x = strides + 3 * index;
+  return {x[0], x[1], x[2]};
+}
+
 // The forward's and the backward's inputs are the same tensors: one translation.
 AttentionInputs inputs_of(const LdqaAttentionShape* s, const void* q, const void* k, const void* v, const void* qg,
                           const void* kg, const void* vg, const unsigned char* global_mask, const int* valid_lengths,
-                          const unsigned char* key_mask, void* out, float* lse) {
+                          const unsigned char* key_mask, void* out, float* lse, const long long* strides) {
   return AttentionInputs{.batch = s->batch,
                          .dtype = dtype_of(s->dtype),
                          .q = q,
@@ -94,7 +104,14 @@ AttentionInputs inputs_of(const LdqaAttentionShape* s, const void* q, const void
                          .key_mask = key_mask,
                          .out = out,
                          .lse = lse,
-                         .scale = s->scale};
+                         .scale = s->scale,
+                         .q_strides = strides_at(strides, 0),
+                         .k_strides = strides_at(strides, 1),
+                         .v_strides = strides_at(strides, 2),
+                         .q_global_strides = strides_at(strides, 3),
+                         .k_global_strides = strides_at(strides, 4),
+                         .v_global_strides = strides_at(strides, 5),
+                         .out_strides = strides_at(strides, 6)};
 }
 
 }  // namespace
@@ -103,10 +120,11 @@ extern "C" {
 
 int ldqa_attention_forward(const LdqaAttentionShape* s, const void* q, const void* k, const void* v, const void* qg,
                            const void* kg, const void* vg, const unsigned char* global_mask, const int* valid_lengths,
-                           const unsigned char* key_mask, void* out, float* lse, void* stream, void* workspace,
-                           char* err, int err_len) {
+                           const unsigned char* key_mask, void* out, float* lse, const long long* strides, void* stream,
+                           void* workspace, char* err, int err_len) {
   return guarded(err, err_len, [&] {
-    const AttentionInputs in = inputs_of(s, q, k, v, qg, kg, vg, global_mask, valid_lengths, key_mask, out, lse);
+    const AttentionInputs in =
+        inputs_of(s, q, k, v, qg, kg, vg, global_mask, valid_lengths, key_mask, out, lse, strides);
     const auto& attn = cached(s->n, s->heads, s->head_dim, s->window, s->top_k);
     if (s->cuda != 0) {
       const std::size_t bytes = workspace ? attn.cuda_workspace_bytes(s->batch, s->max_global) : 0;
@@ -122,14 +140,26 @@ int ldqa_attention_forward(const LdqaAttentionShape* s, const void* q, const voi
 int ldqa_attention_backward(const LdqaAttentionShape* s, const void* q, const void* k, const void* v, const void* qg,
                             const void* kg, const void* vg, const unsigned char* global_mask, const int* valid_lengths,
                             const unsigned char* key_mask, const void* out, float* lse, const void* d_out, void* d_q,
-                            void* d_k, void* d_v, void* d_qg, void* d_kg, void* d_vg, void* stream, void* workspace,
-                            char* err, int err_len) {
+                            void* d_k, void* d_v, void* d_qg, void* d_kg, void* d_vg, const long long* strides,
+                            void* stream, void* workspace, char* err, int err_len) {
   return guarded(err, err_len, [&] {
     // out is only read by the backward
     const AttentionInputs in =
-        inputs_of(s, q, k, v, qg, kg, vg, global_mask, valid_lengths, key_mask, const_cast<void*>(out), lse);
-    const AttentionGradients grad{
-        .d_out = d_out, .d_q = d_q, .d_k = d_k, .d_v = d_v, .d_q_global = d_qg, .d_k_global = d_kg, .d_v_global = d_vg};
+        inputs_of(s, q, k, v, qg, kg, vg, global_mask, valid_lengths, key_mask, const_cast<void*>(out), lse, strides);
+    const AttentionGradients grad{.d_out = d_out,
+                                  .d_q = d_q,
+                                  .d_k = d_k,
+                                  .d_v = d_v,
+                                  .d_q_global = d_qg,
+                                  .d_k_global = d_kg,
+                                  .d_v_global = d_vg,
+                                  .d_out_strides = strides_at(strides, 7),
+                                  .d_q_strides = strides_at(strides, 8),
+                                  .d_k_strides = strides_at(strides, 9),
+                                  .d_v_strides = strides_at(strides, 10),
+                                  .d_q_global_strides = strides_at(strides, 11),
+                                  .d_k_global_strides = strides_at(strides, 12),
+                                  .d_v_global_strides = strides_at(strides, 13)};
     const auto& attn = cached(s->n, s->heads, s->head_dim, s->window, s->top_k);
     if (s->cuda != 0) {
       const std::size_t bytes = workspace ? attn.cuda_backward_workspace_bytes(s->batch, s->max_global) : 0;

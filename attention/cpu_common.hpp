@@ -1,12 +1,13 @@
 // Internal: what the CPU forward (attention_cpu.cpp) and backward
 // (attention_cpu_backward.cpp) share: row-major Eigen views, the per-position flags and
-// global lists of a call, and the call's tensors as float pointers.
+// global lists of a call, and the call's strided tensors as per-head row views.
 #pragma once
 
 #include <Eigen/Dense>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "attention/attention_internal.hpp"
@@ -43,39 +44,73 @@ inline Positions read_positions(const AttentionInputs& in, int n) {
   return pos;
 }
 
+// The rows of one (sequence, head) of a strided tensor: row i at first + i * stride.
+template <typename F>
+struct HeadRows {
+  using Matrix = std::conditional_t<std::is_const_v<F>, const RowMat, RowMat>;
+  using Vector = std::conditional_t<std::is_const_v<F>, const Eigen::RowVectorXf, Eigen::RowVectorXf>;
+  using Block = Eigen::Map<Matrix, 0, Eigen::OuterStride<>>;
+  F* first = nullptr;
+  int64_t stride = 0;
+  int d = 0;
+  F* row(int i) const { return first + static_cast<int64_t>(i) * stride; }
+  // Rows i .. i + count - 1 as a count x d matrix.
+  Block block(int i, int count) const { return Block(row(i), count, d, Eigen::OuterStride<>(stride)); }
+  Eigen::Map<Vector> vec(int i) const { return {row(i), d}; }
+};
+
+// A [batch, heads, n, d] tensor of the call with its (resolved) strides.
+template <typename F>
+struct Tensor {
+  F* data = nullptr;
+  Strides strides;
+  int d = 0;
+  HeadRows<F> head(int b, int h) const { return {data + b * strides.batch + h * strides.head, strides.row, d}; }
+};
+
+// One (sequence, head) of the call: every tensor's rows and the head's lse row.
+struct HeadView {
+  HeadRows<const float> q, k, v, qg, kg, vg;
+  HeadRows<float> out;
+  float* lse;  // [n], optional
+};
+
 struct Views {
-  const float* q;
-  const float* k;
-  const float* v;
-  const float* qg;
-  const float* kg;
-  const float* vg;
-  float* out;
-  float* lse;  // optional
+  Tensor<const float> q, k, v, qg, kg, vg;
+  Tensor<float> out;
+  float* lse;  // optional, contiguous [batch, heads, n]
   int n;
   int d;
+  int heads;
   float scale;
-  // Offset of (b, h) in a [batch, heads, n, d] tensor; divided by d, in an lse [batch, heads, n].
-  std::size_t head_offset(int b, int h, int heads) const {
-    return (static_cast<std::size_t>(b) * heads + h) * static_cast<std::size_t>(n) * d;
+  HeadView head(int b, int h) const {
+    float* lse_row = lse != nullptr ? lse + (static_cast<std::size_t>(b) * heads + h) * n : nullptr;
+    return {q.head(b, h),  k.head(b, h),  v.head(b, h),   qg.head(b, h),
+            kg.head(b, h), vg.head(b, h), out.head(b, h), lse_row};
   }
 };
 
-// The call's tensors as float pointers; a missing global projection reads the local one.
+template <typename F>
+Tensor<F> tensor_of(const SparseAttention::Impl& impl, const void* data, const Strides& strides) {
+  return {static_cast<F*>(const_cast<void*>(data)), resolved(strides, impl), impl.head_dim};
+}
+
+// The call's tensors; a missing global projection reads the local one.
 inline Views views_of(const SparseAttention::Impl& impl, const AttentionInputs& in) {
-  const auto* q = static_cast<const float*>(in.q);
-  const auto* k = static_cast<const float*>(in.k);
-  const auto* v = static_cast<const float*>(in.v);
+  const auto q = tensor_of<const float>(impl, in.q, in.q_strides);
+  const auto k = tensor_of<const float>(impl, in.k, in.k_strides);
+  const auto v = tensor_of<const float>(impl, in.v, in.v_strides);
   return Views{q,
                k,
                v,
-               in.q_global ? static_cast<const float*>(in.q_global) : q,
-               in.k_global ? static_cast<const float*>(in.k_global) : k,
-               in.v_global ? static_cast<const float*>(in.v_global) : v,
-               static_cast<float*>(in.out),
+               in.q_global ? tensor_of<const float>(impl, in.q_global, in.q_global_strides) : q,
+               in.k_global ? tensor_of<const float>(impl, in.k_global, in.k_global_strides) : k,
+               in.v_global ? tensor_of<const float>(impl, in.v_global, in.v_global_strides) : v,
+               tensor_of<float>(impl, in.out, in.out_strides),
                in.lse,
                impl.seq_len,
                impl.head_dim,
+               impl.num_heads,
                effective_scale(impl, in)};
 }
 

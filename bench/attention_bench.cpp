@@ -118,17 +118,23 @@ void bench_cpu(const Options& o, int batch, int n, std::mt19937_64& rng) {
   std::vector<double> times;
   for (int r = -2; r < o.reps; ++r) {
     const int s = (r + 2) % o.sets;
-    const AttentionInputs in{.batch = batch,
-                             .q = q[s].data(),
-                             .k = k[s].data(),
-                             .v = v[s].data(),
-                             .global_mask = mask.data(),
-                             .out = out.data(),
-                             .lse = backward ? lse.data() : nullptr};
+    AttentionInputs in;
+    in.batch = batch;
+    in.q = q[s].data();
+    in.k = k[s].data();
+    in.v = v[s].data();
+    in.global_mask = mask.data();
+    in.out = out.data();
+    in.lse = backward ? lse.data() : nullptr;
     if (backward) attn.run_cpu(in);  // its out and lse, untimed
     const auto t0 = std::chrono::steady_clock::now();
     if (backward) {
-      attn.backward_cpu(in, {.d_out = d_out.data(), .d_q = d_q.data(), .d_k = d_k.data(), .d_v = d_v.data()});
+      AttentionGradients grad;
+      grad.d_out = d_out.data();
+      grad.d_q = d_q.data();
+      grad.d_k = d_k.data();
+      grad.d_v = d_v.data();
+      attn.backward_cpu(in, grad);
     } else {
       attn.run_cpu(in);
     }
@@ -195,19 +201,24 @@ void bench_cuda(const Options& o, int batch, int n, std::mt19937_64& rng) {
   for (int r = -5; r < o.reps; ++r) {
     const int s = (r + 5) % o.sets;
     void* const* set = tensors.data() + static_cast<std::size_t>(per_set) * s;
-    const AttentionInputs in{.batch = batch,
-                             .dtype = DType::bf16,
-                             .q = set[0],
-                             .k = set[1],
-                             .v = set[2],
-                             .global_mask = static_cast<const uint8_t*>(mask_dev),
-                             .max_global = o.globals,
-                             .out = out,
-                             .lse = lse};
+    AttentionInputs in;
+    in.batch = batch;
+    in.dtype = DType::bf16;
+    in.q = set[0];
+    in.k = set[1];
+    in.v = set[2];
+    in.global_mask = static_cast<const uint8_t*>(mask_dev);
+    in.max_global = o.globals;
+    in.out = out;
+    in.lse = lse;
     if (backward) {
       attn.run_cuda(in, nullptr, workspace, ws_bytes);  // its out and lse, untimed
       auto* g = static_cast<unsigned char*>(grads);
-      const AttentionGradients grad{.d_out = d_out, .d_q = g, .d_k = g + count * 2, .d_v = g + 2 * count * 2};
+      AttentionGradients grad;
+      grad.d_out = d_out;
+      grad.d_q = g;
+      grad.d_k = g + count * 2;
+      grad.d_v = g + 2 * count * 2;
       CHECK_CUDA(cudaEventRecord(start));
       attn.backward_cuda(in, grad, nullptr, workspace, ws_bytes);
     } else {

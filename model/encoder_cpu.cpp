@@ -147,28 +147,26 @@ Outputs Encoder::forward_cpu(const Batch& in, bool keep_states) const {
   // Rotary tables, computed in double as in training.
   std::vector<float> cos_t, sin_t;
   detail::rotary_table(c, n, cos_t, sin_t);
-  // [B*n, h] rows -> [B, H, n, D] heads, rotating the first rotary_dims of each head.
-  std::vector<float> heads6(6 * cells * static_cast<std::size_t>(h));
-  auto to_heads = [&](const Matrix& m, int part, bool rotate) {
-    float* heads = heads6.data() + static_cast<std::size_t>(part) * cells * static_cast<std::size_t>(h);
+  // Rotates the first rotary_dims of every head of q, k, q_g, k_g in place in the fused
+  // projection's rows; the attention then reads the six [B, H, n, D] views through
+  // their strides, no copy into a head-major layout.
+  auto rotate_in_place = [&](Matrix& m) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; ++b)
       for (int p = 0; p < n; ++p) {
-        const float* src = m.data() + (static_cast<std::size_t>(b) * n + p) * m.cols() + part * h;
-        for (int hh = 0; hh < H; ++hh) {
-          float* dst = heads + ((static_cast<std::size_t>(b) * H + hh) * n + p) * D;
-          const float* s = src + hh * D;
-          std::memcpy(dst, s, sizeof(float) * static_cast<std::size_t>(D));
-          if (!rotate) continue;
-          for (int i = 0; i < half; ++i) {
-            const float co = cos_t[static_cast<std::size_t>(p) * half + i],
-                        si = sin_t[static_cast<std::size_t>(p) * half + i];
-            dst[i] = s[i] * co - s[i + half] * si;
-            dst[i + half] = s[i] * si + s[i + half] * co;
+        float* row = m.data() + (static_cast<std::size_t>(b) * n + p) * m.cols();
+        for (const int part : {0, 1, 3, 4})
+          for (int hh = 0; hh < H; ++hh) {
+            float* s = row + part * h + hh * D;
+            for (int i = 0; i < half; ++i) {
+              const float co = cos_t[static_cast<std::size_t>(p) * half + i],
+                          si = sin_t[static_cast<std::size_t>(p) * half + i];
+              const float lo = s[i], hi = s[i + half];
+              s[i] = lo * co - hi * si;
+              s[i + half] = lo * si + hi * co;
+            }
           }
-        }
       }
-    return heads;
   };
   std::vector<uint8_t> global_mask(cells, 0);
   for (int b = 0; b < B; ++b) {
@@ -179,32 +177,31 @@ Outputs Encoder::forward_cpu(const Batch& in, bool keep_states) const {
   std::vector<int32_t> valid(in.valid_len);
   for (auto& v : valid) v = std::clamp(v, 0, n);
   const attention::SparseAttention attn(n, H, D, attention::Pattern{c.window, nullptr, 0});
-  std::vector<float> ctx_heads(cells * static_cast<std::size_t>(h));
   Matrix ctx(static_cast<Eigen::Index>(cells), h);
   Matrix a, qkv6, hidden;
+  // [B, H, n, D] views of the fused projection's rows (q k v qg kg vg blocks) and of ctx.
+  const attention::Strides fused{static_cast<int64_t>(n) * 6 * h, D, 6 * h};
+  const attention::Strides rows_of_ctx{static_cast<int64_t>(n) * h, D, h};
   for (const detail::Layer& layer : w.layers) {
     a = x;
     layer_norm(a, layer.attention_norm, c.layer_norm_eps);
     apply_into(qkv6, layer.qkv6, a);
-    const auto q = to_heads(qkv6, 0, true), k = to_heads(qkv6, 1, true), v = to_heads(qkv6, 2, false);
-    const auto qg = to_heads(qkv6, 3, true), kg = to_heads(qkv6, 4, true), vg = to_heads(qkv6, 5, false);
-    attn.run_cpu({.batch = B,
-                  .q = q,
-                  .k = k,
-                  .v = v,
-                  .q_global = qg,
-                  .k_global = kg,
-                  .v_global = vg,
-                  .global_mask = global_mask.data(),
-                  .valid_lengths = valid.data(),
-                  .out = ctx_heads.data()});
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; ++b)
-      for (int hh = 0; hh < H; ++hh)
-        for (int p = 0; p < n; ++p)
-          std::memcpy(ctx.data() + (static_cast<std::size_t>(b) * n + p) * h + hh * D,
-                      ctx_heads.data() + ((static_cast<std::size_t>(b) * H + hh) * n + p) * D,
-                      sizeof(float) * static_cast<std::size_t>(D));
+    rotate_in_place(qkv6);
+    attention::AttentionInputs ai;
+    ai.batch = B;
+    ai.q = qkv6.data();
+    ai.k = qkv6.data() + h;
+    ai.v = qkv6.data() + 2 * h;
+    ai.q_global = qkv6.data() + 3 * h;
+    ai.k_global = qkv6.data() + 4 * h;
+    ai.v_global = qkv6.data() + 5 * h;
+    ai.q_strides = ai.k_strides = ai.v_strides = fused;
+    ai.q_global_strides = ai.k_global_strides = ai.v_global_strides = fused;
+    ai.global_mask = global_mask.data();
+    ai.valid_lengths = valid.data();
+    ai.out = ctx.data();
+    ai.out_strides = rows_of_ctx;
+    attn.run_cpu(ai);
     add_apply(x, layer.out, ctx);
     a = x;
     layer_norm(a, layer.ffn_norm, c.layer_norm_eps);

@@ -12,7 +12,11 @@ Debian 12 torch 1.13 of the CPU tests) the same calls run as an autograd.Functio
     out = sparse_attention(q, k, v, q_global, k_global, v_global, global_mask, key_mask,
                            window=128, max_global=66)
 
-Tensors [B, H, n, D]; strided views are accepted (copied to contiguous). global_mask and
+Tensors [B, H, n, D]; strided views are read and written in place (a projection's
+[B, n, H, D] output transposed, slices): only a view whose last dim is not adjacent, or on
+CUDA one at an address or with a stride that is not a multiple of 16 bytes, is copied.
+Outputs and gradients come back as [B, H, n, D] views of [B, n, H, D] memory, the layout
+the output projection reads without a copy. global_mask and
 key_mask [B, n] (bool or uint8; key_mask non-zero = real token). max_global bounds the
 globals of any one sequence (no host synchronisation on CUDA; a sequence over it comes
 out NaN). The library is found at $LDQA_ATTENTION_LIB, else in the checkout's build
@@ -58,9 +62,9 @@ def load():
         lib = ctypes.CDLL(str(library_path()))
         p, shape = ctypes.c_void_p, ctypes.POINTER(_Shape)
         lib.ldqa_attention_forward.restype = ctypes.c_int
-        lib.ldqa_attention_forward.argtypes = [shape] + [p] * 13 + [ctypes.c_char_p, ctypes.c_int]
+        lib.ldqa_attention_forward.argtypes = [shape] + [p] * 14 + [ctypes.c_char_p, ctypes.c_int]
         lib.ldqa_attention_backward.restype = ctypes.c_int
-        lib.ldqa_attention_backward.argtypes = [shape] + [p] * 20 + [ctypes.c_char_p, ctypes.c_int]
+        lib.ldqa_attention_backward.argtypes = [shape] + [p] * 21 + [ctypes.c_char_p, ctypes.c_int]
         lib.ldqa_attention_workspace_bytes.restype = ctypes.c_longlong
         lib.ldqa_attention_workspace_bytes.argtypes = [shape, ctypes.c_int]
         _lib = lib
@@ -93,38 +97,65 @@ def _check(rc, err):
         raise RuntimeError(err.value.decode(errors="replace"))
 
 
+def _readable(t):
+    """t itself when the library can read it through its strides, else a contiguous copy:
+    the head_dim elements adjacent and, on CUDA, the address and every stride whole
+    16-byte steps (the kernels copy rows 16 bytes at a time)."""
+    if t is None:
+        return None
+    steps_ok = not t.is_cuda or (t.data_ptr() % 16 == 0 and
+                                 all(s * t.element_size() % 16 == 0 for s in t.stride()[:3]))
+    return t if t.stride(-1) == 1 and steps_ok else t.contiguous()
+
+
 def _contiguous(*tensors):
     return [None if t is None else t.contiguous() for t in tensors]
 
 
+def rows_major(like):
+    """An uninitialised [B, H, n, D] tensor over [B, n, H, D] memory: what the op returns
+    (real and fake alike), so that merging the heads back into rows is a view."""
+    b, h, n, d = like.shape
+    return torch.empty((b, n, h, d), dtype=like.dtype, device=like.device).transpose(1, 2)
+
+
+def _strides(*tensors):
+    """The (batch, head, row) element strides of each tensor, zeros for an absent one."""
+    values = [s for t in tensors for s in (t.stride()[:3] if t is not None else (0, 0, 0))]
+    return (ctypes.c_longlong * len(values))(*values)
+
+
 def forward_raw(q, k, v, qg, kg, vg, global_mask, key_mask, window, max_global, scale):
-    """(out, lse): out like q (contiguous), lse float32 [B, H, n]."""
+    """(out, lse): out [B, H, n, D] over [B, n, H, D] memory, lse float32 [B, H, n]."""
     lib = load()
-    q, k, v, qg, kg, vg, global_mask, key_mask = _contiguous(q, k, v, qg, kg, vg, global_mask, key_mask)
+    q, k, v, qg, kg, vg = (_readable(t) for t in (q, k, v, qg, kg, vg))
+    global_mask, key_mask = _contiguous(global_mask, key_mask)
     shape = _shape_of(q, window, max_global, scale)
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    out = rows_major(q)
     lse = torch.empty(q.shape[:3], dtype=torch.float32, device=q.device)
     stream, workspace = _stream_and_workspace(lib, shape, q, 0)
     err = ctypes.create_string_buffer(1024)
     _check(lib.ldqa_attention_forward(ctypes.byref(shape), _ptr(q), _ptr(k), _ptr(v), _ptr(qg), _ptr(kg), _ptr(vg),
-                                      _ptr(global_mask), None, _ptr(key_mask), _ptr(out), _ptr(lse), stream,
-                                      _ptr(workspace), err, len(err)), err)
+                                      _ptr(global_mask), None, _ptr(key_mask), _ptr(out), _ptr(lse),
+                                      _strides(q, k, v, qg, kg, vg, out), stream, _ptr(workspace), err, len(err)), err)
     return out, lse
 
 
 def backward_raw(d_out, q, k, v, qg, kg, vg, global_mask, key_mask, out, lse, window, max_global, scale):
-    """[dq, dk, dv] (+ [dqg, dkg, dvg] with separate global projections)."""
+    """[dq, dk, dv] (+ [dqg, dkg, dvg] with separate global projections), each [B, H, n, D]
+    over [B, n, H, D] memory."""
     lib = load()
-    d_out, q, k, v, qg, kg, vg, global_mask, key_mask, out, lse = _contiguous(
-        d_out, q, k, v, qg, kg, vg, global_mask, key_mask, out, lse)
+    d_out, q, k, v, qg, kg, vg, out = (_readable(t) for t in (d_out, q, k, v, qg, kg, vg, out))
+    global_mask, key_mask, lse = _contiguous(global_mask, key_mask, lse)
     shape = _shape_of(q, window, max_global, scale)
-    grads = [torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(6 if qg is not None else 3)]
+    grads = [rows_major(q) for _ in range(6 if qg is not None else 3)]
     globals_ = grads[3:] if qg is not None else [None, None, None]
     stream, workspace = _stream_and_workspace(lib, shape, q, 1)
     err = ctypes.create_string_buffer(1024)
     _check(lib.ldqa_attention_backward(ctypes.byref(shape), _ptr(q), _ptr(k), _ptr(v), _ptr(qg), _ptr(kg), _ptr(vg),
                                        _ptr(global_mask), None, _ptr(key_mask), _ptr(out), _ptr(lse), _ptr(d_out),
-                                       *[_ptr(g) for g in grads[:3]], *[_ptr(g) for g in globals_], stream,
+                                       *[_ptr(g) for g in grads[:3]], *[_ptr(g) for g in globals_],
+                                       _strides(q, k, v, qg, kg, vg, out, d_out, *grads[:3], *globals_), stream,
                                        _ptr(workspace), err, len(err)), err)
     return grads
 
@@ -141,8 +172,7 @@ if HAVE_CUSTOM_OP:
 
     @_op.register_fake
     def _(q, k, v, qg, kg, vg, global_mask, key_mask, window, max_global, scale):
-        return (torch.empty(q.shape, dtype=q.dtype, device=q.device),
-                torch.empty(q.shape[:3], dtype=torch.float32, device=q.device))
+        return rows_major(q), torch.empty(q.shape[:3], dtype=torch.float32, device=q.device)
 
     @torch.library.custom_op("ldqa::sparse_attention_backward", mutates_args=())
     def _op_backward(d_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -153,7 +183,7 @@ if HAVE_CUSTOM_OP:
 
     @_op_backward.register_fake
     def _(d_out, q, k, v, qg, kg, vg, global_mask, key_mask, out, lse, window, max_global, scale):
-        return [torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(6 if qg is not None else 3)]
+        return [rows_major(q) for _ in range(6 if qg is not None else 3)]
 
     def _setup_context(ctx, inputs, output):
         q, k, v, qg, kg, vg, global_mask, key_mask, window, max_global, scale = inputs

@@ -96,13 +96,16 @@ __device__ __forceinline__ void store_row_pair(T* dst, float lo, float hi) {
 }
 
 // ---------------------------------------------------------------------------------------
-// 2. delta, one thread per row.
+// 2. delta, one thread per row; grid (rows, heads, batch).
 template <typename T, int D>
 __global__ void delta_kernel(Params p) {
-  const std::size_t row = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (row >= static_cast<std::size_t>(p.batch) * p.heads * p.n) return;
-  const uint4* o = reinterpret_cast<const uint4*>(static_cast<const T*>(p.out) + row * D);
-  const uint4* g = reinterpret_cast<const uint4*>(static_cast<const T*>(p.d_out) + row * D);
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  const int h = blockIdx.y, b = blockIdx.z;
+  if (i >= p.n) return;
+  const uint4* o =
+      reinterpret_cast<const uint4*>(head_rows(static_cast<const T*>(p.out), p.st_out, b, h) + row_at(i, p.st_out));
+  const uint4* g =
+      reinterpret_cast<const uint4*>(head_rows(static_cast<const T*>(p.d_out), p.st_do, b, h) + row_at(i, p.st_do));
   float sum = 0.f;
 #pragma unroll
   for (int c = 0; c < D / 8; ++c) {
@@ -112,7 +115,7 @@ __global__ void delta_kernel(Params p) {
 #pragma unroll
     for (int e = 0; e < 8; ++e) sum = fmaf(Ops<T>::to_float(ah[e]), Ops<T>::to_float(bh[e]), sum);
   }
-  p.delta[row] = sum;
+  p.delta[head_base(p, b, h) + i] = sum;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -156,10 +159,13 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D>::kDqMinBlocks) dq_ke
     listed = p.row_ptr[prow + 1] - p.row_ptr[prow];
     steps = listed + (global_count + kTile - 1) / kTile;
   }
-  const T* q_src = static_cast<const T*>(kGlobalRows ? p.qg : p.q) + base * D;
-  const T* k_src = static_cast<const T*>(kGlobalRows ? p.kg : p.k) + base * D;
-  const T* v_src = static_cast<const T*>(kGlobalRows ? p.vg : p.v) + base * D;
-  const T* do_src = static_cast<const T*>(p.d_out) + base * D;
+  const TensorStrides& q_st = kGlobalRows ? p.st_qg : p.st_q;
+  const TensorStrides& k_st = kGlobalRows ? p.st_kg : p.st_k;
+  const TensorStrides& v_st = kGlobalRows ? p.st_vg : p.st_v;
+  const T* q_src = head_rows(static_cast<const T*>(kGlobalRows ? p.qg : p.q), q_st, b, h);
+  const T* k_src = head_rows(static_cast<const T*>(kGlobalRows ? p.kg : p.k), k_st, b, h);
+  const T* v_src = head_rows(static_cast<const T*>(kGlobalRows ? p.vg : p.v), v_st, b, h);
+  const T* do_src = head_rows(static_cast<const T*>(p.d_out), p.st_do, b, h);
 
   constexpr int kChunks = D / 8;
   for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
@@ -170,9 +176,9 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D>::kDqMinBlocks) dq_ke
     } else {
       if (q_first + r < p.n) pos = q_first + r;
     }
-    const std::size_t off = static_cast<std::size_t>(pos >= 0 ? pos : 0) * D + col;
-    cp_async16(q_s + r * kRow + col, q_src + off, pos >= 0 ? 16 : 0);
-    cp_async16(do_s + r * kRow + col, do_src + off, pos >= 0 ? 16 : 0);
+    const int row = pos >= 0 ? pos : 0;
+    cp_async16(q_s + r * kRow + col, q_src + row_at(row, q_st) + col, pos >= 0 ? 16 : 0);
+    cp_async16(do_s + r * kRow + col, do_src + row_at(row, p.st_do) + col, pos >= 0 ? 16 : 0);
   }
   // This thread's two rows: their offsets and deltas.
   float offset[2], delta[2];
@@ -209,9 +215,9 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D>::kDqMinBlocks) dq_ke
       } else {
         pos = gathered_first + r < global_count ? globals[gathered_first + r] : -1;
       }
-      const std::size_t off = static_cast<std::size_t>(pos >= 0 ? pos : 0) * D + col;
-      cp_async16(k_s + (buf * kTile + r) * kRow + col, k_src + off, pos >= 0 ? 16 : 0);
-      cp_async16(v_s + (buf * kTile + r) * kRow + col, v_src + off, pos >= 0 ? 16 : 0);
+      const int row = pos >= 0 ? pos : 0;
+      cp_async16(k_s + (buf * kTile + r) * kRow + col, k_src + row_at(row, k_st) + col, pos >= 0 ? 16 : 0);
+      cp_async16(v_s + (buf * kTile + r) * kRow + col, v_src + row_at(row, v_st) + col, pos >= 0 ? 16 : 0);
     }
     if (tile >= 0) {
       // The key flags travel with the tile (cp.async from the kTile-aligned flag rows): a
@@ -319,10 +325,19 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D>::kDqMinBlocks) dq_ke
       const uint8_t f = flags[i];
       float factor = (f & (kValid | kGlobal)) == kValid ? p.scale : 0.f;
       if (overflowed) factor = NAN;
-      T* dst = static_cast<T*>(p.dq) + (base + i) * D;
+      T* dst = head_rows(static_cast<T*>(p.dq), p.st_dq, b, h) + row_at(i, p.st_dq);
 #pragma unroll
       for (int dt = 0; dt < D / 8; ++dt)
         store_row_pair<T, D>(dst + dt * 8 + tig * 2, dq_acc[dt][2 * r] * factor, dq_acc[dt][2 * r + 1] * factor);
+      // dQ_g of every row that is not a global row (dq_combine writes those): zeros, or
+      // NaN for a sequence over max_global. Written here rather than by a memset, which
+      // a strided dQ_g would not allow.
+      if (p.separate && !((f & kGlobal) && !overflowed)) {
+        const float fill = overflowed ? NAN : 0.f;
+        T* dst_g = head_rows(static_cast<T*>(p.dqg), p.st_dqg, b, h) + row_at(i, p.st_dqg);
+#pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) store_row_pair<T, D>(dst_g + dt * 8 + tig * 2, fill, fill);
+      }
     }
   }
 }
@@ -341,7 +356,7 @@ __global__ void dq_combine_kernel(Params p) {
 #pragma unroll
     for (int x = 0; x < D / 32; ++x) acc[x] += p.partial_acc[(at + s) * D + x * 32 + lane];
   const int i = p.global_index[static_cast<std::size_t>(b) * p.max_global + slot];
-  T* dst = static_cast<T*>(p.dqg) + (head_base(p, b, h) + i) * D;
+  T* dst = head_rows(static_cast<T*>(p.dqg), p.st_dqg, b, h) + row_at(i, p.st_dqg);
 #pragma unroll
   for (int x = 0; x < D / 32; ++x) dst[x * 32 + lane] = Ops<T>::from_float(acc[x] * p.scale);
 }
@@ -401,15 +416,15 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
   }
 
   constexpr int kChunks = D / 8;
-  auto load_keys = [&](const void* k_any, const void* v_any) {
-    const T* k_src = static_cast<const T*>(k_any) + base * D;
-    const T* v_src = static_cast<const T*>(v_any) + base * D;
+  auto load_keys = [&](const void* k_any, const TensorStrides& k_st, const void* v_any, const TensorStrides& v_st) {
+    const T* k_src = head_rows(static_cast<const T*>(k_any), k_st, b, h);
+    const T* v_src = head_rows(static_cast<const T*>(v_any), v_st, b, h);
     for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
       const int r = c / kChunks, col = (c % kChunks) * 8;
       const int pos = key_pos(r);
-      const std::size_t off = static_cast<std::size_t>(pos >= 0 ? pos : 0) * D + col;
-      cp_async16(k_s + r * kRow + col, k_src + off, pos >= 0 ? 16 : 0);
-      cp_async16(v_s + r * kRow + col, v_src + off, pos >= 0 ? 16 : 0);
+      const int row = pos >= 0 ? pos : 0;
+      cp_async16(k_s + r * kRow + col, k_src + row_at(row, k_st) + col, pos >= 0 ? 16 : 0);
+      cp_async16(v_s + r * kRow + col, v_src + row_at(row, v_st) + col, pos >= 0 ? 16 : 0);
     }
   };
 
@@ -429,8 +444,9 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
   auto query_tile = [&](int s) { return kGathered ? split * p.tiles_per_split + s : col_tiles[s]; };
 
   auto load_step = [&](int phase, int s, int buf) {
-    const T* q_src = static_cast<const T*>(phase == 0 ? p.q : p.qg) + base * D;
-    const T* do_src = static_cast<const T*>(p.d_out) + base * D;
+    const TensorStrides& q_st = phase == 0 ? p.st_q : p.st_qg;
+    const T* q_src = head_rows(static_cast<const T*>(phase == 0 ? p.q : p.qg), q_st, b, h);
+    const T* do_src = head_rows(static_cast<const T*>(p.d_out), p.st_do, b, h);
     const int t = phase == 0 ? query_tile(s) : -1;
     for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
       const int r = c / kChunks, col = (c % kChunks) * 8;
@@ -441,9 +457,9 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
       } else if (s * kTile + r < global_count) {
         pos = globals[s * kTile + r];
       }
-      const std::size_t off = static_cast<std::size_t>(pos >= 0 ? pos : 0) * D + col;
-      cp_async16(q_s + (buf * kTile + r) * kRow + col, q_src + off, pos >= 0 ? 16 : 0);
-      cp_async16(do_s + (buf * kTile + r) * kRow + col, do_src + off, pos >= 0 ? 16 : 0);
+      const int row = pos >= 0 ? pos : 0;
+      cp_async16(q_s + (buf * kTile + r) * kRow + col, q_src + row_at(row, q_st) + col, pos >= 0 ? 16 : 0);
+      cp_async16(do_s + (buf * kTile + r) * kRow + col, do_src + row_at(row, p.st_do) + col, pos >= 0 ? 16 : 0);
     }
     if (threadIdx.x < kTile) {
       const int r = threadIdx.x;
@@ -565,7 +581,8 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
 
   // Writes the accumulators as gradients of the key rows (scale on dK); with
   // `add_gathered`, global keys first add what the gathered pass summed for them.
-  auto write = [&](void* dk_any, void* dv_any, bool add_gathered) {
+  auto write = [&](void* dk_any, const TensorStrides& dk_st, void* dv_any, const TensorStrides& dv_st,
+                   bool add_gathered) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int j = my_key[r];
@@ -573,8 +590,8 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
       int slot = -1;
       if (add_gathered && (my_flag[r] & kGlobal) && !overflowed)
         slot = p.slot_of[static_cast<std::size_t>(b) * p.n + j];
-      T* dk = static_cast<T*>(dk_any) + (base + j) * D;
-      T* dv = static_cast<T*>(dv_any) + (base + j) * D;
+      T* dk = head_rows(static_cast<T*>(dk_any), dk_st, b, h) + row_at(j, dk_st);
+      T* dv = head_rows(static_cast<T*>(dv_any), dv_st, b, h) + row_at(j, dv_st);
 #pragma unroll
       for (int dt = 0; dt < D / 8; ++dt) {
         float k0 = dk_acc[dt][2 * r], k1 = dk_acc[dt][2 * r + 1];
@@ -598,7 +615,7 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
   };
 
   clear();
-  load_keys(p.k, p.v);
+  load_keys(p.k, p.st_k, p.v, p.st_v);
   run_phase(0, local_steps);
   if constexpr (kGathered) {
 #pragma unroll
@@ -619,19 +636,19 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
   } else {
     const int global_steps = (global_count + kTile - 1) / kTile;
     if (p.separate) {
-      write(p.dk, p.dv, true);
+      write(p.dk, p.st_dk, p.dv, p.st_dv, true);
       clear();
-      load_keys(p.kg, p.vg);  // the resident tiles are free: run_phase ended on a barrier
+      load_keys(p.kg, p.st_kg, p.vg, p.st_vg);  // the resident tiles are free: run_phase ended on a barrier
       run_phase(1, global_steps);
-      write(p.dkg, p.dvg, false);
+      write(p.dkg, p.st_dkg, p.dvg, p.st_dvg, false);
     } else {
       if (global_steps > 0) {
         // Same keys (k_g is k): keep accumulating. run_phase expects fresh key copies in
         // its first group; re-issuing them keeps one code path.
-        load_keys(p.k, p.v);
+        load_keys(p.k, p.st_k, p.v, p.st_v);
         run_phase(1, global_steps);
       }
-      write(p.dk, p.dv, true);
+      write(p.dk, p.st_dk, p.dv, p.st_dv, true);
     }
   }
 }

@@ -10,8 +10,7 @@ namespace ldqa::attention::detail::gpu {
 
 template <typename T, int D>
 void launch_backward(const Params& p, const Geometry& g, bool has_globals, cudaStream_t stream) {
-  const std::size_t rows = static_cast<std::size_t>(p.batch) * p.heads * p.n;
-  delta_kernel<T, D><<<static_cast<unsigned>((rows + 255) / 256), 256, 0, stream>>>(p);
+  delta_kernel<T, D><<<dim3((p.n + 255) / 256, p.heads, p.batch), 256, 0, stream>>>(p);
   LDQA_CUDA_CHECK(cudaGetLastError());
   constexpr std::size_t dq_smem = BackwardSmem<D>::kDqBytes;
   constexpr std::size_t dkv_smem = BackwardSmem<D>::kDkvBytes;

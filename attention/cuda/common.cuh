@@ -24,6 +24,13 @@ constexpr int kPad = 8;        // halves of padding per shared row: conflict-fre
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
+// Element strides of one [batch, heads, n, head_dim] tensor (attention.hpp's Strides,
+// resolved). The row stride is 32-bit so that a row's offset is one wide multiply.
+struct TensorStrides {
+  int64_t batch, head;
+  int32_t row;
+};
+
 struct Params {
   const void* q;
   const void* k;
@@ -62,6 +69,9 @@ struct Params {
   int batch, heads, n, num_tiles, plan_heads, window, layout_block, max_global, splits, tiles_per_split, top_k;
   int separate;  // separate global projections
   float scale;
+  // The tensors' strides (lse, delta and the workspace are contiguous).
+  TensorStrides st_q, st_k, st_v, st_qg, st_kg, st_vg, st_out;
+  TensorStrides st_do, st_dq, st_dk, st_dv, st_dqg, st_dkg, st_dvg;  // backward only
 };
 
 template <typename T>
@@ -156,9 +166,17 @@ __device__ __forceinline__ void copy_tile_flags(uint8_t* dst, const uint8_t* fla
   cp_async16(dst + chunk * 16, flags + (bytes > 0 ? first : 0), bytes);
 }
 
+// Where (b, h)'s rows start in the contiguous [batch, heads, n] row arrays (lse, delta).
 __device__ __forceinline__ std::size_t head_base(const Params& p, int b, int h) {
   return (static_cast<std::size_t>(b) * p.heads + h) * static_cast<std::size_t>(p.n);
 }
+
+// Row 0 of (b, h) in a strided tensor, and the offset of row i from it.
+template <typename T>
+__device__ __forceinline__ T* head_rows(T* data, const TensorStrides& s, int b, int h) {
+  return data + b * s.batch + h * s.head;
+}
+__device__ __forceinline__ int64_t row_at(int i, const TensorStrides& s) { return static_cast<int64_t>(i) * s.row; }
 
 // The tile plan (and its transpose) on one device.
 struct DevicePlan {
@@ -195,6 +213,9 @@ struct ListLayout {
   std::size_t global_index, counts, end;
 };
 ListLayout list_layout(int batch, int n, const Geometry& g);
+
+// A tensor's strides as the kernels take them (contiguous when the caller gave none).
+TensorStrides tensor_strides(const SparseAttention::Impl& impl, const Strides& given);
 
 // What the forward and the backward fill alike: the inputs, the plan, the shape, the
 // split geometry and the list part of the workspace at `ws`.

@@ -78,9 +78,12 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend
     steps = listed + (global_count + kTile - 1) / kTile;
   }
 
-  const T* q_src = static_cast<const T*>(kGlobalRows ? p.qg : p.q) + base * D;
-  const T* k_src = static_cast<const T*>(kGlobalRows ? p.kg : p.k) + base * D;
-  const T* v_src = static_cast<const T*>(kGlobalRows ? p.vg : p.v) + base * D;
+  const TensorStrides& q_st = kGlobalRows ? p.st_qg : p.st_q;
+  const TensorStrides& k_st = kGlobalRows ? p.st_kg : p.st_k;
+  const TensorStrides& v_st = kGlobalRows ? p.st_vg : p.st_v;
+  const T* q_src = head_rows(static_cast<const T*>(kGlobalRows ? p.qg : p.q), q_st, b, h);
+  const T* k_src = head_rows(static_cast<const T*>(kGlobalRows ? p.kg : p.k), k_st, b, h);
+  const T* v_src = head_rows(static_cast<const T*>(kGlobalRows ? p.vg : p.v), v_st, b, h);
 
   // This thread copies chunk column copy_col of rows copy_row + c * kRowsPerCopy.
   const int copy_row = threadIdx.x / Tr::kChunks, copy_col = (threadIdx.x % Tr::kChunks) * 8;
@@ -96,7 +99,7 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend
     } else {
       if (q_first + r < p.n) pos = q_first + r;
     }
-    const T* src = pos >= 0 ? q_src + static_cast<std::size_t>(pos) * D + copy_col : q_src;
+    const T* src = pos >= 0 ? q_src + row_at(pos, q_st) + copy_col : q_src;
     cp_async16(q_s + copy_smem + c * Tr::kRowsPerCopy * kRow, src, pos >= 0 ? 16 : 0);
   }
 
@@ -115,13 +118,13 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend
     T* v_dst = v_s + buf * Tr::kTileHalves + copy_smem;
     if (tile >= 0) {
       const int rows_left = p.n - tile * kTile;
-      const std::size_t tile_off = static_cast<std::size_t>(tile) * kTile * D + copy_row * D + copy_col;
+      const int first_row = tile * kTile + copy_row;
 #pragma unroll
       for (int c = 0; c < Tr::kCopies; ++c) {
         const bool inside = copy_row + c * Tr::kRowsPerCopy < rows_left;
-        const std::size_t off = inside ? tile_off + c * Tr::kRowsPerCopy * D : 0;
-        cp_async16(k_dst + c * Tr::kRowsPerCopy * kRow, k_src + off, inside ? 16 : 0);
-        cp_async16(v_dst + c * Tr::kRowsPerCopy * kRow, v_src + off, inside ? 16 : 0);
+        const int row = inside ? first_row + c * Tr::kRowsPerCopy : 0;
+        cp_async16(k_dst + c * Tr::kRowsPerCopy * kRow, k_src + row_at(row, k_st) + copy_col, inside ? 16 : 0);
+        cp_async16(v_dst + c * Tr::kRowsPerCopy * kRow, v_src + row_at(row, v_st) + copy_col, inside ? 16 : 0);
       }
       if (threadIdx.x < 4) copy_tile_flags(key_flag_s + buf * kTile, flags, tile, p.n, threadIdx.x);
     } else {
@@ -129,9 +132,9 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend
       for (int c = 0; c < Tr::kCopies; ++c) {
         const int r = copy_row + c * Tr::kRowsPerCopy;
         const int pos = gathered_first + r < global_count ? globals[gathered_first + r] : -1;
-        const std::size_t off = static_cast<std::size_t>(pos >= 0 ? pos : 0) * D + copy_col;
-        cp_async16(k_dst + c * Tr::kRowsPerCopy * kRow, k_src + off, pos >= 0 ? 16 : 0);
-        cp_async16(v_dst + c * Tr::kRowsPerCopy * kRow, v_src + off, pos >= 0 ? 16 : 0);
+        const int row = pos >= 0 ? pos : 0;
+        cp_async16(k_dst + c * Tr::kRowsPerCopy * kRow, k_src + row_at(row, k_st) + copy_col, pos >= 0 ? 16 : 0);
+        cp_async16(v_dst + c * Tr::kRowsPerCopy * kRow, v_src + row_at(row, v_st) + copy_col, pos >= 0 ? 16 : 0);
       }
       if (threadIdx.x < kTile) {
         const int r = threadIdx.x;
@@ -269,7 +272,7 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend
     row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
     row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
   }
-  T* out = static_cast<T*>(p.out) + base * D;
+  T* out = head_rows(static_cast<T*>(p.out), p.st_out, b, h);
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int local_row = warp * 16 + group + r * 8;
@@ -297,7 +300,7 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend
       if (overflowed) factor = NAN;
       if (p.lse != nullptr && tig == 0)  // natural log of the sum of exp over the row's keys
         p.lse[base + i] = overflowed ? NAN : (attended ? (row_max[r] + log2f(row_sum[r])) * kLn2 : -INFINITY);
-      T* dst = out + static_cast<std::size_t>(i) * D;
+      T* dst = out + row_at(i, p.st_out);
 #pragma unroll
       for (int dt = 0; dt < D / 8; ++dt) {
         const uint32_t packed = Op::pack(o_acc[dt][2 * r] * factor, o_acc[dt][2 * r + 1] * factor);
@@ -328,7 +331,7 @@ __global__ void combine_kernel(Params p) {
     for (int x = 0; x < D / 32; ++x) acc[x] += p.partial_acc[(at + s) * D + x * 32 + lane] * w;
   }
   const int i = p.global_index[static_cast<std::size_t>(b) * p.max_global + slot];
-  T* dst = static_cast<T*>(p.out) + (head_base(p, b, h) + i) * D;
+  T* dst = head_rows(static_cast<T*>(p.out), p.st_out, b, h) + row_at(i, p.st_out);
 #pragma unroll
   for (int x = 0; x < D / 32; ++x) dst[x * 32 + lane] = Ops<T>::from_float(sum > 0.f ? acc[x] / sum : 0.f);
   if (p.lse != nullptr && lane == 0) p.lse[head_base(p, b, h) + i] = sum > 0.f ? (m + log2f(sum)) * kLn2 : -INFINITY;
@@ -356,11 +359,10 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(Params p) {
   __shared__ int chunk_j[kThreads];
   const int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int tid = threadIdx.x;
-  const std::size_t base = head_base(p, b, h);
   const uint8_t* flags = sequence_flags(p, b);
   const int32_t* globals = p.global_index + static_cast<std::size_t>(b) * p.max_global;
   const int global_count = p.global_count[b];
-  T* dst = static_cast<T*>(p.out) + (base + i) * D;
+  T* dst = head_rows(static_cast<T*>(p.out), p.st_out, b, h) + row_at(i, p.st_out);
   const uint8_t fi = flags[i];
   if (p.overflow[b] || !(fi & kValid)) {
     const float fill = p.overflow[b] ? NAN : 0.f;
@@ -368,9 +370,12 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(Params p) {
     return;
   }
   const bool is_global = (fi & kGlobal) != 0;
-  const T* q = static_cast<const T*>(is_global ? p.qg : p.q) + (base + i) * D;
-  const T* keys = static_cast<const T*>(is_global ? p.kg : p.k) + base * D;
-  const T* values = static_cast<const T*>(is_global ? p.vg : p.v) + base * D;
+  const TensorStrides& k_st = is_global ? p.st_kg : p.st_k;
+  const TensorStrides& v_st = is_global ? p.st_vg : p.st_v;
+  const T* q = head_rows(static_cast<const T*>(is_global ? p.qg : p.q), is_global ? p.st_qg : p.st_q, b, h) +
+               row_at(i, is_global ? p.st_qg : p.st_q);
+  const T* keys = head_rows(static_cast<const T*>(is_global ? p.kg : p.k), k_st, b, h);
+  const T* values = head_rows(static_cast<const T*>(is_global ? p.vg : p.v), v_st, b, h);
   for (int x = tid; x < D; x += kThreads) q_row[x] = Op::to_float(q[x]) * p.scale;
   const int prow = (h % p.plan_heads) * p.num_tiles + i / kTile;
   const int32_t* row_keys = p.key_tile + p.row_ptr[prow];
@@ -391,7 +396,7 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(Params p) {
     return tile_listed(row_keys, row_keys + listed, j / kTile) ? -1 : j;
   };
   auto score_of = [&](int j) {
-    const T* kr = keys + static_cast<std::size_t>(j) * D;
+    const T* kr = keys + row_at(j, k_st);
     float acc = 0.f;
 #pragma unroll 8
     for (int x = 0; x < D; ++x) acc = fmaf(q_row[x], Op::to_float(kr[x]), acc);
@@ -501,7 +506,7 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(Params p) {
       for (int x = 0; x < kThreads; ++x) {
         if (chunk_j[x] < 0) continue;
         sum += chunk_p[x];
-        acc = fmaf(chunk_p[x], Op::to_float(values[static_cast<std::size_t>(chunk_j[x]) * D + tid]), acc);
+        acc = fmaf(chunk_p[x], Op::to_float(values[row_at(chunk_j[x], v_st) + tid]), acc);
       }
     }
     __syncthreads();

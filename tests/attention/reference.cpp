@@ -77,19 +77,21 @@ Float32Case::Float32Case(const AttentionCase& c_)
       vg(to_float(c.vg)) {}
 
 attention::AttentionInputs Float32Case::inputs(float* out, float* lse) const {
-  return {.batch = c.batch,
-          .q = q.data(),
-          .k = k.data(),
-          .v = v.data(),
-          .q_global = c.separate_global ? qg.data() : nullptr,
-          .k_global = c.separate_global ? kg.data() : nullptr,
-          .v_global = c.separate_global ? vg.data() : nullptr,
-          .global_mask = c.global_mask.empty() ? nullptr : c.global_mask.data(),
-          .valid_lengths = c.valid_lengths.empty() ? nullptr : c.valid_lengths.data(),
-          .key_mask = c.key_mask.empty() ? nullptr : c.key_mask.data(),
-          .out = out,
-          .lse = lse,
-          .scale = static_cast<float>(c.scale)};
+  attention::AttentionInputs in;
+  in.batch = c.batch;
+  in.q = q.data();
+  in.k = k.data();
+  in.v = v.data();
+  in.q_global = c.separate_global ? qg.data() : nullptr;
+  in.k_global = c.separate_global ? kg.data() : nullptr;
+  in.v_global = c.separate_global ? vg.data() : nullptr;
+  in.global_mask = c.global_mask.empty() ? nullptr : c.global_mask.data();
+  in.valid_lengths = c.valid_lengths.empty() ? nullptr : c.valid_lengths.data();
+  in.key_mask = c.key_mask.empty() ? nullptr : c.key_mask.data();
+  in.out = out;
+  in.lse = lse;
+  in.scale = static_cast<float>(c.scale);
+  return in;
 }
 
 ReferenceResult reference_attention(const AttentionCase& c, double tie_tolerance) {

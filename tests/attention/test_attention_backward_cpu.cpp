@@ -69,13 +69,15 @@ CpuGrads run_forward_backward(const test::AttentionCase& c, const std::vector<do
   SparseAttention attn(c.seq_len, c.heads, c.head_dim, c.pattern);
   const AttentionInputs in = tensors.inputs(r.out.data(), r.lse.data());
   attn.run_cpu(in);
-  attn.backward_cpu(in, {.d_out = dO.data(),
-                         .d_q = r.dq.data(),
-                         .d_k = r.dk.data(),
-                         .d_v = r.dv.data(),
-                         .d_q_global = c.separate_global ? r.dqg.data() : nullptr,
-                         .d_k_global = c.separate_global ? r.dkg.data() : nullptr,
-                         .d_v_global = c.separate_global ? r.dvg.data() : nullptr});
+  AttentionGradients grads;
+  grads.d_out = dO.data();
+  grads.d_q = r.dq.data();
+  grads.d_k = r.dk.data();
+  grads.d_v = r.dv.data();
+  grads.d_q_global = c.separate_global ? r.dqg.data() : nullptr;
+  grads.d_k_global = c.separate_global ? r.dkg.data() : nullptr;
+  grads.d_v_global = c.separate_global ? r.dvg.data() : nullptr;
+  attn.backward_cpu(in, grads);
   return r;
 }
 

@@ -60,29 +60,31 @@ BackwardResult run_backward_gpu(const test::AttentionCase& c, const std::vector<
   CUDA_OK(cudaMemset(out.ptr, 0xFF, elems * 2));  // NaN in fp16, bf16 and float32
   CUDA_OK(cudaMemset(lse.ptr, 0xFF, rows * 4));
   for (auto& g : grads) CUDA_OK(cudaMemset(g->ptr, 0xFF, elems * 2));
-  const AttentionInputs in{.batch = c.batch,
-                           .dtype = dtype,
-                           .q = in_buf.q->ptr,
-                           .k = in_buf.k->ptr,
-                           .v = in_buf.v->ptr,
-                           .q_global = ptr(in_buf.qg),
-                           .k_global = ptr(in_buf.kg),
-                           .v_global = ptr(in_buf.vg),
-                           .global_mask = static_cast<const uint8_t*>(ptr(in_buf.global_mask)),
-                           .max_global = max_global,
-                           .valid_lengths = static_cast<const int32_t*>(ptr(in_buf.lengths)),
-                           .key_mask = static_cast<const uint8_t*>(ptr(in_buf.key_mask)),
-                           .out = out.ptr,
-                           .lse = static_cast<float*>(lse.ptr),
-                           .scale = static_cast<float>(c.scale)};
+  AttentionInputs in;
+  in.batch = c.batch;
+  in.dtype = dtype;
+  in.q = in_buf.q->ptr;
+  in.k = in_buf.k->ptr;
+  in.v = in_buf.v->ptr;
+  in.q_global = ptr(in_buf.qg);
+  in.k_global = ptr(in_buf.kg);
+  in.v_global = ptr(in_buf.vg);
+  in.global_mask = static_cast<const uint8_t*>(ptr(in_buf.global_mask));
+  in.max_global = max_global;
+  in.valid_lengths = static_cast<const int32_t*>(ptr(in_buf.lengths));
+  in.key_mask = static_cast<const uint8_t*>(ptr(in_buf.key_mask));
+  in.out = out.ptr;
+  in.lse = static_cast<float*>(lse.ptr);
+  in.scale = static_cast<float>(c.scale);
   attn.run_cuda(in);
-  const AttentionGradients grad{.d_out = in_buf.d_out->ptr,
-                                .d_q = grads[0]->ptr,
-                                .d_k = grads[1]->ptr,
-                                .d_v = grads[2]->ptr,
-                                .d_q_global = c.separate_global ? grads[3]->ptr : nullptr,
-                                .d_k_global = c.separate_global ? grads[4]->ptr : nullptr,
-                                .d_v_global = c.separate_global ? grads[5]->ptr : nullptr};
+  AttentionGradients grad;
+  grad.d_out = in_buf.d_out->ptr;
+  grad.d_q = grads[0]->ptr;
+  grad.d_k = grads[1]->ptr;
+  grad.d_v = grads[2]->ptr;
+  grad.d_q_global = c.separate_global ? grads[3]->ptr : nullptr;
+  grad.d_k_global = c.separate_global ? grads[4]->ptr : nullptr;
+  grad.d_v_global = c.separate_global ? grads[5]->ptr : nullptr;
   attn.backward_cuda(in, grad);
   CUDA_OK(cudaDeviceSynchronize());
   BackwardResult r;
@@ -242,13 +244,15 @@ TEST_CASE("gpu backward matches the cpu backward on a 20k-token sequence", "[gpu
   SparseAttention attn(c.seq_len, c.heads, c.head_dim, c.pattern);
   const AttentionInputs in = tensors.inputs(out.data(), lse.data());
   attn.run_cpu(in);
-  attn.backward_cpu(in, {.d_out = dO.data(),
-                         .d_q = g[0].data(),
-                         .d_k = g[1].data(),
-                         .d_v = g[2].data(),
-                         .d_q_global = g[3].data(),
-                         .d_k_global = g[4].data(),
-                         .d_v_global = g[5].data()});
+  AttentionGradients grads;
+  grads.d_out = dO.data();
+  grads.d_q = g[0].data();
+  grads.d_k = g[1].data();
+  grads.d_v = g[2].data();
+  grads.d_q_global = g[3].data();
+  grads.d_k_global = g[4].data();
+  grads.d_v_global = g[5].data();
+  attn.backward_cpu(in, grads);
   const std::vector<double>* got[] = {&gpu.dq, &gpu.dk, &gpu.dv, &gpu.dqg, &gpu.dkg, &gpu.dvg};
   const char* names[] = {"dq", "dk", "dv", "dqg", "dkg", "dvg"};
   INFO("seed=" << test::test_seed());
@@ -266,8 +270,11 @@ TEST_CASE("gpu backward: bad arguments are refused before any launch", "[gpu][ba
   in.dtype = DType::bf16;
   in.q = in.k = in.v = base;
   in.out = base + tensor;
-  AttentionGradients g{
-      .d_out = base + 2 * tensor, .d_q = base + 3 * tensor, .d_k = base + 4 * tensor, .d_v = base + 5 * tensor};
+  AttentionGradients g;
+  g.d_out = base + 2 * tensor;
+  g.d_q = base + 3 * tensor;
+  g.d_k = base + 4 * tensor;
+  g.d_v = base + 5 * tensor;
   CHECK_THROWS_WITH(attn.backward_cuda(in, g), Catch::Contains("lse"));
   in.lse = static_cast<float*>(lse.ptr);
   g.d_out = base + 2 * tensor + 2;

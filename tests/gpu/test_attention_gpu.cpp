@@ -39,20 +39,21 @@ std::vector<double> run_gpu(const test::AttentionCase& c, DType dtype, const Gpu
   auto global_mask = upload(c.global_mask), key_mask = upload(c.key_mask), lengths = upload(c.valid_lengths);
   DeviceBuffer out(c.q.size() * 2);
   CUDA_OK(cudaMemset(out.ptr, 0xFF, c.q.size() * 2));  // NaN in both fp16 and bf16
-  const AttentionInputs in{.batch = c.batch,
-                           .dtype = dtype,
-                           .q = q->ptr,
-                           .k = k->ptr,
-                           .v = v->ptr,
-                           .q_global = ptr(qg),
-                           .k_global = ptr(kg),
-                           .v_global = ptr(vg),
-                           .global_mask = static_cast<const uint8_t*>(ptr(global_mask)),
-                           .max_global = opts.max_global,
-                           .valid_lengths = static_cast<const int32_t*>(ptr(lengths)),
-                           .key_mask = static_cast<const uint8_t*>(ptr(key_mask)),
-                           .out = out.ptr,
-                           .scale = static_cast<float>(c.scale)};
+  AttentionInputs in;
+  in.batch = c.batch;
+  in.dtype = dtype;
+  in.q = q->ptr;
+  in.k = k->ptr;
+  in.v = v->ptr;
+  in.q_global = ptr(qg);
+  in.k_global = ptr(kg);
+  in.v_global = ptr(vg);
+  in.global_mask = static_cast<const uint8_t*>(ptr(global_mask));
+  in.max_global = opts.max_global;
+  in.valid_lengths = static_cast<const int32_t*>(ptr(lengths));
+  in.key_mask = static_cast<const uint8_t*>(ptr(key_mask));
+  in.out = out.ptr;
+  in.scale = static_cast<float>(c.scale);
   if (opts.own_workspace) {
     DeviceBuffer ws(attn.cuda_workspace_bytes(c.batch, opts.max_global));
     CUDA_OK(cudaMemset(ws.ptr, 0x7F, attn.cuda_workspace_bytes(c.batch, opts.max_global)));  // garbage, not zeros
@@ -157,16 +158,18 @@ TEST_CASE("gpu matches the cpu backend on a 65k-token sequence", "[gpu][long]") 
     std::vector<float> q(c.q.begin(), c.q.end()), k(c.k.begin(), c.k.end()), v(c.v.begin(), c.v.end());
     std::vector<float> qg(c.qg.begin(), c.qg.end()), kg(c.kg.begin(), c.kg.end()), vg(c.vg.begin(), c.vg.end());
     std::vector<float> out(q.size(), std::numeric_limits<float>::quiet_NaN());
-    attn.run_cpu({.batch = 1,
-                  .q = q.data(),
-                  .k = k.data(),
-                  .v = v.data(),
-                  .q_global = qg.data(),
-                  .k_global = kg.data(),
-                  .v_global = vg.data(),
-                  .global_mask = c.global_mask.data(),
-                  .valid_lengths = c.valid_lengths.data(),
-                  .out = out.data()});
+    AttentionInputs in;
+    in.batch = 1;
+    in.q = q.data();
+    in.k = k.data();
+    in.v = v.data();
+    in.q_global = qg.data();
+    in.k_global = kg.data();
+    in.v_global = vg.data();
+    in.global_mask = c.global_mask.data();
+    in.valid_lengths = c.valid_lengths.data();
+    in.out = out.data();
+    attn.run_cpu(in);
     double err = 0, norm = 0;
     int64_t bad = 0;
     for (std::size_t x = 0; x < out.size(); ++x) {
@@ -211,20 +214,21 @@ TEST_CASE("gpu: an explicit workspace is checked for its size; calls capture in 
        vg = upload(to_bits(c.vg, DType::bf16));
   auto mask = upload(c.global_mask);
   DeviceBuffer direct(c.q.size() * 2), captured(c.q.size() * 2);
-  AttentionInputs in{.batch = c.batch,
-                     .dtype = DType::bf16,
-                     .q = q->ptr,
-                     .k = k->ptr,
-                     .v = v->ptr,
-                     .q_global = qg->ptr,
-                     .k_global = kg->ptr,
-                     .v_global = vg->ptr,
-                     .global_mask = static_cast<const uint8_t*>(mask->ptr),
-                     .max_global = 17,
-                     .valid_lengths = nullptr,
-                     .key_mask = nullptr,
-                     .out = direct.ptr,
-                     .scale = 0.f};
+  AttentionInputs in;
+  in.batch = c.batch;
+  in.dtype = DType::bf16;
+  in.q = q->ptr;
+  in.k = k->ptr;
+  in.v = v->ptr;
+  in.q_global = qg->ptr;
+  in.k_global = kg->ptr;
+  in.v_global = vg->ptr;
+  in.global_mask = static_cast<const uint8_t*>(mask->ptr);
+  in.max_global = 17;
+  in.valid_lengths = nullptr;
+  in.key_mask = nullptr;
+  in.out = direct.ptr;
+  in.scale = 0.f;
   const std::size_t need = attn.cuda_workspace_bytes(c.batch, 17);
   DeviceBuffer ws(need);
   CHECK_THROWS_WITH(attn.run_cuda(in, nullptr, ws.ptr, need - 1), Catch::Contains("this call needs"));

@@ -2,7 +2,8 @@
 """The PyTorch op over our attention library (train/ldqa_attention.py), on the CPU:
 its output and all six gradients against a float64 dense reference written here from
 attention.hpp's definition (random inputs, odd length, padding with holes, two prefix
-lengths), strided views, the no-globals case, argument errors, and the encoder of
+lengths), strided views (a [B, n, H, D] buffer, q/k/v as blocks of one fused
+projection, padded rows: read in place, not copied), the no-globals case, argument errors, and the encoder of
 train/model.py through the op against its dense path (output and every parameter's
 gradient), and train.py pretraining a tiny model through the op (--attention ldqa, its
 start-up check against the dense path included) ending where the dense path ends. The
@@ -108,6 +109,38 @@ class AttentionOpTest(unittest.TestCase):
         self.assertTrue(torch.equal(a, b))
         for x, y in zip(xa, xb):
             self.assertTrue(torch.equal(x.grad, y.grad))
+        # Read through their strides, not copied; the output is [B, n, H, D] memory.
+        self.assertIs(ldqa_attention._readable(strided[0]), strided[0])
+        self.assertTrue(b.transpose(1, 2).is_contiguous())
+
+    def test_fused_projection_and_padded_rows(self):
+        """q, k, v as column blocks of one [B, n, 3 * H * D] projection output and the
+        global projections with padded rows: the same output and gradients as contiguous
+        copies, the gradient of the fused buffer landing in its three blocks."""
+        tensors, is_global, valid, d_out = random_case(5)
+        b, h, n, d = tensors[0].shape
+        fused = torch.stack([t.transpose(1, 2) for t in tensors[:3]], dim=2).reshape(b, n, 3 * h * d)
+        fused.requires_grad_(True)
+        blocks = fused.view(b, n, 3, h, d)
+        q, k, v = (blocks[:, :, i].transpose(1, 2) for i in range(3))
+        padded = [torch.nn.functional.pad(t, (0, 3)).requires_grad_(True) for t in tensors[3:]]
+        qg, kg, vg = (t[..., :d] for t in padded)
+        self.assertEqual(q.stride(), (n * 3 * h * d, d, 3 * h * d, 1))
+        self.assertEqual(qg.stride()[2], d + 3)
+        for view in (q, qg):
+            self.assertIs(ldqa_attention._readable(view), view)
+        out = ldqa_attention.sparse_attention(q, k, v, qg, kg, vg, is_global, valid, window=self.window,
+                                              max_global=11)
+        (out * d_out).sum().backward()
+        want, xs = self.run_op(tensors, is_global, valid)
+        (want * d_out).sum().backward()
+        self.assertTrue(torch.equal(out, want))
+        grads = fused.grad.view(b, n, 3, h, d)
+        for i in range(3):
+            self.assertTrue(torch.equal(grads[:, :, i].transpose(1, 2), xs[i].grad))
+        for t, x in zip(padded, xs[3:]):
+            self.assertTrue(torch.equal(t.grad[..., :d], x.grad))
+            self.assertEqual(t.grad[..., d:].abs().max().item(), 0.0)
 
     def test_argument_errors(self):
         tensors, is_global, valid, _ = random_case(3)

@@ -1,0 +1,224 @@
+// Strided tensors on CUDA: every input and output of the forward and the backward placed
+// in a larger, NaN-poisoned device buffer (a [batch, n, heads, d] buffer, a column block
+// of a fused q/k/v projection, padded rows), against the same calls on contiguous
+// copies, which are checked against the float64 reference: the kernels do the same
+// arithmetic in the same order, so the results must agree bit for bit, and nothing
+// outside a view may be written. fp16 and bf16, head dims 32, 64 and 128, window +
+// global (shared and separate projections), a block layout, top-k.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "attention/attention.hpp"
+#include "gpu/gpu_support.hpp"
+#include "support/attention_grid.hpp"
+#include "support/strided.hpp"
+#include "support/support.hpp"
+
+using namespace ldqa;
+using namespace ldqa::attention;
+using namespace ldqa::test::gpu;
+
+namespace {
+
+constexpr uint16_t kPoison = 0xFFFF;  // NaN in fp16 and bf16
+
+struct Run {
+  std::map<std::string, std::vector<uint16_t>> t;  // out, dq, ... (bits); lse as float bits
+  std::vector<float> lse;
+  int64_t written_outside = 0;
+};
+
+const char* const kOutputs[] = {"out", "dq", "dk", "dv", "dqg", "dkg", "dvg"};
+
+Run run_case(const test::AttentionCase& c, const std::vector<double>& d_out, DType dtype,
+             const std::map<std::string, test::StridedView>* views) {
+  SparseAttention attn(c.seq_len, c.heads, c.head_dim, c.pattern);
+  const bool backward = c.pattern.top_k == 0;
+  const std::size_t size = c.q.size();
+  const std::size_t rows = static_cast<std::size_t>(c.batch) * c.heads * c.seq_len;
+  std::map<std::string, std::vector<uint16_t>> host;  // the buffers as uploaded
+  std::map<std::string, std::unique_ptr<DeviceBuffer>> device;
+  std::map<std::string, Strides> strides;
+  std::map<std::string, int64_t> offsets;
+  auto view_of = [&](const std::string& name) -> const test::StridedView* {
+    return views == nullptr ? nullptr : &views->at(name);
+  };
+  auto buffer_of = [&](const std::string& name) {
+    const test::StridedView* v = view_of(name);
+    return v != nullptr && v->kind.rfind("fused", 0) == 0 && name.size() == 1 ? std::string("qkv") : name;
+  };
+  auto place = [&](const std::string& name, const std::vector<double>& values) {
+    const test::StridedView* v = view_of(name);
+    auto& buf = host[buffer_of(name)];
+    const auto bits = to_bits(values, dtype);
+    if (v == nullptr) {
+      buf = bits;
+      return;
+    }
+    if (buf.empty()) buf.assign(v->elements, kPoison);
+    test::place(buf, *v, bits);
+    strides[name] = v->strides;
+    offsets[name] = v->offset;
+  };
+  auto output = [&](const std::string& name) {
+    const test::StridedView* v = view_of(name);
+    host[name].assign(v == nullptr ? size : v->elements, kPoison);
+    if (v != nullptr) {
+      strides[name] = v->strides;
+      offsets[name] = v->offset;
+    }
+  };
+  place("q", c.q);
+  place("k", c.k);
+  place("v", c.v);
+  if (c.separate_global) {
+    place("qg", c.qg);
+    place("kg", c.kg);
+    place("vg", c.vg);
+  }
+  place("d_out", d_out);
+  output("out");
+  if (backward)
+    for (const char* g : {"dq", "dk", "dv"}) output(g);
+  if (backward && c.separate_global)
+    for (const char* g : {"dqg", "dkg", "dvg"}) output(g);
+  for (const auto& [name, bits] : host) device[name] = upload(bits);
+  auto at = [&](const std::string& name) -> void* {
+    if (!host.count(buffer_of(name))) return nullptr;
+    return static_cast<uint16_t*>(device.at(buffer_of(name))->ptr) + (offsets.count(name) ? offsets[name] : 0);
+  };
+  auto global_mask = upload(c.global_mask), key_mask = upload(c.key_mask), lengths = upload(c.valid_lengths);
+  DeviceBuffer lse(rows * 4);
+  CUDA_OK(cudaMemset(lse.ptr, 0xFF, rows * 4));
+
+  AttentionInputs in;
+  in.batch = c.batch;
+  in.dtype = dtype;
+  in.q = at("q");
+  in.k = at("k");
+  in.v = at("v");
+  in.q_global = at("qg");
+  in.k_global = at("kg");
+  in.v_global = at("vg");
+  in.global_mask = static_cast<const uint8_t*>(ptr(global_mask));
+  in.valid_lengths = static_cast<const int32_t*>(ptr(lengths));
+  in.key_mask = static_cast<const uint8_t*>(ptr(key_mask));
+  in.out = at("out");
+  in.lse = backward ? static_cast<float*>(lse.ptr) : nullptr;
+  in.scale = static_cast<float>(c.scale);
+  in.q_strides = strides["q"];
+  in.k_strides = strides["k"];
+  in.v_strides = strides["v"];
+  in.q_global_strides = strides["qg"];
+  in.k_global_strides = strides["kg"];
+  in.v_global_strides = strides["vg"];
+  in.out_strides = strides["out"];
+  attn.run_cuda(in);
+  if (backward) {
+    AttentionGradients g;
+    g.d_out = at("d_out");
+    g.d_q = at("dq");
+    g.d_k = at("dk");
+    g.d_v = at("dv");
+    g.d_q_global = at("dqg");
+    g.d_k_global = at("dkg");
+    g.d_v_global = at("dvg");
+    g.d_out_strides = strides["d_out"];
+    g.d_q_strides = strides["dq"];
+    g.d_k_strides = strides["dk"];
+    g.d_v_strides = strides["dv"];
+    g.d_q_global_strides = strides["dqg"];
+    g.d_k_global_strides = strides["dkg"];
+    g.d_v_global_strides = strides["dvg"];
+    attn.backward_cuda(in, g);
+  }
+  CUDA_OK(cudaDeviceSynchronize());
+  Run r;
+  r.lse.resize(rows);
+  CUDA_OK(cudaMemcpy(r.lse.data(), lse.ptr, rows * 4, cudaMemcpyDeviceToHost));
+  for (const char* name : kOutputs) {
+    if (!host.count(name)) continue;
+    std::vector<uint16_t> bits(host[name].size());
+    CUDA_OK(cudaMemcpy(bits.data(), device[name]->ptr, bits.size() * 2, cudaMemcpyDeviceToHost));
+    const test::StridedView* v = view_of(name);
+    r.t[name] = v == nullptr ? bits : test::gather(bits, *v);
+    if (v != nullptr)
+      r.written_outside += test::changed_outside(bits, *v, kPoison, [](uint16_t a, uint16_t b) { return a == b; });
+  }
+  return r;
+}
+
+std::map<std::string, std::string> view_kinds(int round) {
+  if (round == 0)
+    return {{"q", "fused0"},  {"k", "fused1"},   {"v", "fused2"},   {"qg", "bnhd"},   {"kg", "padded"},
+            {"vg", "fused1"}, {"out", "padded"}, {"d_out", "bnhd"}, {"dq", "fused0"}, {"dk", "bnhd"},
+            {"dv", "padded"}, {"dqg", "padded"}, {"dkg", "fused2"}, {"dvg", "bnhd"}};
+  return {{"q", "bnhd"},    {"k", "padded"}, {"v", "bnhd"},       {"qg", "fused0"}, {"kg", "fused1"},
+          {"vg", "fused2"}, {"out", "bnhd"}, {"d_out", "padded"}, {"dq", "padded"}, {"dk", "fused1"},
+          {"dv", "bnhd"},   {"dqg", "bnhd"}, {"dkg", "padded"},   {"dvg", "fused0"}};
+}
+
+}  // namespace
+
+TEST_CASE("gpu attention reads and writes strided views", "[attention][gpu][strides]") {
+  std::mt19937_64 rng(test::test_seed() + 40);
+  struct Shape {
+    const char* name;
+    DType dtype;
+    int head_dim;
+  };
+  const Shape shapes[] = {{"window+global", DType::bf16, 64},
+                          {"separate globals", DType::f16, 32},
+                          {"separate globals", DType::bf16, 128},
+                          {"layout", DType::f16, 64},
+                          {"top-k", DType::bf16, 64}};
+  int index = 0;
+  for (const Shape& shape : shapes) {
+    const std::string s = shape.name;
+    test::GridPoint p;
+    p.index = ++index;
+    p.n = s == "layout" ? 200 : 321;
+    p.window = s == "layout" ? 3 : 64;
+    p.globals = s == "window+global" ? "first17" : "scattered17";
+    p.padding = s == "separate globals" ? "mask" : "lengths";
+    p.separate = s != "window+global";
+    if (s == "layout") {
+      p.block = 16;
+      p.kind = 3;  // BSLongformer: separate global projections
+    }
+    if (s == "top-k") p.top_k = 5;
+    auto c = test::make_case(p, shape.head_dim, rng);
+    c.heads = 3;
+    if (s == "layout") c.pattern.layout = test::make_test_layout(3, c.seq_len, 16, c.heads, rng());
+    const auto rounding = shape.dtype == DType::f16 ? round_f16 : round_bf16;
+    test::fill_inputs(c, rng, rounding);
+    std::vector<double> d_out(c.q.size());
+    std::uniform_real_distribution<double> dist(-1.0, 1.0);
+    for (auto& x : d_out) x = rounding(dist(rng) + 1e-3);
+    INFO(s << " d=" << shape.head_dim << ": " << c.describe() << " seed=" << test::test_seed());
+    const Run plain = run_case(c, d_out, shape.dtype, nullptr);
+    // The contiguous run against the float64 reference, so that agreement below is not
+    // agreement with a broken run (the full grids check it in depth).
+    const auto ref = test::reference_attention(c);
+    const auto cmp = test::compare(from_bits(plain.t.at("out"), shape.dtype), ref, c.head_dim);
+    REQUIRE(cmp.nan_count == 0);
+    REQUIRE(cmp.relative_error <= 1e-2);
+    for (int r = 0; r < 2; ++r) {
+      std::map<std::string, test::StridedView> views;
+      for (const auto& [name, kind] : view_kinds(r))
+        views[name] = test::strided_view(kind, c.batch, c.heads, c.seq_len, c.head_dim, /*align=*/8);
+      const Run strided = run_case(c, d_out, shape.dtype, &views);
+      INFO("round " << r);
+      CHECK(strided.written_outside == 0);
+      CHECK(std::memcmp(strided.lse.data(), plain.lse.data(), plain.lse.size() * 4) == 0);
+      for (const auto& [name, bits] : plain.t) {
+        INFO(name);
+        REQUIRE(strided.t.count(name) == 1);
+        CHECK(strided.t.at(name) == bits);
+      }
+    }
+  }
+}
