@@ -3,9 +3,10 @@
 // logits are copied back:
 //   norm(x + previous bias) -> a           fused bias + residual + LayerNorm
 //   a . [Wq Wk Wv Wqg Wkg Wvg]^T -> qkv6     one cuBLAS GEMM (bf16 out)
-//   bias + rotary + [B,H,n,D] split          one kernel
-//   sparse attention (attention/)          ldqa's fused kernels
-//   heads -> rows; x += ctx . Wo^T          GEMM accumulating into the fp32 stream
+//   bias + rotary, in place in qkv6          one kernel
+//   sparse attention (attention/)          ldqa's fused kernels, reading the six heads
+//                                          through strides, writing ctx as rows
+//   x += ctx . Wo^T                          GEMM accumulating into the fp32 stream
 //   norm(x + bo) -> f; f . W1^T -> g; bias + GELU; x += g . W2^T
 // Workspaces belong to the encoder and grow by size class (powers of two of the rows),
 // so a steady stream of batches allocates nothing.
@@ -143,45 +144,31 @@ __global__ void final_kernel(float* x, const float* bias, const float* gamma, co
   }
 }
 
-// qkv6 [rows, 6h] (q k v qg kg vg, no bias yet) -> six [B, H, n, D] tensors with bias,
-// the rotary rotation on the first rotary_dims of each head of q, k, qg, kg.
-__global__ void split_heads_kernel(const bf16* qkv6, const float* bias6, const float* cos_t, const float* sin_t,
-                                   bf16* heads6, int batch, int n, int H, int D, int half, std::size_t plane) {
+// In place in qkv6 [rows, 6h] (q k v qg kg vg blocks, no bias yet): the bias, and the
+// rotary rotation on the first rotary_dims of each head of q, k, qg, kg. A thread owns
+// a rotated pair (d, d + half), so that no thread reads what another has rotated. The
+// attention then reads the six [B, H, n, D] views through their strides.
+__global__ void bias_rotary_kernel(bf16* qkv6, const float* bias6, const float* cos_t, const float* sin_t, int n, int H,
+                                   int D, int half, std::size_t rows) {
   const int h = H * D;
-  const std::size_t total = static_cast<std::size_t>(batch) * n * 6 * h;
+  const std::size_t total = rows * 6 * h;
   for (std::size_t idx = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
     const int col = static_cast<int>(idx % (6 * h));
     const std::size_t row = idx / (6 * h);
-    const int which = col / h, within = col % h, head = within / D, d = within % D;
-    const int p = static_cast<int>(row % n), b = static_cast<int>(row / n);
-    const bf16* src = qkv6 + row * 6 * h + which * h + head * D;
-    const float* bs = bias6 + which * h + head * D;
-    float v = __bfloat162float(src[d]) + bs[d];
-    const bool rotate = (which == 0 || which == 1 || which == 3 || which == 4) && d < 2 * half;
-    if (rotate) {
-      const int i = d < half ? d : d - half;
-      const int partner = d < half ? d + half : d - half;
-      const float pv = __bfloat162float(src[partner]) + bs[partner];
-      const float co = cos_t[static_cast<std::size_t>(p) * half + i],
-                  si = sin_t[static_cast<std::size_t>(p) * half + i];
-      v = d < half ? v * co - pv * si : pv * si + v * co;
+    const int which = col / h, d = col % h % D;
+    const bool rotated = (which == 0 || which == 1 || which == 3 || which == 4) && d < 2 * half;
+    bf16* x = qkv6 + idx;
+    if (!rotated) {
+      *x = __float2bfloat16_rn(__bfloat162float(*x) + bias6[col]);
+      continue;
     }
-    heads6[which * plane + ((static_cast<std::size_t>(b) * H + head) * n + p) * D + d] = __float2bfloat16_rn(v);
-  }
-}
-
-// [B, H, n, D] -> [B * n, H * D]
-__global__ void merge_heads_kernel(const bf16* heads, bf16* rows_out, int batch, int n, int H, int D) {
-  const std::size_t total = static_cast<std::size_t>(batch) * n * H * D;
-  for (std::size_t idx = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    const int d = static_cast<int>(idx % D);
-    const std::size_t rest = idx / D;
-    const int head = static_cast<int>(rest % H);
-    const std::size_t row = rest / H;
-    const int p = static_cast<int>(row % n), b = static_cast<int>(row / n);
-    rows_out[idx] = heads[((static_cast<std::size_t>(b) * H + head) * n + p) * D + d];
+    if (d >= half) continue;  // the pair's owner (d - half) writes it
+    const int p = static_cast<int>(row % n);
+    const float lo = __bfloat162float(x[0]) + bias6[col], hi = __bfloat162float(x[half]) + bias6[col + half];
+    const float co = cos_t[static_cast<std::size_t>(p) * half + d], si = sin_t[static_cast<std::size_t>(p) * half + d];
+    x[0] = __float2bfloat16_rn(lo * co - hi * si);
+    x[half] = __float2bfloat16_rn(lo * si + hi * co);
   }
 }
 
@@ -227,7 +214,7 @@ struct GpuState {
   std::vector<GpuLayer> layers;
   // Workspaces, by size class.
   std::size_t row_capacity = 0;
-  DeviceBuffer x, a, qkv6, heads6, ctx_heads, ctx, g, ids, types, lens, mask, logits, states, attn_ws;
+  DeviceBuffer x, a, qkv6, ctx, g, ids, types, lens, mask, logits, states, attn_ws;
   int rotary_n = 0;
   DeviceBuffer cos_t, sin_t;
   // Attention plans by padded length, the least recently used dropped beyond a bound
@@ -390,8 +377,6 @@ Outputs Encoder::forward_cuda(const Batch& in, bool keep_states) const {
     s.x.reserve(cap * h * 4);
     s.a.reserve(cap * h * 2);
     s.qkv6.reserve(cap * 6 * h * 2);
-    s.heads6.reserve(cap * 6 * h * 2);
-    s.ctx_heads.reserve(cap * h * 2);
     s.ctx.reserve(cap * h * 2);
     s.g.reserve(cap * f * 2);
     s.ids.reserve(cap * 4);
@@ -425,9 +410,8 @@ Outputs Encoder::forward_cuda(const Batch& in, bool keep_states) const {
     cached.attention = std::make_unique<attention::SparseAttention>(n, H, D, attention::Pattern{c.window, nullptr, 0});
   const auto& attn = cached.attention;
   s.attn_ws.reserve(std::max<std::size_t>(attn->cuda_workspace_bytes(B, max_global), 256));
-  s.peak_bytes =
-      std::max(s.peak_bytes, s.x.bytes + s.a.bytes + s.qkv6.bytes + s.heads6.bytes + s.ctx_heads.bytes + s.ctx.bytes +
-                                 s.g.bytes + s.attn_ws.bytes + s.states.bytes + s.weights.bytes);
+  s.peak_bytes = std::max(s.peak_bytes, s.x.bytes + s.a.bytes + s.qkv6.bytes + s.ctx.bytes + s.g.bytes +
+                                            s.attn_ws.bytes + s.states.bytes + s.weights.bytes);
 
   cudaStream_t st = s.stream;
   auto* ids = s.ids.as<int32_t>();
@@ -451,8 +435,10 @@ Outputs Encoder::forward_cuda(const Batch& in, bool keep_states) const {
                                                       static_cast<float>(c.layer_norm_eps), x, static_cast<int>(rows),
                                                       h);
   keep(x);
-  const std::size_t plane = rows * h;
-  bf16* heads6 = s.heads6.as<bf16>();
+  // [B, H, n, D] views of the fused projection's rows (q k v qg kg vg blocks) and of ctx.
+  const attention::Strides fused{static_cast<int64_t>(n) * 6 * h, D, 6 * h};
+  const attention::Strides rows_of_ctx{static_cast<int64_t>(n) * h, D, h};
+  bf16* qkv6 = s.qkv6.as<bf16>();
   const float* pending_bias = nullptr;  // the last ffn_out bias, added by the next norm
   for (const GpuLayer& L : s.layers) {
     bias_norm_kernel<<<row_blocks, 32 * kRowWarps, 0, st>>>(x, pending_bias, L.attn_norm_w, L.attn_norm_b,
@@ -460,23 +446,25 @@ Outputs Encoder::forward_cuda(const Batch& in, bool keep_states) const {
                                                             static_cast<int>(rows), h);
     if (pending_bias) keep(x);
     gemm(s.cublas, s.a.as<bf16>(), L.qkv6_w, s.qkv6.ptr, false, false, static_cast<int>(rows), 6 * h, h);
-    split_heads_kernel<<<grid_for(rows * 6 * h, 256), 256, 0, st>>>(
-        s.qkv6.as<bf16>(), L.qkv6_b, s.cos_t.as<float>(), s.sin_t.as<float>(), heads6, B, n, H, D, half, plane);
+    bias_rotary_kernel<<<grid_for(rows * 6 * h, 256), 256, 0, st>>>(qkv6, L.qkv6_b, s.cos_t.as<float>(),
+                                                                    s.sin_t.as<float>(), n, H, D, half, rows);
     attention::AttentionInputs ai;
     ai.batch = B;
     ai.dtype = attention::DType::bf16;
-    ai.q = heads6;
-    ai.k = heads6 + plane;
-    ai.v = heads6 + 2 * plane;
-    ai.q_global = heads6 + 3 * plane;
-    ai.k_global = heads6 + 4 * plane;
-    ai.v_global = heads6 + 5 * plane;
+    ai.q = qkv6;
+    ai.k = qkv6 + h;
+    ai.v = qkv6 + 2 * h;
+    ai.q_global = qkv6 + 3 * h;
+    ai.k_global = qkv6 + 4 * h;
+    ai.v_global = qkv6 + 5 * h;
+    ai.q_strides = ai.k_strides = ai.v_strides = fused;
+    ai.q_global_strides = ai.k_global_strides = ai.v_global_strides = fused;
     ai.global_mask = s.mask.as<uint8_t>();
     ai.max_global = max_global;
     ai.valid_lengths = lens;
-    ai.out = s.ctx_heads.ptr;
+    ai.out = s.ctx.ptr;  // the context straight into rows: no merge pass
+    ai.out_strides = rows_of_ctx;
     attn->run_cuda(ai, st, s.attn_ws.ptr, s.attn_ws.bytes);
-    merge_heads_kernel<<<grid_for(rows * h, 256), 256, 0, st>>>(s.ctx_heads.as<bf16>(), s.ctx.as<bf16>(), B, n, H, D);
     gemm(s.cublas, s.ctx.as<bf16>(), L.out_w, x, true, true, static_cast<int>(rows), h, h);
     bias_norm_kernel<<<row_blocks, 32 * kRowWarps, 0, st>>>(x, L.out_b, L.ffn_norm_w, L.ffn_norm_b,
                                                             static_cast<float>(c.layer_norm_eps), s.a.as<bf16>(),
