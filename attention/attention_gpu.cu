@@ -7,6 +7,8 @@
 //   3. global:   global query rows against every key, split over key ranges so a few
 //                global rows still fill the GPU; 4. combine the splits.
 // With top_k, a separate exact kernel replaces 2-4 (one CTA per query row, radix select).
+// At head dim 64 on Hopper, 2 and 3 may run their GEMMs as wgmma instead (forward_path:
+// opt-in with LDQA_ATTENTION_KERNEL=wgmma until measured on a device).
 // Given AttentionInputs::lse, 2 and 4 also write each row's log-sum-exp for the backward
 // (attention_gpu_backward.cu). This file is the host side: the preparation pass, the
 // device plan, the split geometry, the workspace and the dispatch over dtype x head dim;
@@ -19,6 +21,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -131,6 +135,22 @@ std::shared_ptr<const DevicePlan> device_plan(const SparseAttention::Impl& impl,
     slot = fresh;
   }
   return std::static_pointer_cast<const DevicePlan>(slot);
+}
+
+ForwardPath forward_path(int head_dim) {
+#ifdef LDQA_HAVE_SM90A
+  const char* choice = std::getenv("LDQA_ATTENTION_KERNEL");
+  if (head_dim != 64 || choice == nullptr || std::strcmp(choice, "wgmma") != 0) return ForwardPath::mma_sync;
+  int device = 0, major = 0, minor = 0;
+  LDQA_CUDA_CHECK(cudaGetDevice(&device));
+  LDQA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  LDQA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  // sm_90a machine code runs on compute capability 9.0 only.
+  return major == 9 && minor == 0 ? ForwardPath::wgmma : ForwardPath::mma_sync;
+#else
+  (void)head_dim;
+  return ForwardPath::mma_sync;
+#endif
 }
 
 int multiprocessors() {
@@ -282,6 +302,10 @@ void launch_dtype(const Params& p, const Geometry& g, int batch, int heads, int 
 }
 
 }  // namespace
+
+const char* cuda_forward_path(int head_dim) {
+  return gpu::forward_path(head_dim) == gpu::ForwardPath::wgmma ? "wgmma" : "mma.sync";
+}
 
 bool cuda_available() {
   int count = 0;

@@ -231,7 +231,9 @@ void bench_cuda(const Options& o, int batch, int n, std::mt19937_64& rng) {
     CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
     if (r >= 0) times.push_back(ms);
   }
-  report("cuda bf16", batch, n, o, attended_pairs(mask, batch, n, o.window), median(times));
+  // The device column names the forward's kernels (mma.sync, or Hopper's wgmma).
+  const std::string device = std::string("cuda bf16 ") + attn.cuda_forward_path();
+  report(device.c_str(), batch, n, o, attended_pairs(mask, batch, n, o.window), median(times));
   for (void* p : tensors) cudaFree(p);
   cudaFree(out);
   cudaFree(d_out);

@@ -4,6 +4,9 @@
 # backward) and the PyTorch comparison. Logs go to $OUT.
 #   bash scripts/device-attention.sh all|tests|bench|torch [bench/attention_torch.py arguments]
 # e.g. bash scripts/device-attention.sh torch --shapes "H12 w256 g64" --n 16384 --scattered-n ""
+# tests runs the GPU tests twice: on the default kernels, then with every head-dim-64
+# forward on Hopper's wgmma path (LDQA_ATTENTION_KERNEL=wgmma); bench times the forward
+# on both paths. The environment's LDQA_ATTENTION_KERNEL applies to torch.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
@@ -15,6 +18,9 @@ shift || true
 if [[ $what == all || $what == tests ]]; then
   timeout 300 .device/ldqa_gpu_tests --durations yes 2>&1 | tail -n 60 | tee "$out/gpu_tests.log"
   echo "gpu tests exit: ${PIPESTATUS[0]}" | tee -a "$out/gpu_tests.log"
+  LDQA_ATTENTION_KERNEL=wgmma timeout 300 .device/ldqa_gpu_tests "~[model_gpu]" 2>&1 | tail -n 60 |
+    tee "$out/gpu_tests_wgmma.log"
+  echo "gpu tests (wgmma forward) exit: ${PIPESTATUS[0]}" | tee -a "$out/gpu_tests_wgmma.log"
 fi
 if [[ $what == all || $what == bench ]]; then
   for shape in "--heads 12 --window 256 --globals 64" "--heads 8 --window 128 --globals 48" \
@@ -23,6 +29,10 @@ if [[ $what == all || $what == bench ]]; then
       # shellcheck disable=SC2086 # the shape is several arguments
       timeout 100 .device/ldqa_attention_bench --device cuda --pass $pass --batch 1,8 --n 4096,16384,65536 --reps 30 $shape
     done
+    echo "forward on the wgmma path (LDQA_ATTENTION_KERNEL=wgmma):"
+    # shellcheck disable=SC2086
+    LDQA_ATTENTION_KERNEL=wgmma timeout 100 .device/ldqa_attention_bench --device cuda --pass forward --batch 1,8 \
+      --n 4096,16384,65536 --reps 30 $shape
   done 2>&1 | tee "$out/bench_cpp.md"
   timeout 60 .device/ldqa_attention_bench --device cuda --batch 1,8 --n 16384 --reps 30 --globals-at scattered \
     2>&1 | tee -a "$out/bench_cpp.md"

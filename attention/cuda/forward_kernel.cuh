@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "attention/cuda/common.cuh"
+#include "attention/cuda/wgmma.cuh"
 
 namespace ldqa::attention::detail::gpu {
 
@@ -24,7 +25,10 @@ namespace ldqa::attention::detail::gpu {
 // What a step costs beyond its 64 mma.sync is kept small (it bounds the rate at
 // D = 64): scores stay unscaled until one FFMA feeds ex2.approx, shared addresses are
 // fixed per thread, and each thread copies the same rows of every tile.
-template <int D>
+// kWgmma (sm_90a, head dim 64): the two GEMMs of a step as Hopper's warpgroup MMA
+// (wgmma.cuh) on swizzled K and V tiles instead of mma.sync on padded ones; everything
+// else (copies, masks, online softmax, stores) is the same code.
+template <int D, bool kWgmma = false>
 struct ForwardTraits {
   static constexpr int kRow = D + kPad;  // halves per shared row
   static constexpr std::size_t kTileHalves = static_cast<std::size_t>(kTile) * kRow;
@@ -34,22 +38,45 @@ struct ForwardTraits {
   // CTAs per SM the registers must allow: at D <= 64 four (128 registers, a 32-byte
   // spill) beat three (168, none) on the H200 in 11 of 12 benchmark rows by 1-18 %
   // (three won H12 n = 4k B = 1 by 9 %); D = 128 needs its 221.
-  static constexpr int kMinBlocks = D <= 64 ? 4 : 2;
-  // q, then two k and two v tiles, then two stages of key flags.
-  static constexpr std::size_t kBytes = 5 * kTileHalves * 2 + 2 * kTile;
+  // wgmma: four as well (ptxas: 116 registers, no spill); not yet measured against three.
+  static constexpr int kMinBlocks = kWgmma ? 4 : (D <= 64 ? 4 : 2);
+  // mma.sync: q, then two k and two v tiles (padded rows), then two stages of key flags.
+  // wgmma: up to 1 KB to align, two k and two v swizzled tiles, then q and the flags.
+  static constexpr std::size_t kBytes = kWgmma ? wgmma::kAtomBytes + 4 * wgmma::kTileBytes + kTileHalves * 2 + 2 * kTile
+                                               : 5 * kTileHalves * 2 + 2 * kTile;
+  // Halves between a K/V stage and the next, and where a thread's copy row/chunk lands.
+  static constexpr int kStageHalves = kWgmma ? static_cast<int>(wgmma::kTileBytes / 2) : static_cast<int>(kTileHalves);
+  static constexpr int kCopyRowHalves = kWgmma ? static_cast<int>(wgmma::kRowBytes / 2) : kRow;
+  static __device__ __forceinline__ int copy_offset(int row, int col) {
+    if constexpr (kWgmma) return static_cast<int>(wgmma::swizzled(row, col / 8) / 2);
+    return row * kRow + col;
+  }
 };
 
-template <typename T, int D, bool kGlobalRows>
-__global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend_kernel(Params p) {
+template <typename T, int D, bool kGlobalRows, bool kWgmma = false>
+__global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks) attend_kernel(Params p) {
+  static_assert(!kWgmma || D == 64, "the wgmma path is written for head dim 64");
   using Op = Ops<T>;
-  using Tr = ForwardTraits<D>;
+  using Tr = ForwardTraits<D, kWgmma>;
   constexpr int kRow = Tr::kRow;
   constexpr uint32_t kStageBytes = Tr::kTileHalves * 2;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* q_s = reinterpret_cast<T*>(smem_raw);                                      // [64][kRow]
-  T* k_s = q_s + Tr::kTileHalves;                                               // [2][64][kRow]
-  T* v_s = k_s + 2 * Tr::kTileHalves;                                           // [2][64][kRow]
-  uint8_t* key_flag_s = reinterpret_cast<uint8_t*>(v_s + 2 * Tr::kTileHalves);  // [2][64]
+  T* q_s;               // [64][kRow]
+  T* k_s;               // [2] stages of 64 rows: padded (mma.sync) or swizzled (wgmma)
+  T* v_s;               // likewise
+  uint8_t* key_flag_s;  // [2][64]
+  if constexpr (kWgmma) {
+    const uint32_t misalign = smem_addr(smem_raw) % wgmma::kAtomBytes;
+    unsigned char* base = smem_raw + (misalign == 0 ? 0 : wgmma::kAtomBytes - misalign);
+    k_s = reinterpret_cast<T*>(base);
+    v_s = reinterpret_cast<T*>(base + 2 * wgmma::kTileBytes);
+    q_s = reinterpret_cast<T*>(base + 4 * wgmma::kTileBytes);
+  } else {
+    q_s = reinterpret_cast<T*>(smem_raw);
+    k_s = q_s + Tr::kTileHalves;
+    v_s = k_s + 2 * Tr::kTileHalves;
+  }
+  key_flag_s = reinterpret_cast<uint8_t*>(kWgmma ? q_s + Tr::kTileHalves : v_s + 2 * Tr::kTileHalves);
 
   const int h = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -87,7 +114,8 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend
 
   // This thread copies chunk column copy_col of rows copy_row + c * kRowsPerCopy.
   const int copy_row = threadIdx.x / Tr::kChunks, copy_col = (threadIdx.x % Tr::kChunks) * 8;
-  const int copy_smem = copy_row * kRow + copy_col;
+  const int copy_smem = copy_row * kRow + copy_col;              // in the padded q tile
+  const int copy_smem_kv = Tr::copy_offset(copy_row, copy_col);  // in a K/V stage
 
   // Query rows -> shared (zero rows past the end); they travel in step 0's copy group.
 #pragma unroll
@@ -114,8 +142,8 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend
     } else {
       gathered_first = (s - listed) * kTile;
     }
-    T* k_dst = k_s + buf * Tr::kTileHalves + copy_smem;
-    T* v_dst = v_s + buf * Tr::kTileHalves + copy_smem;
+    T* k_dst = k_s + buf * Tr::kStageHalves + copy_smem_kv;
+    T* v_dst = v_s + buf * Tr::kStageHalves + copy_smem_kv;
     if (tile >= 0) {
       const int rows_left = p.n - tile * kTile;
       const int first_row = tile * kTile + copy_row;
@@ -123,8 +151,10 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend
       for (int c = 0; c < Tr::kCopies; ++c) {
         const bool inside = copy_row + c * Tr::kRowsPerCopy < rows_left;
         const int row = inside ? first_row + c * Tr::kRowsPerCopy : 0;
-        cp_async16(k_dst + c * Tr::kRowsPerCopy * kRow, k_src + row_at(row, k_st) + copy_col, inside ? 16 : 0);
-        cp_async16(v_dst + c * Tr::kRowsPerCopy * kRow, v_src + row_at(row, v_st) + copy_col, inside ? 16 : 0);
+        cp_async16(k_dst + c * Tr::kRowsPerCopy * Tr::kCopyRowHalves, k_src + row_at(row, k_st) + copy_col,
+                   inside ? 16 : 0);
+        cp_async16(v_dst + c * Tr::kRowsPerCopy * Tr::kCopyRowHalves, v_src + row_at(row, v_st) + copy_col,
+                   inside ? 16 : 0);
       }
       if (threadIdx.x < 4) copy_tile_flags(key_flag_s + buf * kTile, flags, tile, p.n, threadIdx.x);
     } else {
@@ -133,8 +163,10 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend
         const int r = copy_row + c * Tr::kRowsPerCopy;
         const int pos = gathered_first + r < global_count ? globals[gathered_first + r] : -1;
         const int row = pos >= 0 ? pos : 0;
-        cp_async16(k_dst + c * Tr::kRowsPerCopy * kRow, k_src + row_at(row, k_st) + copy_col, pos >= 0 ? 16 : 0);
-        cp_async16(v_dst + c * Tr::kRowsPerCopy * kRow, v_src + row_at(row, v_st) + copy_col, pos >= 0 ? 16 : 0);
+        cp_async16(k_dst + c * Tr::kRowsPerCopy * Tr::kCopyRowHalves, k_src + row_at(row, k_st) + copy_col,
+                   pos >= 0 ? 16 : 0);
+        cp_async16(v_dst + c * Tr::kRowsPerCopy * Tr::kCopyRowHalves, v_src + row_at(row, v_st) + copy_col,
+                   pos >= 0 ? 16 : 0);
       }
       if (threadIdx.x < kTile) {
         const int r = threadIdx.x;
@@ -166,6 +198,7 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend
   for (int s = 0; s < steps; ++s) {
     const int buf = s & 1;
     cp_async_wait<0>();
+    if constexpr (kWgmma) wgmma::fence_shared_for_async();  // this thread's copies, before the barrier
     __syncthreads();
     if (s + 1 < steps) issue(s + 1, buf ^ 1);
     if (s == 0) {
@@ -187,17 +220,27 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend
       full = full && p.window >= 0 && far <= p.window;
     }
     // S = Q K^T for this warp's 16 rows x 64 keys, unscaled.
-    const uint32_t k_stage = k_addr + buf * kStageBytes;
     float s_acc[8][4];
+    if constexpr (kWgmma) {
+      const uint32_t k_tile = smem_addr(k_s) + buf * wgmma::kTileBytes;
+      wgmma::fence();
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      s_acc[nt][0] = s_acc[nt][1] = s_acc[nt][2] = s_acc[nt][3] = 0.f;
+      for (int kk = 0; kk < D / 16; ++kk)  // a k-step is 16 halves = 32 bytes along the swizzled row
+        wgmma::Mma<T>::ab(s_acc, q_frag[kk], wgmma::descriptor(k_tile + kk * 32), kk > 0 ? 1 : 0);
+      wgmma::commit();
+      wgmma::wait_all();
+    } else {
+      const uint32_t k_stage = k_addr + buf * kStageBytes;
 #pragma unroll
-      for (int kk = 0; kk < D / 16; kk += 2) {
-        uint32_t kb[4];
-        ldmatrix_x4(kb, k_stage + (nt * 8 * kRow + kk * 16) * 2);
-        Op::mma(s_acc[nt], q_frag[kk], kb[0], kb[1]);
-        Op::mma(s_acc[nt], q_frag[kk + 1], kb[2], kb[3]);
+      for (int nt = 0; nt < 8; ++nt) {
+        s_acc[nt][0] = s_acc[nt][1] = s_acc[nt][2] = s_acc[nt][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk += 2) {
+          uint32_t kb[4];
+          ldmatrix_x4(kb, k_stage + (nt * 8 * kRow + kk * 16) * 2);
+          Op::mma(s_acc[nt], q_frag[kk], kb[0], kb[1]);
+          Op::mma(s_acc[nt], q_frag[kk + 1], kb[2], kb[3]);
+        }
       }
     }
     if (!full) {
@@ -248,20 +291,38 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend
       o_acc[dt][3] *= correction[1];
     }
     // O += P V: P's accumulator layout is already the A-operand layout.
-    const uint32_t v_stage = v_addr + buf * kStageBytes;
+    if constexpr (kWgmma) {
+      uint32_t a[4][4];
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      uint32_t a[4];
-      a[0] = Op::pack(s_acc[2 * kk][0], s_acc[2 * kk][1]);
-      a[1] = Op::pack(s_acc[2 * kk][2], s_acc[2 * kk][3]);
-      a[2] = Op::pack(s_acc[2 * kk + 1][0], s_acc[2 * kk + 1][1]);
-      a[3] = Op::pack(s_acc[2 * kk + 1][2], s_acc[2 * kk + 1][3]);
+      for (int kk = 0; kk < 4; ++kk) {
+        a[kk][0] = Op::pack(s_acc[2 * kk][0], s_acc[2 * kk][1]);
+        a[kk][1] = Op::pack(s_acc[2 * kk][2], s_acc[2 * kk][3]);
+        a[kk][2] = Op::pack(s_acc[2 * kk + 1][0], s_acc[2 * kk + 1][1]);
+        a[kk][3] = Op::pack(s_acc[2 * kk + 1][2], s_acc[2 * kk + 1][3]);
+      }
+      const uint32_t v_tile = smem_addr(v_s) + buf * wgmma::kTileBytes;
+      wgmma::fence();  // o_acc was rescaled by ordinary instructions just above
 #pragma unroll
-      for (int dt = 0; dt < D / 8; dt += 2) {
-        uint32_t vb[4];
-        ldmatrix_x4_trans(vb, v_stage + (kk * 16 * kRow + dt * 8) * 2);
-        Op::mma(o_acc[dt], a, vb[0], vb[1]);
-        Op::mma(o_acc[dt + 1], a, vb[2], vb[3]);
+      for (int kk = 0; kk < 4; ++kk)  // a k-step is 16 keys = 16 rows of V
+        wgmma::Mma<T>::ab_transposed(o_acc, a[kk], wgmma::descriptor(v_tile + kk * 16 * wgmma::kRowBytes), 1);
+      wgmma::commit();
+      wgmma::wait_all();
+    } else {
+      const uint32_t v_stage = v_addr + buf * kStageBytes;
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        uint32_t a[4];
+        a[0] = Op::pack(s_acc[2 * kk][0], s_acc[2 * kk][1]);
+        a[1] = Op::pack(s_acc[2 * kk][2], s_acc[2 * kk][3]);
+        a[2] = Op::pack(s_acc[2 * kk + 1][0], s_acc[2 * kk + 1][1]);
+        a[3] = Op::pack(s_acc[2 * kk + 1][2], s_acc[2 * kk + 1][3]);
+#pragma unroll
+        for (int dt = 0; dt < D / 8; dt += 2) {
+          uint32_t vb[4];
+          ldmatrix_x4_trans(vb, v_stage + (kk * 16 * kRow + dt * 8) * 2);
+          Op::mma(o_acc[dt], a, vb[0], vb[1]);
+          Op::mma(o_acc[dt + 1], a, vb[2], vb[3]);
+        }
       }
     }
   }

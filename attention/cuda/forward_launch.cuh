@@ -1,12 +1,33 @@
 // The forward's launch sequence for one dtype and head dim (after launch_prepare): the
 // local-row kernel, then, with globals, the global-row kernel over key splits and their
-// merge; or the top-k kernel alone. Each forward_<dtype>_hd<D>.cu instantiates it once.
+// merge; or the top-k kernel alone. Each forward_<dtype>_hd<D>.cu instantiates it once;
+// forward_wgmma_<dtype>_hd64.cu (sm_90a) instantiates launch_attend's wgmma path, which
+// launch_forward takes where forward_path says so.
 #pragma once
+
+#include <type_traits>
 
 #include "attention/cuda/forward_kernel.cuh"
 #include "device/cuda_check.hpp"
 
 namespace ldqa::attention::detail::gpu {
+
+// The local-row kernel and, with globals, the global-row kernel, of one path: mma.sync
+// (every GPU) or wgmma (kWgmma: the sm_90a units, forward_wgmma_*.cu, only).
+template <typename T, int D, bool kWgmma>
+void launch_attend(const Params& p, const Geometry& g, int batch, int heads, int num_tiles, cudaStream_t stream) {
+  constexpr int smem = static_cast<int>(ForwardTraits<D, kWgmma>::kBytes);
+  const auto local_kernel = &attend_kernel<T, D, false, kWgmma>;
+  const auto global_kernel = &attend_kernel<T, D, true, kWgmma>;
+  allow_dynamic_smem_once(reinterpret_cast<const void*>(local_kernel), smem);
+  allow_dynamic_smem_once(reinterpret_cast<const void*>(global_kernel), smem);
+  local_kernel<<<dim3(num_tiles, heads, batch), kThreads, smem, stream>>>(p);
+  LDQA_CUDA_CHECK(cudaGetLastError());
+  if (p.global_mask == nullptr) return;
+  const int row_tiles = (g.max_global + kTile - 1) / kTile;
+  global_kernel<<<dim3(row_tiles * g.splits, heads, batch), kThreads, smem, stream>>>(p);
+  LDQA_CUDA_CHECK(cudaGetLastError());
+}
 
 template <typename T, int D>
 void launch_forward(const Params& p, const Geometry& g, int batch, int heads, int num_tiles, bool top_k,
@@ -16,17 +37,20 @@ void launch_forward(const Params& p, const Geometry& g, int batch, int heads, in
     LDQA_CUDA_CHECK(cudaGetLastError());
     return;
   }
-  constexpr int smem = static_cast<int>(ForwardTraits<D>::kBytes);
-  const auto local_kernel = &attend_kernel<T, D, false>;
-  const auto global_kernel = &attend_kernel<T, D, true>;
-  allow_dynamic_smem_once(reinterpret_cast<const void*>(local_kernel), smem);
-  allow_dynamic_smem_once(reinterpret_cast<const void*>(global_kernel), smem);
-  local_kernel<<<dim3(num_tiles, heads, batch), kThreads, smem, stream>>>(p);
-  LDQA_CUDA_CHECK(cudaGetLastError());
+#ifdef LDQA_HAVE_SM90A
+  if (D == 64 && forward_path(D) == ForwardPath::wgmma) {
+    if constexpr (std::is_same_v<T, __half>) {
+      launch_attend_wgmma_fp16(p, g, batch, heads, num_tiles, stream);
+    } else {
+      launch_attend_wgmma_bf16(p, g, batch, heads, num_tiles, stream);
+    }
+  } else {
+    launch_attend<T, D, false>(p, g, batch, heads, num_tiles, stream);
+  }
+#else
+  launch_attend<T, D, false>(p, g, batch, heads, num_tiles, stream);
+#endif
   if (p.global_mask == nullptr) return;
-  const int row_tiles = (g.max_global + kTile - 1) / kTile;
-  global_kernel<<<dim3(row_tiles * g.splits, heads, batch), kThreads, smem, stream>>>(p);
-  LDQA_CUDA_CHECK(cudaGetLastError());
   constexpr int kRowsPerCta = 4;
   combine_kernel<T, D>
       <<<dim3((g.max_global + kRowsPerCta - 1) / kRowsPerCta, heads, batch), 32 * kRowsPerCta, 0, stream>>>(p);

@@ -1,13 +1,16 @@
 // CUDA backend against the float64 reference (and, at lengths the reference cannot
 // afford, against the CPU backend), fp16 and bf16, head_dim 32/64/128, fresh random
-// inputs each run, outputs poisoned with NaN before every launch.
+// inputs each run, outputs poisoned with NaN before every launch; at head dim 64 on a
+// Hopper GPU, the forward's wgmma path too.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <string>
 
 #include "attention/attention.hpp"
 #include "gpu/gpu_support.hpp"
@@ -107,6 +110,55 @@ TEST_CASE("gpu top-k attention is exact", "[gpu][topk]") {
     if (skipped_in_small_mode(p)) return;
     auto c = test::make_case(p, p.index % 3 == 0 ? 32 : (p.index % 3 == 1 ? 64 : 128), rng);
     check_case(c, p.index % 2 ? DType::f16 : DType::bf16, rng);
+  });
+}
+
+// Hopper's wgmma path for the forward (head dim 64), forced on for the test's duration;
+// on a compute capability 9.0 device the build must take it (the sm_90a units are built
+// by default), elsewhere the case has nothing to run. The whole binary can also run with
+// LDQA_ATTENTION_KERNEL=wgmma set, which sends every head-dim-64 forward (the backward's
+// and the encoder's included) through it.
+TEST_CASE("gpu: the wgmma forward (Hopper) matches the float64 reference", "[gpu][attention][wgmma]") {
+  struct ForceWgmma {
+    std::string before;
+    bool had = false;
+    ForceWgmma() {
+      if (const char* v = std::getenv("LDQA_ATTENTION_KERNEL")) {
+        had = true;
+        before = v;
+      }
+      setenv("LDQA_ATTENTION_KERNEL", "wgmma", 1);
+    }
+    ~ForceWgmma() {
+      if (had) {
+        setenv("LDQA_ATTENTION_KERNEL", before.c_str(), 1);
+      } else {
+        unsetenv("LDQA_ATTENTION_KERNEL");
+      }
+    }
+  } force;
+  int device = 0, major = 0, minor = 0;
+  CUDA_OK(cudaGetDevice(&device));
+  CUDA_OK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  CUDA_OK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  const SparseAttention probe(64, 1, 64, Pattern{4, nullptr, 0});
+  if (major != 9 || minor != 0) {
+    WARN("compute capability " << major << "." << minor << ": no wgmma path to test");
+    CHECK(std::string(probe.cuda_forward_path()) == "mma.sync");
+    return;
+  }
+  REQUIRE(std::string(probe.cuda_forward_path()) == "wgmma");
+  std::mt19937_64 rng(test::test_seed() + 6);
+  test::sweep_window_global(rng, 4, 15, [&](const test::GridPoint& p) {
+    if (skipped_in_small_mode(p)) return;
+    auto c = test::make_case(p, 64, rng);
+    check_case(c, p.index % 2 ? DType::f16 : DType::bf16, rng);
+  });
+  test::sweep_layouts(rng, 1, [&](test::GridPoint p) {
+    if (skipped_in_small_mode(p)) return;
+    p.padding = p.index % 3 == 0 ? "mask" : "none";
+    auto c = test::make_case(p, 64, rng);
+    check_case(c, p.index % 2 ? DType::bf16 : DType::f16, rng);
   });
 }
 

@@ -1,0 +1,105 @@
+// Hopper's warpgroup MMA (wgmma, sm_90a only) for the forward kernel's two GEMMs at
+// head dim 64: S = Q K^T and O += P V, each 64 rows x 64 columns per warpgroup, K in
+// steps of 16. A (Q, or P) comes from registers in the mma.sync m16n8k16 A-fragment
+// layout each warp already holds; B (K, or V) from shared memory through a descriptor.
+// The fp32 accumulators come back in the mma.sync accumulator layout, per warp 16 rows,
+// per 8 columns four values: so the softmax code is shared with the mma.sync kernel.
+//
+// Shared tiles are 64 rows of 128 bytes (64 halves) in the 128-byte swizzle: the 16-byte
+// chunk c of row r sits at r * 128 + ((c ^ (r % 8)) * 16), tiles 1024-byte aligned. K is
+// read as B "K-major" (each key's 64 values adjacent: no transpose), a k-step advancing
+// the start by 32 bytes inside the swizzled row; V as B "MN-major" (transpose bit),
+// a k-step advancing 16 rows (2048 bytes). Both byte offsets of the descriptor are set to
+// the 1024 bytes between groups of 8 rows: the one each layout uses, the other unused
+// with 64 columns (one swizzle atom wide).
+//
+// Only units compiled for sm_90a may instantiate these (ptxas refuses wgmma elsewhere).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace ldqa::attention::detail::gpu::wgmma {
+
+constexpr uint32_t kRowBytes = 128;    // one tile row: 64 halves
+constexpr uint32_t kTileBytes = 8192;  // 64 rows
+constexpr uint32_t kAtomBytes = 1024;  // 8 rows: the swizzle pattern's period and alignment
+
+// Where chunk `chunk` (16 bytes) of row `row` lies in a swizzled tile.
+__host__ __device__ constexpr uint32_t swizzled(int row, int chunk) {
+  return static_cast<uint32_t>(row) * kRowBytes + ((static_cast<uint32_t>(chunk) ^ (row & 7)) << 4);
+}
+
+// Shared-memory matrix descriptor: start address, leading and stride byte offsets (both
+// 1024, see above; all three in 16-byte units), 128-byte swizzle (mode 1, bits 62-63).
+__device__ __forceinline__ uint64_t descriptor(uint32_t smem_address) {
+  constexpr uint64_t kOffset = kAtomBytes >> 4;
+  return static_cast<uint64_t>((smem_address & 0x3FFFF) >> 4) | (kOffset << 16) | (kOffset << 32) | (1ull << 62);
+}
+
+__device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+// What cp.async (the generic proxy) wrote must be visible to wgmma (the async proxy):
+// each writing thread fences before the barrier that publishes the tile.
+__device__ __forceinline__ void fence_shared_for_async() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// clang-format off
+#define LDQA_WGMMA_ACC32 \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+#define LDQA_WGMMA_ACC_OPERANDS(acc) \
+  "+f"(acc[0][0]), "+f"(acc[0][1]), "+f"(acc[0][2]), "+f"(acc[0][3]), \
+  "+f"(acc[1][0]), "+f"(acc[1][1]), "+f"(acc[1][2]), "+f"(acc[1][3]), \
+  "+f"(acc[2][0]), "+f"(acc[2][1]), "+f"(acc[2][2]), "+f"(acc[2][3]), \
+  "+f"(acc[3][0]), "+f"(acc[3][1]), "+f"(acc[3][2]), "+f"(acc[3][3]), \
+  "+f"(acc[4][0]), "+f"(acc[4][1]), "+f"(acc[4][2]), "+f"(acc[4][3]), \
+  "+f"(acc[5][0]), "+f"(acc[5][1]), "+f"(acc[5][2]), "+f"(acc[5][3]), \
+  "+f"(acc[6][0]), "+f"(acc[6][1]), "+f"(acc[6][2]), "+f"(acc[6][3]), \
+  "+f"(acc[7][0]), "+f"(acc[7][1]), "+f"(acc[7][2]), "+f"(acc[7][3])
+// acc (64 x 64, this thread's 32) = or += A (registers) . B (descriptor); TRANS_B 0 or 1.
+#define LDQA_WGMMA_M64N64K16_RS(TYPE, TRANS_B)                                                          \
+  asm volatile(                                                                                          \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                                       \
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " LDQA_WGMMA_ACC32                  \
+      "{%32, %33, %34, %35}, %36, p, 1, 1, " #TRANS_B ";\n}\n"                                          \
+      : LDQA_WGMMA_ACC_OPERANDS(acc)                                                                     \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(accumulate))
+// clang-format on
+
+template <typename T>
+struct Mma;
+template <>
+struct Mma<__nv_bfloat16> {
+  // K-major B (no transpose): S = Q K^T.
+  static __device__ __forceinline__ void ab(float (&acc)[8][4], const uint32_t (&a)[4], uint64_t b_desc,
+                                            int accumulate) {
+    LDQA_WGMMA_M64N64K16_RS("bf16", 0);
+  }
+  // MN-major B (transpose): O += P V.
+  static __device__ __forceinline__ void ab_transposed(float (&acc)[8][4], const uint32_t (&a)[4], uint64_t b_desc,
+                                                       int accumulate) {
+    LDQA_WGMMA_M64N64K16_RS("bf16", 1);
+  }
+};
+template <>
+struct Mma<__half> {
+  static __device__ __forceinline__ void ab(float (&acc)[8][4], const uint32_t (&a)[4], uint64_t b_desc,
+                                            int accumulate) {
+    LDQA_WGMMA_M64N64K16_RS("f16", 0);
+  }
+  static __device__ __forceinline__ void ab_transposed(float (&acc)[8][4], const uint32_t (&a)[4], uint64_t b_desc,
+                                                       int accumulate) {
+    LDQA_WGMMA_M64N64K16_RS("f16", 1);
+  }
+};
+
+#undef LDQA_WGMMA_M64N64K16_RS
+#undef LDQA_WGMMA_ACC_OPERANDS
+#undef LDQA_WGMMA_ACC32
+
+}  // namespace ldqa::attention::detail::gpu::wgmma
