@@ -2,7 +2,9 @@
 // residual stream. Per layer, on one stream, with no host synchronisation until the
 // logits are copied back:
 //   norm(x + previous bias) -> a           fused bias + residual + LayerNorm
-//   a . [Wq Wk Wv Wqg Wkg Wvg]^T -> qkv6     one cuBLAS GEMM (bf16 out)
+//   a . [Wq Wk Wv Wkg Wvg]^T -> qkv6        one cuBLAS GEMM (bf16 out), and
+//   a[global prefix] . Wqg^T -> qkv6         a batched one over each sequence's first
+//                                          max_global rows (only global rows read Q_g)
 //   bias + rotary, in place in qkv6          one kernel
 //   sparse attention (attention/)          ldqa's fused kernels, reading the six heads
 //                                          through strides, writing ctx as rows
@@ -57,6 +59,7 @@ struct DeviceBuffer {
 
 // ---------------------------------------------------------------------------------- kernels
 constexpr int kRowWarps = 4;  // rows per block in the row-wise kernels (one warp each)
+constexpr int kQgBlock = 5;   // Q_g's block of the fused projection (q k v kg vg qg)
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -144,12 +147,13 @@ __global__ void final_kernel(float* x, const float* bias, const float* gamma, co
   }
 }
 
-// In place in qkv6 [rows, 6h] (q k v qg kg vg blocks, no bias yet): the bias, and the
-// rotary rotation on the first rotary_dims of each head of q, k, qg, kg. A thread owns
-// a rotated pair (d, d + half), so that no thread reads what another has rotated. The
-// attention then reads the six [B, H, n, D] views through their strides.
+// In place in qkv6 [rows, 6h] (q k v kg vg qg blocks, no bias yet; qg only in each
+// sequence's first `qg_rows` rows): the bias, and the rotary rotation on the first
+// rotary_dims of each head of q, k, kg, qg. A thread owns a rotated pair (d, d + half),
+// so that no thread reads what another has rotated. The attention then reads the six
+// [B, H, n, D] views through their strides.
 __global__ void bias_rotary_kernel(bf16* qkv6, const float* bias6, const float* cos_t, const float* sin_t, int n, int H,
-                                   int D, int half, std::size_t rows) {
+                                   int D, int half, std::size_t rows, int qg_rows) {
   const int h = H * D;
   const std::size_t total = rows * 6 * h;
   for (std::size_t idx = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; idx < total;
@@ -157,14 +161,15 @@ __global__ void bias_rotary_kernel(bf16* qkv6, const float* bias6, const float* 
     const int col = static_cast<int>(idx % (6 * h));
     const std::size_t row = idx / (6 * h);
     const int which = col / h, d = col % h % D;
-    const bool rotated = (which == 0 || which == 1 || which == 3 || which == 4) && d < 2 * half;
+    const int p = static_cast<int>(row % n);
+    if (which == kQgBlock && p >= qg_rows) continue;  // never projected, never read
+    const bool rotated = (which == 0 || which == 1 || which == 3 || which == kQgBlock) && d < 2 * half;
     bf16* x = qkv6 + idx;
     if (!rotated) {
       *x = __float2bfloat16_rn(__bfloat162float(*x) + bias6[col]);
       continue;
     }
     if (d >= half) continue;  // the pair's owner (d - half) writes it
-    const int p = static_cast<int>(row % n);
     const float lo = __bfloat162float(x[0]) + bias6[col], hi = __bfloat162float(x[half]) + bias6[col + half];
     const float co = cos_t[static_cast<std::size_t>(p) * half + d], si = sin_t[static_cast<std::size_t>(p) * half + d];
     x[0] = __float2bfloat16_rn(lo * co - hi * si);
@@ -282,7 +287,9 @@ std::shared_ptr<GpuState> make_gpu_state(const Config& c, const Shards& shards) 
   const std::size_t enw = put_f32("embedding_norm.weight", {h}), enb = put_f32("embedding_norm.bias", {h});
   const std::size_t fnw = put_f32("final_norm.weight", {h}), fnb = put_f32("final_norm.bias", {h});
   const std::size_t spw = put_f32("span.weight", {2, h}), spb = put_f32("span.bias", {2});
-  static const char* kProj[6] = {"query", "key", "value", "query_global", "key_global", "value_global"};
+  // The fused projection's blocks, in qkv6's column order: Q_g last, so that one GEMM
+  // projects the five every row needs and a batched one Q_g for the global prefixes.
+  static const char* kProj[6] = {"query", "key", "value", "key_global", "value_global", "query_global"};
   std::vector<LayerOffsets> lo(static_cast<std::size_t>(c.layers));
   for (int l = 0; l < c.layers; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
@@ -328,13 +335,24 @@ std::shared_ptr<GpuState> make_gpu_state(const Config& c, const Shards& shards) 
   return s;
 }
 
-// Row-major Y[rows, out] (+)= X[rows, in] . W[out, in]^T, bf16 inputs, fp32 accumulate.
+// Row-major Y[rows, out] (+)= X[rows, in] . W[out, in]^T, bf16 inputs, fp32 accumulate;
+// Y's rows `ldy` elements apart (default: out).
 void gemm(cublasHandle_t handle, const bf16* x, const bf16* w, void* y, bool y_f32, bool accumulate, int rows, int out,
-          int in) {
+          int in, int ldy = 0) {
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   LDQA_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w, CUDA_R_16BF, in, x,
-                                 CUDA_R_16BF, in, &beta, y, y_f32 ? CUDA_R_32F : CUDA_R_16BF, out, CUBLAS_COMPUTE_32F,
-                                 CUBLAS_GEMM_DEFAULT));
+                                 CUDA_R_16BF, in, &beta, y, y_f32 ? CUDA_R_32F : CUDA_R_16BF, ldy > 0 ? ldy : out,
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+// The same per sequence, on its first `rows` rows: X's sequences `x_stride` elements
+// apart, Y's `y_stride` (bf16 out, rows `ldy` apart).
+void gemm_prefixes(cublasHandle_t handle, const bf16* x, long long x_stride, const bf16* w, bf16* y, long long y_stride,
+                   int ldy, int rows, int out, int in, int sequences) {
+  const float alpha = 1.0f, beta = 0.0f;
+  LDQA_CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w, CUDA_R_16BF,
+                                               in, 0, x, CUDA_R_16BF, in, x_stride, &beta, y, CUDA_R_16BF, ldy,
+                                               y_stride, sequences, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace
@@ -445,18 +463,23 @@ Outputs Encoder::forward_cuda(const Batch& in, bool keep_states) const {
                                                             static_cast<float>(c.layer_norm_eps), s.a.as<bf16>(),
                                                             static_cast<int>(rows), h);
     if (pending_bias) keep(x);
-    gemm(s.cublas, s.a.as<bf16>(), L.qkv6_w, s.qkv6.ptr, false, false, static_cast<int>(rows), 6 * h, h);
-    bias_rotary_kernel<<<grid_for(rows * 6 * h, 256), 256, 0, st>>>(qkv6, L.qkv6_b, s.cos_t.as<float>(),
-                                                                    s.sin_t.as<float>(), n, H, D, half, rows);
+    gemm(s.cublas, s.a.as<bf16>(), L.qkv6_w, qkv6, false, false, static_cast<int>(rows), 5 * h, h, 6 * h);
+    if (max_global > 0)
+      gemm_prefixes(s.cublas, s.a.as<bf16>(), static_cast<long long>(n) * h,
+                    L.qkv6_w + static_cast<std::size_t>(kQgBlock) * h * h,
+                    qkv6 + static_cast<std::size_t>(kQgBlock) * h, static_cast<long long>(n) * 6 * h, 6 * h, max_global,
+                    h, h, B);
+    bias_rotary_kernel<<<grid_for(rows * 6 * h, 256), 256, 0, st>>>(
+        qkv6, L.qkv6_b, s.cos_t.as<float>(), s.sin_t.as<float>(), n, H, D, half, rows, max_global);
     attention::AttentionInputs ai;
     ai.batch = B;
     ai.dtype = attention::DType::bf16;
     ai.q = qkv6;
     ai.k = qkv6 + h;
     ai.v = qkv6 + 2 * h;
-    ai.q_global = qkv6 + 3 * h;
-    ai.k_global = qkv6 + 4 * h;
-    ai.v_global = qkv6 + 5 * h;
+    ai.k_global = qkv6 + 3 * h;
+    ai.v_global = qkv6 + 4 * h;
+    ai.q_global = qkv6 + static_cast<std::size_t>(kQgBlock) * h;  // read at global rows only
     ai.q_strides = ai.k_strides = ai.v_strides = fused;
     ai.q_global_strides = ai.k_global_strides = ai.v_global_strides = fused;
     ai.global_mask = s.mask.as<uint8_t>();
