@@ -118,40 +118,14 @@ Run run_case(const test::AttentionCase& c, const std::vector<double>& d_out,
   return r;
 }
 
-// Two assignments of view kinds to tensors, so that every kind serves as input and as
-// output of the forward and the backward.
-std::map<std::string, std::string> view_kinds(int round) {
-  if (round == 0)
-    return {{"q", "fused0"},  {"k", "fused1"},   {"v", "fused2"},   {"qg", "bnhd"},   {"kg", "padded"},
-            {"vg", "fused1"}, {"out", "padded"}, {"d_out", "bnhd"}, {"dq", "fused0"}, {"dk", "bnhd"},
-            {"dv", "padded"}, {"dqg", "padded"}, {"dkg", "fused2"}, {"dvg", "bnhd"}};
-  return {{"q", "bnhd"},    {"k", "padded"}, {"v", "bnhd"},       {"qg", "fused0"}, {"kg", "fused1"},
-          {"vg", "fused2"}, {"out", "bnhd"}, {"d_out", "padded"}, {"dq", "padded"}, {"dk", "fused1"},
-          {"dv", "bnhd"},   {"dqg", "bnhd"}, {"dkg", "padded"},   {"dvg", "fused0"}};
-}
-
 }  // namespace
 
 TEST_CASE("cpu attention reads and writes strided views", "[attention][cpu][strides]") {
   std::mt19937_64 rng(test::test_seed() + 30);
   int index = 0;
   for (const char* shape : {"window+global", "separate globals", "layout", "top-k"}) {
-    test::GridPoint p;
-    p.index = ++index;
     const std::string s = shape;
-    p.n = s == "layout" ? 200 : 257;
-    p.window = s == "layout" ? 3 : 64;
-    p.globals = s == "window+global" ? "first17" : "scattered17";
-    p.padding = s == "separate globals" ? "mask" : "lengths";
-    p.separate = s != "window+global";
-    if (s == "layout") {
-      p.block = 16;
-      p.kind = 3;  // BSLongformer: separate global projections
-    }
-    if (s == "top-k") p.top_k = 5;
-    auto c = test::make_case(p, s == "layout" ? 16 : 32, rng);
-    c.heads = 3;
-    if (s == "layout") c.pattern.layout = test::make_test_layout(3, c.seq_len, 16, c.heads, rng());
+    auto c = test::strided_case(s, ++index, 257, s == "layout" ? 16 : 32, rng);
     test::fill_inputs(c, rng, as_float32);
     std::vector<double> d_out(c.q.size());
     std::uniform_real_distribution<double> dist(-1.0, 1.0);
@@ -167,9 +141,7 @@ TEST_CASE("cpu attention reads and writes strided views", "[attention][cpu][stri
     REQUIRE(cmp.nan_count == 0);
     REQUIRE(cmp.relative_error < 2e-6);
     for (int round = 0; round < 2; ++round) {
-      std::map<std::string, test::StridedView> views;
-      for (const auto& [name, kind] : view_kinds(round))
-        views[name] = test::strided_view(kind, c.batch, c.heads, c.seq_len, c.head_dim, /*align=*/3);
+      const auto views = test::strided_views(round, c, /*align=*/3);
       int64_t outside = 0;
       const Run strided = run_case(c, d_out, &views, &outside);
       INFO("round " << round);

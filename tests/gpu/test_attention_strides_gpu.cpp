@@ -151,16 +151,6 @@ Run run_case(const test::AttentionCase& c, const std::vector<double>& d_out, DTy
   return r;
 }
 
-std::map<std::string, std::string> view_kinds(int round) {
-  if (round == 0)
-    return {{"q", "fused0"},  {"k", "fused1"},   {"v", "fused2"},   {"qg", "bnhd"},   {"kg", "padded"},
-            {"vg", "fused1"}, {"out", "padded"}, {"d_out", "bnhd"}, {"dq", "fused0"}, {"dk", "bnhd"},
-            {"dv", "padded"}, {"dqg", "padded"}, {"dkg", "fused2"}, {"dvg", "bnhd"}};
-  return {{"q", "bnhd"},    {"k", "padded"}, {"v", "bnhd"},       {"qg", "fused0"}, {"kg", "fused1"},
-          {"vg", "fused2"}, {"out", "bnhd"}, {"d_out", "padded"}, {"dq", "padded"}, {"dk", "fused1"},
-          {"dv", "bnhd"},   {"dqg", "bnhd"}, {"dkg", "padded"},   {"dvg", "fused0"}};
-}
-
 }  // namespace
 
 TEST_CASE("gpu attention reads and writes strided views", "[attention][gpu][strides]") {
@@ -178,21 +168,7 @@ TEST_CASE("gpu attention reads and writes strided views", "[attention][gpu][stri
   int index = 0;
   for (const Shape& shape : shapes) {
     const std::string s = shape.name;
-    test::GridPoint p;
-    p.index = ++index;
-    p.n = s == "layout" ? 200 : 321;
-    p.window = s == "layout" ? 3 : 64;
-    p.globals = s == "window+global" ? "first17" : "scattered17";
-    p.padding = s == "separate globals" ? "mask" : "lengths";
-    p.separate = s != "window+global";
-    if (s == "layout") {
-      p.block = 16;
-      p.kind = 3;  // BSLongformer: separate global projections
-    }
-    if (s == "top-k") p.top_k = 5;
-    auto c = test::make_case(p, shape.head_dim, rng);
-    c.heads = 3;
-    if (s == "layout") c.pattern.layout = test::make_test_layout(3, c.seq_len, 16, c.heads, rng());
+    auto c = test::strided_case(s, ++index, 321, shape.head_dim, rng);
     const auto rounding = shape.dtype == DType::f16 ? round_f16 : round_bf16;
     test::fill_inputs(c, rng, rounding);
     std::vector<double> d_out(c.q.size());
@@ -207,9 +183,7 @@ TEST_CASE("gpu attention reads and writes strided views", "[attention][gpu][stri
     REQUIRE(cmp.nan_count == 0);
     REQUIRE(cmp.relative_error <= 1e-2);
     for (int r = 0; r < 2; ++r) {
-      std::map<std::string, test::StridedView> views;
-      for (const auto& [name, kind] : view_kinds(r))
-        views[name] = test::strided_view(kind, c.batch, c.heads, c.seq_len, c.head_dim, /*align=*/8);
+      const auto views = test::strided_views(r, c, /*align=*/8);  // 16-byte steps
       const Run strided = run_case(c, d_out, shape.dtype, &views);
       INFO("round " << r);
       CHECK(strided.written_outside == 0);

@@ -6,10 +6,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "attention/attention.hpp"
+#include "support/attention_grid.hpp"
 
 namespace ldqa::test {
 
@@ -83,6 +86,49 @@ int64_t changed_outside(const std::vector<X>& buffer, const StridedView& v, cons
   int64_t changed = 0;
   for (std::size_t x = 0; x < buffer.size(); ++x) changed += !inside[x] && !same(buffer[x], fill);
   return changed;
+}
+
+// Every tensor of a forward + backward call, by name: each with its view in `round` 0 or
+// 1 (two assignments, so that every kind serves as input and as output of both passes;
+// q, k, v as fused0..2 share one buffer), for a case's shape.
+inline std::map<std::string, StridedView> strided_views(int round, const AttentionCase& c, int align) {
+  const std::map<std::string, std::string> kinds =
+      round == 0 ? std::map<std::string, std::string>{{"q", "fused0"},   {"k", "fused1"},   {"v", "fused2"},
+                                                      {"qg", "bnhd"},    {"kg", "padded"},  {"vg", "fused1"},
+                                                      {"out", "padded"}, {"d_out", "bnhd"}, {"dq", "fused0"},
+                                                      {"dk", "bnhd"},    {"dv", "padded"},  {"dqg", "padded"},
+                                                      {"dkg", "fused2"}, {"dvg", "bnhd"}}
+                 : std::map<std::string, std::string>{
+                       {"q", "bnhd"},    {"k", "padded"}, {"v", "bnhd"},       {"qg", "fused0"}, {"kg", "fused1"},
+                       {"vg", "fused2"}, {"out", "bnhd"}, {"d_out", "padded"}, {"dq", "padded"}, {"dk", "fused1"},
+                       {"dv", "bnhd"},   {"dqg", "bnhd"}, {"dkg", "padded"},   {"dvg", "fused0"}};
+  std::map<std::string, StridedView> views;
+  for (const auto& [name, kind] : kinds)
+    views[name] = strided_view(kind, c.batch, c.heads, c.seq_len, c.head_dim, align);
+  return views;
+}
+
+// The strided tests' cases, by shape name: "window+global" (shared projections, a
+// 17-global prefix, random lengths), "separate globals" (scattered globals, holes),
+// "layout" (BSLongformer blocks of 16, separate projections), "top-k" (k = 5); three
+// heads, `n` positions (the layout case 200).
+inline AttentionCase strided_case(const std::string& shape, int index, int n, int head_dim, std::mt19937_64& rng) {
+  GridPoint p;
+  p.index = index;
+  p.n = shape == "layout" ? 200 : n;
+  p.window = shape == "layout" ? 3 : 64;
+  p.globals = shape == "window+global" ? "first17" : "scattered17";
+  p.padding = shape == "separate globals" ? "mask" : "lengths";
+  p.separate = shape != "window+global";
+  if (shape == "layout") {
+    p.block = 16;
+    p.kind = 3;
+  }
+  if (shape == "top-k") p.top_k = 5;
+  AttentionCase c = make_case(p, head_dim, rng);
+  c.heads = 3;
+  if (shape == "layout") c.pattern.layout = make_test_layout(3, c.seq_len, 16, c.heads, rng());
+  return c;
 }
 
 }  // namespace ldqa::test
