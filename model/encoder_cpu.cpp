@@ -36,7 +36,9 @@ struct Norm {
 
 struct Layer {
   Norm attention_norm, ffn_norm;
-  Linear qkv6;  // query, key, value, query_global, key_global, value_global stacked: one GEMM
+  // query, key, value, key_global, value_global, query_global stacked: one GEMM for the
+  // first five (every row), Q_g last so that it is projected for the global prefixes only.
+  Linear qkv6;
   Linear out, ffn_in, ffn_out;
 };
 
@@ -108,7 +110,7 @@ std::shared_ptr<const CpuWeights> load_cpu_weights(const Config& c, const Shards
     layer.qkv6.weight.resize(6 * h, h);
     layer.qkv6.bias.resize(6 * h);
     int64_t row = 0;
-    for (const char* proj : {"query", "key", "value", "query_global", "key_global", "value_global"}) {
+    for (const char* proj : {"query", "key", "value", "key_global", "value_global", "query_global"}) {
       const Linear part = linear(p + "attention." + proj, h, h);
       layer.qkv6.weight.middleRows(row, h) = part.weight;
       layer.qkv6.bias.segment(row, h) = part.bias;
@@ -147,15 +149,17 @@ Outputs Encoder::forward_cpu(const Batch& in, bool keep_states) const {
   // Rotary tables, computed in double as in training.
   std::vector<float> cos_t, sin_t;
   detail::rotary_table(c, n, cos_t, sin_t);
-  // Rotates the first rotary_dims of every head of q, k, q_g, k_g in place in the fused
-  // projection's rows; the attention then reads the six [B, H, n, D] views through
-  // their strides, no copy into a head-major layout.
-  auto rotate_in_place = [&](Matrix& m) {
+  // Rotates the first rotary_dims of every head of q, k, k_g and (in the first qg_rows
+  // rows of each sequence) q_g in place in the fused projection's rows; the attention
+  // then reads the six [B, H, n, D] views through their strides, no copy into a
+  // head-major layout.
+  auto rotate_in_place = [&](Matrix& m, int qg_rows) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; ++b)
       for (int p = 0; p < n; ++p) {
         float* row = m.data() + (static_cast<std::size_t>(b) * n + p) * m.cols();
-        for (const int part : {0, 1, 3, 4})
+        for (const int part : {0, 1, 3, 5}) {
+          if (part == 5 && p >= qg_rows) continue;
           for (int hh = 0; hh < H; ++hh) {
             float* s = row + part * h + hh * D;
             for (int i = 0; i < half; ++i) {
@@ -166,11 +170,14 @@ Outputs Encoder::forward_cpu(const Batch& in, bool keep_states) const {
               s[i + half] = lo * si + hi * co;
             }
           }
+        }
       }
   };
   std::vector<uint8_t> global_mask(cells, 0);
+  int max_global = 0;  // the longest global prefix: the rows that need Q_g
   for (int b = 0; b < B; ++b) {
     const int g = std::clamp(in.global_len[static_cast<std::size_t>(b)], 0, n);
+    max_global = std::max(max_global, g);
     std::fill(global_mask.begin() + static_cast<std::ptrdiff_t>(b) * n,
               global_mask.begin() + static_cast<std::ptrdiff_t>(b) * n + g, uint8_t{1});
   }
@@ -179,22 +186,31 @@ Outputs Encoder::forward_cpu(const Batch& in, bool keep_states) const {
   const attention::SparseAttention attn(n, H, D, attention::Pattern{c.window, nullptr, 0});
   Matrix ctx(static_cast<Eigen::Index>(cells), h);
   Matrix a, qkv6, hidden;
-  // [B, H, n, D] views of the fused projection's rows (q k v qg kg vg blocks) and of ctx.
+  // [B, H, n, D] views of the fused projection's rows (q k v kg vg qg blocks) and of ctx.
   const attention::Strides fused{static_cast<int64_t>(n) * 6 * h, D, 6 * h};
   const attention::Strides rows_of_ctx{static_cast<int64_t>(n) * h, D, h};
   for (const detail::Layer& layer : w.layers) {
     a = x;
     layer_norm(a, layer.attention_norm, c.layer_norm_eps);
-    apply_into(qkv6, layer.qkv6, a);
-    rotate_in_place(qkv6);
+    // q k v kg vg for every row; q_g for each sequence's global prefix (read there only).
+    qkv6.resize(static_cast<Eigen::Index>(cells), 6 * h);
+    qkv6.leftCols(5 * h).noalias() = a * layer.qkv6.weight.topRows(5 * h).transpose();
+    qkv6.leftCols(5 * h).rowwise() += layer.qkv6.bias.head(5 * h).transpose();
+    for (int b = 0; b < B && max_global > 0; ++b) {
+      auto qg = qkv6.block(static_cast<Eigen::Index>(b) * n, 5 * h, max_global, h);
+      qg.noalias() =
+          a.middleRows(static_cast<Eigen::Index>(b) * n, max_global) * layer.qkv6.weight.bottomRows(h).transpose();
+      qg.rowwise() += layer.qkv6.bias.tail(h).transpose();
+    }
+    rotate_in_place(qkv6, max_global);
     attention::AttentionInputs ai;
     ai.batch = B;
     ai.q = qkv6.data();
     ai.k = qkv6.data() + h;
     ai.v = qkv6.data() + 2 * h;
-    ai.q_global = qkv6.data() + 3 * h;
-    ai.k_global = qkv6.data() + 4 * h;
-    ai.v_global = qkv6.data() + 5 * h;
+    ai.k_global = qkv6.data() + 3 * h;
+    ai.v_global = qkv6.data() + 4 * h;
+    ai.q_global = qkv6.data() + 5 * h;
     ai.q_strides = ai.k_strides = ai.v_strides = fused;
     ai.q_global_strides = ai.k_global_strides = ai.v_global_strides = fused;
     ai.global_mask = global_mask.data();
