@@ -114,6 +114,10 @@ def main():
                     "first shape only; empty: no such table")
     ap.add_argument("--backward", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--dense-limit-s", type=float, default=0.5, help="skip dense SDPA above this estimated time")
+    ap.add_argument("--layout", choices=("heads", "rows"), default="heads",
+                    help="heads: q, k, v contiguous [B, H, n, D]; rows: [B, H, n, D] views of one fused "
+                    "[B, n, 3, H, D] projection output (and dO of [B, n, H, D]), as a model holds them; every "
+                    "method gets the same tensors")
     ap.add_argument("--json")
     args = ap.parse_args()
     lib = load(args.lib)
@@ -124,7 +128,8 @@ def main():
             setattr(torch._dynamo.config, name, 256)
     flex = torch.compile(flex_attention, dynamic=False)
     gemm = gemm_tflops()
-    print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}; bf16 GEMM 8192^3: {gemm:.0f} TFLOP/s",
+    print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}; bf16 GEMM 8192^3: {gemm:.0f} TFLOP/s; "
+          f"q/k/v layout: {args.layout} (the backward's FlexAttention/SDPA leaves are contiguous clones)",
           flush=True)
     rows = []
     shapes = args.shapes.split(",")
@@ -146,7 +151,11 @@ def main():
 
 def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, n):
     shape = (bsz, heads, n, args.d)
-    q, k, v = (torch.randn(shape, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    if args.layout == "rows":
+        fused = torch.randn(bsz, n, 3, heads, args.d, device="cuda", dtype=torch.bfloat16)
+        q, k, v = (fused[:, :, i].transpose(1, 2) for i in range(3))
+    else:
+        q, k, v = (torch.randn(shape, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     gmask = torch.zeros(bsz, n, dtype=torch.bool, device="cuda")
     if placement == "prefix":
         gmask[:, :g] = True
@@ -179,7 +188,8 @@ def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, 
                         do_bench(lambda: F.scaled_dot_product_attention(q, k, v), warmup=10, rep=100,
                                  return_mode="median"), fwd_flops, float("nan")))
     if args.backward:
-        d_out = torch.randn_like(q)
+        d_out = torch.randn_like(q) if args.layout == "heads" else torch.randn(
+            bsz, n, heads, args.d, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
         qr, kr, vr = (x.detach().clone().requires_grad_(True) for x in (q, k, v))
         ms, flex_grads = bench_backward(lambda: flex(qr, kr, vr, block_mask=block_mask), (qr, kr, vr), d_out)
         ours_bwd = ours_backward_fn(lib, q, k, v, gmask_u8, g, w, ours_out, lse, d_out)
