@@ -204,11 +204,11 @@ class SparseAttention {
 
   // True when this build has CUDA kernels and a device is usable.
   static bool cuda_available();
-  // The kernels run_cuda takes for the window/layout + global rows on the current device:
-  // "wgmma" (Hopper's warpgroup MMA: compute capability 9.0, head dim 64, a build with
-  // the sm_90a units, and for now only with LDQA_ATTENTION_KERNEL=wgmma in the
-  // environment), "mma.sync" (every other case), or "none" without CUDA.
-  const char* cuda_forward_path() const;
+  // The kernels run_cuda and backward_cuda take for the window/layout + global rows on
+  // the current device: "wgmma" (Hopper's warpgroup MMA: compute capability 9.0, head dim
+  // 64, a build with the sm_90a units, and for now only with LDQA_ATTENTION_KERNEL=wgmma
+  // in the environment), "mma.sync" (every other case), or "none" without CUDA.
+  const char* cuda_kernel_path() const;
 
   struct Impl;
 

@@ -7,8 +7,9 @@
 //   3. global:   global query rows against every key, split over key ranges so a few
 //                global rows still fill the GPU; 4. combine the splits.
 // With top_k, a separate exact kernel replaces 2-4 (one CTA per query row, radix select).
-// At head dim 64 on Hopper, 2 and 3 may run their GEMMs as wgmma instead (forward_path:
-// opt-in with LDQA_ATTENTION_KERNEL=wgmma until measured on a device).
+// At head dim 64 on Hopper, 2 and 3 (and the backward's dQ and dK/dV kernels) may run
+// their GEMMs as wgmma instead (kernel_path: opt-in with LDQA_ATTENTION_KERNEL=wgmma
+// until measured on a device).
 // Given AttentionInputs::lse, 2 and 4 also write each row's log-sum-exp for the backward
 // (attention_gpu_backward.cu). This file is the host side: the preparation pass, the
 // device plan, the split geometry, the workspace and the dispatch over dtype x head dim;
@@ -137,19 +138,19 @@ std::shared_ptr<const DevicePlan> device_plan(const SparseAttention::Impl& impl,
   return std::static_pointer_cast<const DevicePlan>(slot);
 }
 
-ForwardPath forward_path(int head_dim) {
+KernelPath kernel_path(int head_dim) {
 #ifdef LDQA_HAVE_SM90A
   const char* choice = std::getenv("LDQA_ATTENTION_KERNEL");
-  if (head_dim != 64 || choice == nullptr || std::strcmp(choice, "wgmma") != 0) return ForwardPath::mma_sync;
+  if (head_dim != 64 || choice == nullptr || std::strcmp(choice, "wgmma") != 0) return KernelPath::mma_sync;
   int device = 0, major = 0, minor = 0;
   LDQA_CUDA_CHECK(cudaGetDevice(&device));
   LDQA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   LDQA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
   // sm_90a machine code runs on compute capability 9.0 only.
-  return major == 9 && minor == 0 ? ForwardPath::wgmma : ForwardPath::mma_sync;
+  return major == 9 && minor == 0 ? KernelPath::wgmma : KernelPath::mma_sync;
 #else
   (void)head_dim;
-  return ForwardPath::mma_sync;
+  return KernelPath::mma_sync;
 #endif
 }
 
@@ -303,8 +304,8 @@ void launch_dtype(const Params& p, const Geometry& g, int batch, int heads, int 
 
 }  // namespace
 
-const char* cuda_forward_path(int head_dim) {
-  return gpu::forward_path(head_dim) == gpu::ForwardPath::wgmma ? "wgmma" : "mma.sync";
+const char* cuda_kernel_path(int head_dim) {
+  return gpu::kernel_path(head_dim) == gpu::KernelPath::wgmma ? "wgmma" : "mma.sync";
 }
 
 bool cuda_available() {

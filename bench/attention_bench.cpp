@@ -232,7 +232,7 @@ void bench_cuda(const Options& o, int batch, int n, std::mt19937_64& rng) {
     if (r >= 0) times.push_back(ms);
   }
   // The device column names the forward's kernels (mma.sync, or Hopper's wgmma).
-  const std::string device = std::string("cuda bf16 ") + attn.cuda_forward_path();
+  const std::string device = std::string("cuda bf16 ") + attn.cuda_kernel_path();
   report(device.c_str(), batch, n, o, attended_pairs(mask, batch, n, o.window), median(times));
   for (void* p : tensors) cudaFree(p);
   cudaFree(out);

@@ -5,8 +5,8 @@
 #   bash scripts/device-attention.sh all|tests|bench|torch [bench/attention_torch.py arguments]
 # e.g. bash scripts/device-attention.sh torch --shapes "H12 w256 g64" --n 16384 --scattered-n ""
 # tests runs the GPU tests twice: on the default kernels, then with every head-dim-64
-# forward on Hopper's wgmma path (LDQA_ATTENTION_KERNEL=wgmma); bench times the forward
-# on both paths. The environment's LDQA_ATTENTION_KERNEL applies to torch.
+# forward and backward on Hopper's wgmma path (LDQA_ATTENTION_KERNEL=wgmma); bench times
+# both paths. The environment's LDQA_ATTENTION_KERNEL applies to torch.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
@@ -29,10 +29,11 @@ if [[ $what == all || $what == bench ]]; then
       # shellcheck disable=SC2086 # the shape is several arguments
       timeout 100 .device/ldqa_attention_bench --device cuda --pass $pass --batch 1,8 --n 4096,16384,65536 --reps 30 $shape
     done
-    echo "forward on the wgmma path (LDQA_ATTENTION_KERNEL=wgmma):"
-    # shellcheck disable=SC2086
-    LDQA_ATTENTION_KERNEL=wgmma timeout 100 .device/ldqa_attention_bench --device cuda --pass forward --batch 1,8 \
-      --n 4096,16384,65536 --reps 30 $shape
+    for pass in forward backward; do  # the same on the wgmma path (the device column says which ran)
+      # shellcheck disable=SC2086
+      LDQA_ATTENTION_KERNEL=wgmma timeout 100 .device/ldqa_attention_bench --device cuda --pass $pass --batch 1,8 \
+        --n 4096,16384,65536 --reps 30 $shape
+    done
   done 2>&1 | tee "$out/bench_cpp.md"
   timeout 60 .device/ldqa_attention_bench --device cuda --batch 1,8 --n 16384 --reps 30 --globals-at scattered \
     2>&1 | tee -a "$out/bench_cpp.md"

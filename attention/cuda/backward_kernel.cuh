@@ -13,10 +13,14 @@
 #include <cstdint>
 
 #include "attention/cuda/common.cuh"
+#include "attention/cuda/wgmma.cuh"
 
 namespace ldqa::attention::detail::gpu {
 
-template <int D>
+// kWgmma (sm_90a, head dim 64): the GEMMs as Hopper's warpgroup MMA (wgmma.cuh), the
+// streamed tiles (K and V in dQ, Q and dO in dK/dV) swizzled for it and placed first,
+// 1024-byte aligned; the resident tiles, read into registers once, stay padded.
+template <int D, bool kWgmma = false>
 struct BackwardSmem {
   static constexpr int kRow = D + kPad;
   static constexpr int kTileElems = kTile * kRow;
@@ -25,13 +29,29 @@ struct BackwardSmem {
   static constexpr int kStages = D <= 64 ? 2 : 1;
   // dQ CTAs per SM the registers must allow (three at D <= 64: 168 registers).
   static constexpr int kDqMinBlocks = D <= 64 ? 3 : 1;
-  // dQ: the query and dO tiles, then per stage a key and a value tile and key flags.
-  static constexpr std::size_t kDqBytes =
-      static_cast<std::size_t>(2 + 2 * kStages) * kTileElems * 2 + static_cast<std::size_t>(kStages) * kTile;
-  // dK/dV: the key and value tiles, then per stage a query and a dO tile, each row's
-  // log2 offset and delta (floats) and whether the row's tile counts the key (bytes).
-  static constexpr std::size_t kDkvBytes = static_cast<std::size_t>(2 + 2 * kStages) * kTileElems * 2 +
+  // Halves of one streamed tile (a stage), and the bytes before the first one.
+  static constexpr int kStageHalves = kWgmma ? static_cast<int>(wgmma::kTileBytes / 2) : kTileElems;
+  static constexpr std::size_t kAlignBytes = kWgmma ? wgmma::kAtomBytes : 0;
+  // dQ: the query and dO tiles, per stage a key and a value tile, and key flags.
+  static constexpr std::size_t kDqBytes = kAlignBytes + static_cast<std::size_t>(2) * kTileElems * 2 +
+                                          static_cast<std::size_t>(2 * kStages) * kStageHalves * 2 +
+                                          static_cast<std::size_t>(kStages) * kTile;
+  // dK/dV: the key and value tiles, per stage a query and a dO tile, each row's log2
+  // offset and delta (floats) and whether the row's tile counts the key (bytes).
+  static constexpr std::size_t kDkvBytes = kAlignBytes + static_cast<std::size_t>(2) * kTileElems * 2 +
+                                           static_cast<std::size_t>(2 * kStages) * kStageHalves * 2 +
                                            static_cast<std::size_t>(kStages) * kTile * (2 * sizeof(float) + 1);
+  // Where chunk column `col` of row `r` of stage `buf` lands, in halves from the stage base.
+  static __device__ __forceinline__ int stage_offset(int buf, int r, int col) {
+    if constexpr (kWgmma) return buf * kStageHalves + static_cast<int>(wgmma::swizzled(r, col / 8) / 2);
+    return (buf * kTile + r) * kRow + col;
+  }
+  // The first byte at or after `raw` where the streamed tiles may start.
+  static __device__ __forceinline__ unsigned char* streamed_base(unsigned char* raw) {
+    if constexpr (!kWgmma) return raw;
+    const uint32_t misalign = smem_addr(raw) % wgmma::kAtomBytes;
+    return raw + (misalign == 0 ? 0 : wgmma::kAtomBytes - misalign);
+  }
 };
 
 // A operand fragments of 16 rows (from r0) of a [64][kRow] shared tile: the forward's Q.
@@ -122,17 +142,18 @@ __global__ void delta_kernel(Params p) {
 // 3. dQ. kGlobalRows = false: the local rows of a 64-row tile (global rows there get
 // 0 here; theirs comes from the global pass); true: up to 64 global rows (by slot)
 // against one split of the key tiles, into fp32 partials.
-template <typename T, int D, bool kGlobalRows>
-__global__ void __launch_bounds__(kThreads, BackwardSmem<D>::kDqMinBlocks) dq_kernel(Params p) {
-  using Sm = BackwardSmem<D>;
+template <typename T, int D, bool kGlobalRows, bool kWgmma = false>
+__global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlocks) dq_kernel(Params p) {
+  static_assert(!kWgmma || D == 64, "the wgmma path is written for head dim 64");
+  using Sm = BackwardSmem<D, kWgmma>;
   constexpr int kRow = Sm::kRow;
   constexpr int kStages = Sm::kStages;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* q_s = reinterpret_cast<T*>(smem_raw);
-  T* do_s = q_s + Sm::kTileElems;
-  T* k_s = do_s + Sm::kTileElems;                                                    // [kStages][64][kRow]
-  T* v_s = k_s + kStages * Sm::kTileElems;                                           // [kStages][64][kRow]
-  uint8_t* key_flag_s = reinterpret_cast<uint8_t*>(v_s + kStages * Sm::kTileElems);  // [kStages][64]
+  T* k_s = reinterpret_cast<T*>(Sm::streamed_base(smem_raw));               // [kStages] stages
+  T* v_s = k_s + kStages * Sm::kStageHalves;                                // [kStages] stages
+  T* q_s = v_s + kStages * Sm::kStageHalves;                                // [64][kRow]
+  T* do_s = q_s + Sm::kTileElems;                                           // [64][kRow]
+  uint8_t* key_flag_s = reinterpret_cast<uint8_t*>(do_s + Sm::kTileElems);  // [kStages][64]
 
   const int h = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -216,8 +237,8 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D>::kDqMinBlocks) dq_ke
         pos = gathered_first + r < global_count ? globals[gathered_first + r] : -1;
       }
       const int row = pos >= 0 ? pos : 0;
-      cp_async16(k_s + (buf * kTile + r) * kRow + col, k_src + row_at(row, k_st) + col, pos >= 0 ? 16 : 0);
-      cp_async16(v_s + (buf * kTile + r) * kRow + col, v_src + row_at(row, v_st) + col, pos >= 0 ? 16 : 0);
+      cp_async16(k_s + Sm::stage_offset(buf, r, col), k_src + row_at(row, k_st) + col, pos >= 0 ? 16 : 0);
+      cp_async16(v_s + Sm::stage_offset(buf, r, col), v_src + row_at(row, v_st) + col, pos >= 0 ? 16 : 0);
     }
     if (tile >= 0) {
       // The key flags travel with the tile (cp.async from the kTile-aligned flag rows): a
@@ -257,15 +278,20 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D>::kDqMinBlocks) dq_ke
     } else {
       cp_async_wait<0>();
     }
+    if constexpr (kWgmma) wgmma::fence_shared_for_async();  // this thread's copies, before the barrier
     __syncthreads();
     if (s == 0) {
       load_a<D>(q_frag, q_s, warp * 16, lane);
       load_a<D>(do_frag, do_s, warp * 16, lane);
     }
-    const T* k_tile = k_s + buf * Sm::kTileElems;
-    const T* v_tile = v_s + buf * Sm::kTileElems;
+    const T* k_tile = k_s + buf * Sm::kStageHalves;
+    const T* v_tile = v_s + buf * Sm::kStageHalves;
     float p_acc[8][4];
-    gemm_abt<T, D>(p_acc, q_frag, k_tile, lane);  // S = Q K^T
+    if constexpr (kWgmma) {
+      wgmma::gemm_abt<T>(p_acc, q_frag, smem_addr(k_tile));
+    } else {
+      gemm_abt<T, D>(p_acc, q_frag, k_tile, lane);  // S = Q K^T
+    }
     const bool gathered = !kGlobalRows && s >= listed;
     const int key_first = (!kGlobalRows && !gathered) ? row_keys[s] * kTile : 0;
     const uint64_t bits = (!kGlobalRows && !gathered) ? row_bits[s] : 0;
@@ -296,14 +322,22 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D>::kDqMinBlocks) dq_ke
       }
     }
     float dp_acc[8][4];
-    gemm_abt<T, D>(dp_acc, do_frag, v_tile, lane);  // dP = dO V^T
+    if constexpr (kWgmma) {
+      wgmma::gemm_abt<T>(dp_acc, do_frag, smem_addr(v_tile));
+    } else {
+      gemm_abt<T, D>(dp_acc, do_frag, v_tile, lane);  // dP = dO V^T
+    }
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e)
         p_acc[nt][e] = p_acc[nt][e] > 0.f ? p_acc[nt][e] * (dp_acc[nt][e] - delta[e >> 1]) : 0.f;
-    gemm_mb<T, D>(dq_acc, p_acc, k_tile, lane);  // dQ += dS K
-    __syncthreads();                             // the buffer is reloaded next
+    if constexpr (kWgmma) {
+      wgmma::gemm_mb<T>(dq_acc, p_acc, smem_addr(k_tile));
+    } else {
+      gemm_mb<T, D>(dq_acc, p_acc, k_tile, lane);  // dQ += dS K
+    }
+    __syncthreads();  // the buffer is reloaded next
   }
 
 #pragma unroll
@@ -367,19 +401,20 @@ __global__ void dq_combine_kernel(Params p) {
 // registers. kGathered = false: key tile blockIdx.x, its listed query tiles, then the
 // global rows. true: 64 global keys (by slot) against one split of the query tiles,
 // counting only tiles that do not list the key's tile, into fp32 partials.
-template <typename T, int D, bool kGathered>
+template <typename T, int D, bool kGathered, bool kWgmma = false>
 __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
-  using Sm = BackwardSmem<D>;
+  static_assert(!kWgmma || D == 64, "the wgmma path is written for head dim 64");
+  using Sm = BackwardSmem<D, kWgmma>;
   constexpr int kRow = Sm::kRow;
   constexpr int kStages = Sm::kStages;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* k_s = reinterpret_cast<T*>(smem_raw);
-  T* v_s = k_s + Sm::kTileElems;
-  T* q_s = v_s + Sm::kTileElems;                                                // [kStages][64][kRow]
-  T* do_s = q_s + kStages * Sm::kTileElems;                                     // [kStages][64][kRow]
-  float* offset_s = reinterpret_cast<float*>(do_s + kStages * Sm::kTileElems);  // [kStages][64]
-  float* delta_s = offset_s + kStages * kTile;                                  // [kStages][64]
-  uint8_t* key_ok_s = reinterpret_cast<uint8_t*>(delta_s + kStages * kTile);    // [kStages][64]
+  T* q_s = reinterpret_cast<T*>(Sm::streamed_base(smem_raw));                 // [kStages] stages
+  T* do_s = q_s + kStages * Sm::kStageHalves;                                 // [kStages] stages
+  T* k_s = do_s + kStages * Sm::kStageHalves;                                 // [64][kRow]
+  T* v_s = k_s + Sm::kTileElems;                                              // [64][kRow]
+  float* offset_s = reinterpret_cast<float*>(v_s + Sm::kTileElems);           // [kStages][64]
+  float* delta_s = offset_s + kStages * kTile;                                // [kStages][64]
+  uint8_t* key_ok_s = reinterpret_cast<uint8_t*>(delta_s + kStages * kTile);  // [kStages][64]
 
   const int h = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -458,8 +493,8 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
         pos = globals[s * kTile + r];
       }
       const int row = pos >= 0 ? pos : 0;
-      cp_async16(q_s + (buf * kTile + r) * kRow + col, q_src + row_at(row, q_st) + col, pos >= 0 ? 16 : 0);
-      cp_async16(do_s + (buf * kTile + r) * kRow + col, do_src + row_at(row, p.st_do) + col, pos >= 0 ? 16 : 0);
+      cp_async16(q_s + Sm::stage_offset(buf, r, col), q_src + row_at(row, q_st) + col, pos >= 0 ? 16 : 0);
+      cp_async16(do_s + Sm::stage_offset(buf, r, col), do_src + row_at(row, p.st_do) + col, pos >= 0 ? 16 : 0);
     }
     if (threadIdx.x < kTile) {
       const int r = threadIdx.x;
@@ -514,13 +549,14 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
       } else {
         cp_async_wait<0>();
       }
+      if constexpr (kWgmma) wgmma::fence_shared_for_async();  // this thread's copies, before the barrier
       __syncthreads();
       if (s == 0) {
         load_a<D>(k_frag, k_s, warp * 16, lane);
         load_a<D>(v_frag, v_s, warp * 16, lane);
       }
-      const T* q_tile = q_s + buf * Sm::kTileElems;
-      const T* do_tile = do_s + buf * Sm::kTileElems;
+      const T* q_tile = q_s + buf * Sm::kStageHalves;
+      const T* do_tile = do_s + buf * Sm::kStageHalves;
       int query_first = 0;
       uint64_t bits = 0;
       if (phase == 0 && !kGathered) {
@@ -543,7 +579,11 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
         }
       }
       float p_acc[8][4];
-      gemm_abt<T, D>(p_acc, k_frag, q_tile, lane);  // S^T = K Q^T: rows keys, columns queries
+      if constexpr (kWgmma) {
+        wgmma::gemm_abt<T>(p_acc, k_frag, smem_addr(q_tile));
+      } else {
+        gemm_abt<T, D>(p_acc, k_frag, q_tile, lane);  // S^T = K Q^T: rows keys, columns queries
+      }
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
@@ -565,8 +605,13 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
         }
       }
       float dp_acc[8][4];
-      gemm_abt<T, D>(dp_acc, v_frag, do_tile, lane);  // dP^T = V dO^T
-      gemm_mb<T, D>(dv_acc, p_acc, do_tile, lane);    // dV += P^T dO
+      if constexpr (kWgmma) {
+        wgmma::gemm_abt<T>(dp_acc, v_frag, smem_addr(do_tile));
+        wgmma::gemm_mb<T>(dv_acc, p_acc, smem_addr(do_tile));
+      } else {
+        gemm_abt<T, D>(dp_acc, v_frag, do_tile, lane);  // dP^T = V dO^T
+        gemm_mb<T, D>(dv_acc, p_acc, do_tile, lane);    // dV += P^T dO
+      }
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
@@ -574,8 +619,12 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
           const float d = delta_s[buf * kTile + nt * 8 + tig * 2 + (e & 1)];
           p_acc[nt][e] = p_acc[nt][e] > 0.f ? p_acc[nt][e] * (dp_acc[nt][e] - d) : 0.f;
         }
-      gemm_mb<T, D>(dk_acc, p_acc, q_tile, lane);  // dK += dS^T Q
-      __syncthreads();                             // the buffer is reloaded next
+      if constexpr (kWgmma) {
+        wgmma::gemm_mb<T>(dk_acc, p_acc, smem_addr(q_tile));
+      } else {
+        gemm_mb<T, D>(dk_acc, p_acc, q_tile, lane);  // dK += dS^T Q
+      }
+      __syncthreads();  // the buffer is reloaded next
     }
   };
 

@@ -242,17 +242,21 @@ class StreamWorkspace {
   cudaStream_t stream_;
 };
 
-// Which kernels run the forward's local and global rows. wgmma: Hopper's warpgroup MMA
-// (sm_90a), head dim 64, on a compute capability 9.0 device in a build with the sm_90a
-// units (LDQA_HAVE_SM90A), and for now only when LDQA_ATTENTION_KERNEL=wgmma: it becomes
-// the default once the GPU tests and the benchmark have run it. mma.sync otherwise.
-enum class ForwardPath { mma_sync, wgmma };
-ForwardPath forward_path(int head_dim);
-// The wgmma path's local- and global-row kernels (forward_wgmma_<dtype>_hd64.cu).
+// Which kernels run the forward's local and global rows and the backward's dQ and dK/dV.
+// wgmma: Hopper's warpgroup MMA (sm_90a), head dim 64, on a compute capability 9.0 device
+// in a build with the sm_90a units (LDQA_HAVE_SM90A), and for now only when
+// LDQA_ATTENTION_KERNEL=wgmma: it becomes the default once the GPU tests and the
+// benchmark have run it. mma.sync otherwise.
+enum class KernelPath { mma_sync, wgmma };
+KernelPath kernel_path(int head_dim);
+// The wgmma path's kernels (cuda/*_wgmma_<dtype>_hd64.cu): the forward's local- and
+// global-row kernels; the backward's dQ and dK/dV kernels (not delta, not the merge).
 void launch_attend_wgmma_bf16(const Params& p, const Geometry& g, int batch, int heads, int num_tiles,
                               cudaStream_t stream);
 void launch_attend_wgmma_fp16(const Params& p, const Geometry& g, int batch, int heads, int num_tiles,
                               cudaStream_t stream);
+void launch_gradients_wgmma_bf16(const Params& p, const Geometry& g, bool has_globals, cudaStream_t stream);
+void launch_gradients_wgmma_fp16(const Params& p, const Geometry& g, bool has_globals, cudaStream_t stream);
 
 // The launch sequences after launch_prepare, one instantiation per dtype x head dim
 // (cuda/forward_<dtype>_hd<D>.cu, cuda/backward_<dtype>_hd<D>.cu).

@@ -222,13 +222,7 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
     // S = Q K^T for this warp's 16 rows x 64 keys, unscaled.
     float s_acc[8][4];
     if constexpr (kWgmma) {
-      const uint32_t k_tile = smem_addr(k_s) + buf * wgmma::kTileBytes;
-      wgmma::fence();
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk)  // a k-step is 16 halves = 32 bytes along the swizzled row
-        wgmma::Mma<T>::ab(s_acc, q_frag[kk], wgmma::descriptor(k_tile + kk * 32), kk > 0 ? 1 : 0);
-      wgmma::commit();
-      wgmma::wait_all();
+      wgmma::gemm_abt<T>(s_acc, q_frag, smem_addr(k_s) + buf * wgmma::kTileBytes);
     } else {
       const uint32_t k_stage = k_addr + buf * kStageBytes;
 #pragma unroll
@@ -292,21 +286,7 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
     }
     // O += P V: P's accumulator layout is already the A-operand layout.
     if constexpr (kWgmma) {
-      uint32_t a[4][4];
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        a[kk][0] = Op::pack(s_acc[2 * kk][0], s_acc[2 * kk][1]);
-        a[kk][1] = Op::pack(s_acc[2 * kk][2], s_acc[2 * kk][3]);
-        a[kk][2] = Op::pack(s_acc[2 * kk + 1][0], s_acc[2 * kk + 1][1]);
-        a[kk][3] = Op::pack(s_acc[2 * kk + 1][2], s_acc[2 * kk + 1][3]);
-      }
-      const uint32_t v_tile = smem_addr(v_s) + buf * wgmma::kTileBytes;
-      wgmma::fence();  // o_acc was rescaled by ordinary instructions just above
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk)  // a k-step is 16 keys = 16 rows of V
-        wgmma::Mma<T>::ab_transposed(o_acc, a[kk], wgmma::descriptor(v_tile + kk * 16 * wgmma::kRowBytes), 1);
-      wgmma::commit();
-      wgmma::wait_all();
+      wgmma::gemm_mb<T>(o_acc, s_acc, smem_addr(v_s) + buf * wgmma::kTileBytes);
     } else {
       const uint32_t v_stage = v_addr + buf * kStageBytes;
 #pragma unroll

@@ -2,7 +2,7 @@
 // local-row kernel, then, with globals, the global-row kernel over key splits and their
 // merge; or the top-k kernel alone. Each forward_<dtype>_hd<D>.cu instantiates it once;
 // forward_wgmma_<dtype>_hd64.cu (sm_90a) instantiates launch_attend's wgmma path, which
-// launch_forward takes where forward_path says so.
+// launch_forward takes where kernel_path says so.
 #pragma once
 
 #include <type_traits>
@@ -38,7 +38,7 @@ void launch_forward(const Params& p, const Geometry& g, int batch, int heads, in
     return;
   }
 #ifdef LDQA_HAVE_SM90A
-  if (D == 64 && forward_path(D) == ForwardPath::wgmma) {
+  if (D == 64 && kernel_path(D) == KernelPath::wgmma) {
     if constexpr (std::is_same_v<T, __half>) {
       launch_attend_wgmma_fp16(p, g, batch, heads, num_tiles, stream);
     } else {

@@ -1,5 +1,5 @@
 // The forward's wgmma path for bf16, head dim 64: compiled for sm_90a alone (the
-// ldqa_attention_sm90a object library), launched by launch_forward where forward_path
+// ldqa_attention_sm90a object library), launched by launch_forward where kernel_path
 // says so.
 #include "attention/cuda/forward_launch.cuh"
 

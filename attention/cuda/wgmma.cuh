@@ -1,9 +1,10 @@
-// Hopper's warpgroup MMA (wgmma, sm_90a only) for the forward kernel's two GEMMs at
-// head dim 64: S = Q K^T and O += P V, each 64 rows x 64 columns per warpgroup, K in
-// steps of 16. A (Q, or P) comes from registers in the mma.sync m16n8k16 A-fragment
-// layout each warp already holds; B (K, or V) from shared memory through a descriptor.
+// Hopper's warpgroup MMA (wgmma, sm_90a only) for the kernels' 64 x 64 GEMMs at head
+// dim 64 (the forward's S = Q K^T and O += P V, the backward's S, dP, dQ, dK, dV), K in
+// steps of 16. A (Q, P, dS, ...) comes from registers in the mma.sync m16n8k16
+// A-fragment layout each warp already holds; B from shared memory through a descriptor.
 // The fp32 accumulators come back in the mma.sync accumulator layout, per warp 16 rows,
-// per 8 columns four values: so the softmax code is shared with the mma.sync kernel.
+// per 8 columns four values: so everything around the GEMMs is shared with the mma.sync
+// kernels.
 //
 // Shared tiles are 64 rows of 128 bytes (64 halves) in the 128-byte swizzle: the 16-byte
 // chunk c of row r sits at r * 128 + ((c ^ (r % 8)) * 16), tiles 1024-byte aligned. K is
@@ -20,6 +21,8 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+
+#include "attention/cuda/common.cuh"
 
 namespace ldqa::attention::detail::gpu::wgmma {
 
@@ -97,6 +100,39 @@ struct Mma<__half> {
     LDQA_WGMMA_M64N64K16_RS("f16", 1);
   }
 };
+
+// acc (64 x 64) = A (64 x 64, registers: this warp's 16 rows, four k-steps) . B^T, B the
+// 64 rows of a swizzled tile at shared address `tile` read K-major: S = Q K^T.
+template <typename T>
+__device__ __forceinline__ void gemm_abt(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t tile) {
+  fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)  // a k-step is 16 halves = 32 bytes along the swizzled row
+    Mma<T>::ab(acc, a[kk], descriptor(tile + kk * 32), kk > 0 ? 1 : 0);
+  commit();
+  wait_all();
+}
+
+// acc (64 x 64) += M (64 x 64 fp32 in the accumulator layout, rounded to T) . B, B a
+// swizzled tile read MN-major (its rows are the k dimension): O += P V.
+template <typename T>
+__device__ __forceinline__ void gemm_mb(float (&acc)[8][4], const float (&m)[8][4], uint32_t tile) {
+  using Op = Ops<T>;
+  uint32_t a[4][4];
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    a[kk][0] = Op::pack(m[2 * kk][0], m[2 * kk][1]);
+    a[kk][1] = Op::pack(m[2 * kk][2], m[2 * kk][3]);
+    a[kk][2] = Op::pack(m[2 * kk + 1][0], m[2 * kk + 1][1]);
+    a[kk][3] = Op::pack(m[2 * kk + 1][2], m[2 * kk + 1][3]);
+  }
+  fence();  // acc and a were written by ordinary instructions
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)  // a k-step is 16 rows of B = 2048 bytes
+    Mma<T>::ab_transposed(acc, a[kk], descriptor(tile + kk * 16 * kRowBytes), 1);
+  commit();
+  wait_all();
+}
 
 #undef LDQA_WGMMA_M64N64K16_RS
 #undef LDQA_WGMMA_ACC_OPERANDS

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "attention/attention.hpp"
@@ -32,6 +33,40 @@ inline bool skipped_in_small_mode(const test::GridPoint& p) {
   }();
   return thinning > 0 && (p.n >= 1000 || p.index % thinning != 0);
 }
+
+// Sends this process's head-dim-64 attention through Hopper's wgmma kernels while alive
+// (LDQA_ATTENTION_KERNEL=wgmma), restoring the variable after. `active` says whether the
+// device takes that path (compute capability 9.0); where it cannot, there is nothing to
+// test, and a 9.0 device that does not take it is an error the caller reports.
+struct ForceWgmmaPath {
+  std::string before;
+  bool had = false;
+  bool active = false;
+  bool hopper = false;
+  ForceWgmmaPath() {
+    if (const char* v = std::getenv("LDQA_ATTENTION_KERNEL")) {
+      had = true;
+      before = v;
+    }
+    setenv("LDQA_ATTENTION_KERNEL", "wgmma", 1);
+    int device = 0, major = 0, minor = 0;
+    CUDA_OK(cudaGetDevice(&device));
+    CUDA_OK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    CUDA_OK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    hopper = major == 9 && minor == 0;
+    const attention::SparseAttention probe(64, 1, 64, attention::Pattern{4, nullptr, 0});
+    active = std::string(probe.cuda_kernel_path()) == "wgmma";
+  }
+  ~ForceWgmmaPath() {
+    if (had) {
+      setenv("LDQA_ATTENTION_KERNEL", before.c_str(), 1);
+    } else {
+      unsetenv("LDQA_ATTENTION_KERNEL");
+    }
+  }
+  ForceWgmmaPath(const ForceWgmmaPath&) = delete;
+  ForceWgmmaPath& operator=(const ForceWgmmaPath&) = delete;
+};
 
 inline double round_f16(double x) { return static_cast<double>(__half2float(__float2half_rn(static_cast<float>(x)))); }
 inline double round_bf16(double x) {

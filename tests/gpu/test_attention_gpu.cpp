@@ -116,38 +116,16 @@ TEST_CASE("gpu top-k attention is exact", "[gpu][topk]") {
 // Hopper's wgmma path for the forward (head dim 64), forced on for the test's duration;
 // on a compute capability 9.0 device the build must take it (the sm_90a units are built
 // by default), elsewhere the case has nothing to run. The whole binary can also run with
-// LDQA_ATTENTION_KERNEL=wgmma set, which sends every head-dim-64 forward (the backward's
-// and the encoder's included) through it.
+// LDQA_ATTENTION_KERNEL=wgmma set, which sends every head-dim-64 forward and backward
+// (the encoder's included) through it.
 TEST_CASE("gpu: the wgmma forward (Hopper) matches the float64 reference", "[gpu][attention][wgmma]") {
-  struct ForceWgmma {
-    std::string before;
-    bool had = false;
-    ForceWgmma() {
-      if (const char* v = std::getenv("LDQA_ATTENTION_KERNEL")) {
-        had = true;
-        before = v;
-      }
-      setenv("LDQA_ATTENTION_KERNEL", "wgmma", 1);
-    }
-    ~ForceWgmma() {
-      if (had) {
-        setenv("LDQA_ATTENTION_KERNEL", before.c_str(), 1);
-      } else {
-        unsetenv("LDQA_ATTENTION_KERNEL");
-      }
-    }
-  } force;
-  int device = 0, major = 0, minor = 0;
-  CUDA_OK(cudaGetDevice(&device));
-  CUDA_OK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  CUDA_OK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  const SparseAttention probe(64, 1, 64, Pattern{4, nullptr, 0});
-  if (major != 9 || minor != 0) {
-    WARN("compute capability " << major << "." << minor << ": no wgmma path to test");
-    CHECK(std::string(probe.cuda_forward_path()) == "mma.sync");
+  const ForceWgmmaPath force;
+  if (!force.hopper) {
+    WARN("not a compute capability 9.0 device: no wgmma path to test");
+    CHECK(!force.active);
     return;
   }
-  REQUIRE(std::string(probe.cuda_forward_path()) == "wgmma");
+  REQUIRE(force.active);  // a 9.0 device with this build must take it
   std::mt19937_64 rng(test::test_seed() + 6);
   test::sweep_window_global(rng, 4, 15, [&](const test::GridPoint& p) {
     if (skipped_in_small_mode(p)) return;
