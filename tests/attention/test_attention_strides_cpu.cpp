@@ -79,32 +79,20 @@ Run run_case(const test::AttentionCase& c, const std::vector<double>& d_out,
     in.v_global = input("vg", f.vg);
   }
   in.out = output("out");
-  in.q_strides = strides["q"];
-  in.k_strides = strides["k"];
-  in.v_strides = strides["v"];
-  in.q_global_strides = strides["qg"];
-  in.k_global_strides = strides["kg"];
-  in.v_global_strides = strides["vg"];
-  in.out_strides = strides["out"];
+  test::set_strides(in, strides);
   attn.run_cpu(in);
   if (backward) {
     AttentionGradients g;
     g.d_out = input("d_out", dO);
-    g.d_out_strides = strides["d_out"];
     g.d_q = output("dq");
     g.d_k = output("dk");
     g.d_v = output("dv");
-    g.d_q_strides = strides["dq"];
-    g.d_k_strides = strides["dk"];
-    g.d_v_strides = strides["dv"];
     if (c.separate_global) {
       g.d_q_global = output("dqg");
       g.d_k_global = output("dkg");
       g.d_v_global = output("dvg");
-      g.d_q_global_strides = strides["dqg"];
-      g.d_k_global_strides = strides["dkg"];
-      g.d_v_global_strides = strides["dvg"];
     }
+    test::set_strides(g, strides);
     attn.backward_cpu(in, g);
   }
   Run r;

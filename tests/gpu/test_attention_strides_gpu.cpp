@@ -109,13 +109,7 @@ Run run_case(const test::AttentionCase& c, const std::vector<double>& d_out, DTy
   in.out = at("out");
   in.lse = backward ? static_cast<float*>(lse.ptr) : nullptr;
   in.scale = static_cast<float>(c.scale);
-  in.q_strides = strides["q"];
-  in.k_strides = strides["k"];
-  in.v_strides = strides["v"];
-  in.q_global_strides = strides["qg"];
-  in.k_global_strides = strides["kg"];
-  in.v_global_strides = strides["vg"];
-  in.out_strides = strides["out"];
+  test::set_strides(in, strides);
   attn.run_cuda(in);
   if (backward) {
     AttentionGradients g;
@@ -126,13 +120,7 @@ Run run_case(const test::AttentionCase& c, const std::vector<double>& d_out, DTy
     g.d_q_global = at("dqg");
     g.d_k_global = at("dkg");
     g.d_v_global = at("dvg");
-    g.d_out_strides = strides["d_out"];
-    g.d_q_strides = strides["dq"];
-    g.d_k_strides = strides["dk"];
-    g.d_v_strides = strides["dv"];
-    g.d_q_global_strides = strides["dqg"];
-    g.d_k_global_strides = strides["dkg"];
-    g.d_v_global_strides = strides["dvg"];
+    test::set_strides(g, strides);
     attn.backward_cuda(in, g);
   }
   CUDA_OK(cudaDeviceSynchronize());

@@ -88,6 +88,32 @@ int64_t changed_outside(const std::vector<X>& buffer, const StridedView& v, cons
   return changed;
 }
 
+// The strides of every tensor of a call, by the names strided_views uses (q, k, v, qg,
+// kg, vg, out; d_out, dq, dk, dv, dqg, dkg, dvg); a name not in `strides` is contiguous.
+inline attention::Strides strides_of(const std::map<std::string, attention::Strides>& strides,
+                                     const std::string& name) {
+  const auto it = strides.find(name);
+  return it == strides.end() ? attention::Strides{} : it->second;
+}
+inline void set_strides(attention::AttentionInputs& in, const std::map<std::string, attention::Strides>& strides) {
+  in.q_strides = strides_of(strides, "q");
+  in.k_strides = strides_of(strides, "k");
+  in.v_strides = strides_of(strides, "v");
+  in.q_global_strides = strides_of(strides, "qg");
+  in.k_global_strides = strides_of(strides, "kg");
+  in.v_global_strides = strides_of(strides, "vg");
+  in.out_strides = strides_of(strides, "out");
+}
+inline void set_strides(attention::AttentionGradients& g, const std::map<std::string, attention::Strides>& strides) {
+  g.d_out_strides = strides_of(strides, "d_out");
+  g.d_q_strides = strides_of(strides, "dq");
+  g.d_k_strides = strides_of(strides, "dk");
+  g.d_v_strides = strides_of(strides, "dv");
+  g.d_q_global_strides = strides_of(strides, "dqg");
+  g.d_k_global_strides = strides_of(strides, "dkg");
+  g.d_v_global_strides = strides_of(strides, "dvg");
+}
+
 // Every tensor of a forward + backward call, by name: each with its view in `round` 0 or
 // 1 (two assignments, so that every kind serves as input and as output of both passes;
 // q, k, v as fused0..2 share one buffer), for a case's shape.
