@@ -21,6 +21,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "attention/cuda/common.cuh"
 
@@ -74,30 +75,22 @@ __device__ __forceinline__ void fence_shared_for_async() {
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(accumulate))
 // clang-format on
 
+// One 64 x 64 x 16 step for T (fp16 or bf16): B K-major (kTransposeB false, S = Q K^T)
+// or MN-major (true, O += P V).
 template <typename T>
-struct Mma;
-template <>
-struct Mma<__nv_bfloat16> {
-  // K-major B (no transpose): S = Q K^T.
-  static __device__ __forceinline__ void ab(float (&acc)[8][4], const uint32_t (&a)[4], uint64_t b_desc,
-                                            int accumulate) {
-    LDQA_WGMMA_M64N64K16_RS("bf16", 0);
-  }
-  // MN-major B (transpose): O += P V.
-  static __device__ __forceinline__ void ab_transposed(float (&acc)[8][4], const uint32_t (&a)[4], uint64_t b_desc,
-                                                       int accumulate) {
-    LDQA_WGMMA_M64N64K16_RS("bf16", 1);
-  }
-};
-template <>
-struct Mma<__half> {
-  static __device__ __forceinline__ void ab(float (&acc)[8][4], const uint32_t (&a)[4], uint64_t b_desc,
-                                            int accumulate) {
-    LDQA_WGMMA_M64N64K16_RS("f16", 0);
-  }
-  static __device__ __forceinline__ void ab_transposed(float (&acc)[8][4], const uint32_t (&a)[4], uint64_t b_desc,
-                                                       int accumulate) {
-    LDQA_WGMMA_M64N64K16_RS("f16", 1);
+struct Mma {
+  template <bool kTransposeB>
+  static __device__ __forceinline__ void step(float (&acc)[8][4], const uint32_t (&a)[4], uint64_t b_desc,
+                                              int accumulate) {
+    if constexpr (std::is_same_v<T, __half> && kTransposeB) {
+      LDQA_WGMMA_M64N64K16_RS("f16", 1);
+    } else if constexpr (std::is_same_v<T, __half>) {
+      LDQA_WGMMA_M64N64K16_RS("f16", 0);
+    } else if constexpr (kTransposeB) {
+      LDQA_WGMMA_M64N64K16_RS("bf16", 1);
+    } else {
+      LDQA_WGMMA_M64N64K16_RS("bf16", 0);
+    }
   }
 };
 
@@ -108,7 +101,7 @@ __device__ __forceinline__ void gemm_abt(float (&acc)[8][4], const uint32_t (&a)
   fence();
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk)  // a k-step is 16 halves = 32 bytes along the swizzled row
-    Mma<T>::ab(acc, a[kk], descriptor(tile + kk * 32), kk > 0 ? 1 : 0);
+    Mma<T>::template step<false>(acc, a[kk], descriptor(tile + kk * 32), kk > 0 ? 1 : 0);
   commit();
   wait_all();
 }
@@ -129,7 +122,7 @@ __device__ __forceinline__ void gemm_mb(float (&acc)[8][4], const float (&m)[8][
   fence();  // acc and a were written by ordinary instructions
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk)  // a k-step is 16 rows of B = 2048 bytes
-    Mma<T>::ab_transposed(acc, a[kk], descriptor(tile + kk * 16 * kRowBytes), 1);
+    Mma<T>::template step<true>(acc, a[kk], descriptor(tile + kk * 16 * kRowBytes), 1);
   commit();
   wait_all();
 }
