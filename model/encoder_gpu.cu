@@ -10,6 +10,7 @@
 //                                          through strides, writing ctx as rows
 //   x += ctx . Wo^T                          GEMM accumulating into the fp32 stream
 //   norm(x + bo) -> f; f . W1^T -> g; bias + GELU; x += g . W2^T
+// A shape's passes after its first are one CUDA graph (run_captured).
 // Workspaces belong to the encoder and grow by size class (powers of two of the rows),
 // so a steady stream of batches allocates nothing.
 #include <cublas_v2.h>
@@ -17,8 +18,12 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include "attention/attention.hpp"
 #include "device/cuda_check.hpp"
@@ -177,12 +182,27 @@ __global__ void bias_rotary_kernel(bf16* qkv6, const float* bias6, const float* 
   }
 }
 
+// g = GELU(g + bias) in place, with erf as in training (cuBLASLt's fused GELU epilogue
+// is the tanh approximation, which the weights were not trained with). kVec values per
+// step: 8 (one 16-byte load and store) where f allows it, else 1.
+template <int kVec>
 __global__ void bias_gelu_kernel(bf16* g, const float* bias, std::size_t rows, int f) {
-  const std::size_t total = rows * f;
+  struct alignas(2 * kVec) Pack {
+    bf16 v[kVec];
+  };
+  const int per_row = f / kVec;
+  const std::size_t total = rows * per_row;
+  auto* packs = reinterpret_cast<Pack*>(g);
   for (std::size_t idx = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    const float t = __bfloat162float(g[idx]) + bias[idx % f];
-    g[idx] = __float2bfloat16_rn(0.5f * t * (1.0f + erff(t * 0.70710678118654752f)));
+    const float* b = bias + static_cast<std::size_t>(idx % per_row) * kVec;
+    Pack pack = packs[idx];
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) {
+      const float t = __bfloat162float(pack.v[i]) + b[i];
+      pack.v[i] = __float2bfloat16_rn(0.5f * t * (1.0f + erff(t * 0.70710678118654752f)));
+    }
+    packs[idx] = pack;
   }
 }
 
@@ -208,11 +228,40 @@ struct GpuLayer {
   float *qkv6_b, *out_b, *ffn_in_b, *ffn_out_b, *attn_norm_w, *attn_norm_b, *ffn_norm_w, *ffn_norm_b;
 };
 
+// One whole forward pass (from the global mask to the logits) captured as a CUDA graph
+// and replayed: one launch instead of ~80, which is most of a short pass's time. A graph
+// holds the addresses it was captured on, so it is replayed only while the workspaces
+// are the same buffers; the uploads and the logits' copy back stay outside it.
+struct CapturedForward {
+  cudaGraphExec_t exec = nullptr;
+  std::vector<const void*> buffers;  // the workspaces' addresses at capture
+  int eager_runs = 0;                // a shape is captured on its second pass
+  bool capturable = true;            // false once a capture failed: eager from then on
+  uint64_t last_use = 0;
+  CapturedForward() = default;
+  CapturedForward(const CapturedForward&) = delete;
+  CapturedForward& operator=(const CapturedForward&) = delete;
+  ~CapturedForward() {
+    if (exec) cudaGraphExecDestroy(exec);  // freed when done, should it still run
+  }
+};
+
+// What a captured pass depends on besides n (its attention plan's key) and the buffers:
+// the host-side shape and the attention kernels chosen at capture.
+struct GraphKey {
+  int batch = 0, max_global = 0;
+  std::string kernel_path;
+  bool operator<(const GraphKey& o) const {  // C++17 here (nvcc): no <=>
+    return std::tie(batch, max_global, kernel_path) < std::tie(o.batch, o.max_global, o.kernel_path);
+  }
+};
+
 struct GpuState {
   int device = 0;
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
-  DeviceBuffer weights;  // every tensor, one allocation
+  DeviceBuffer cublas_ws;  // cuBLAS's workspace, ours: nothing allocated during a capture
+  DeviceBuffer weights;    // every tensor, one allocation
   bf16 *token_emb = nullptr, *type_emb = nullptr;
   float *emb_norm_w = nullptr, *emb_norm_b = nullptr, *final_norm_w = nullptr, *final_norm_b = nullptr;
   float *span_w = nullptr, *span_b = nullptr;
@@ -223,16 +272,20 @@ struct GpuState {
   int rotary_n = 0;
   DeviceBuffer cos_t, sin_t;
   // Attention plans by padded length, the least recently used dropped beyond a bound
-  // (each holds a device copy of its tile plan; lengths come from user documents).
+  // (each holds a device copy of its tile plan; lengths come from user documents), with
+  // the passes captured on them (dropped with the plan they read).
   struct CachedAttention {
     std::unique_ptr<attention::SparseAttention> attention;
+    std::map<GraphKey, CapturedForward> graphs;
     uint64_t last_use = 0;
   };
   std::map<int, CachedAttention> attention_by_n;
   uint64_t uses = 0;
   std::size_t peak_bytes = 0;
+  bool graphs_enabled = true;  // LDQA_CUDA_GRAPHS=0 turns capture off (A/B, debugging)
 
   ~GpuState() {
+    attention_by_n.clear();  // graphs before the stream they were launched on
     if (cublas) cublasDestroy(cublas);
     if (stream) cudaStreamDestroy(stream);
   }
@@ -248,6 +301,12 @@ std::shared_ptr<GpuState> make_gpu_state(const Config& c, const Shards& shards) 
   LDQA_CUDA_CHECK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
   LDQA_CUBLAS_CHECK(cublasCreate(&s->cublas));
   LDQA_CUBLAS_CHECK(cublasSetStream(s->cublas, s->stream));
+  // After cublasSetStream, which resets the workspace to cuBLAS's own pool. 32 MiB is
+  // what cuBLAS asks for on Hopper.
+  s->cublas_ws.reserve(32u << 20);
+  LDQA_CUBLAS_CHECK(cublasSetWorkspace(s->cublas, s->cublas_ws.ptr, s->cublas_ws.bytes));
+  if (const char* graphs = std::getenv("LDQA_CUDA_GRAPHS"))
+    s->graphs_enabled = std::strcmp(graphs, "0") != 0 && std::strcmp(graphs, "off") != 0;
   const int64_t h = c.hidden, f = c.ffn;
   // Layout of the one allocation: fused QKV6 per layer is assembled on the host side
   // by copying six [h, h] blocks next to each other.
@@ -355,8 +414,166 @@ void gemm_prefixes(cublasHandle_t handle, const bf16* x, long long x_stride, con
                                                y_stride, sequences, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
+struct PassShape {
+  int batch, n, max_global;  // max_global: rows of Q_g projected and global capacity
+  std::size_t rows;          // batch * n
+};
+
+// Enqueues one forward pass on s.stream, from the uploaded ids, types and lengths to the
+// logits in s.logits; with `states`, also copies the hidden states back into it (a pass
+// that keeps states is never captured: its copies go to pageable host memory).
+void enqueue_pass(GpuState& s, const Config& c, const PassShape& shape, const attention::SparseAttention& attn,
+                  Outputs* states) {
+  const int B = shape.batch, n = shape.n, max_global = shape.max_global;
+  const int h = c.hidden, H = c.heads, D = c.head_dim(), f = c.ffn, half = c.rotary_dims / 2;
+  const std::size_t rows = shape.rows;
+  cudaStream_t st = s.stream;
+  const int32_t* lens = s.lens.as<int32_t>();
+  global_mask_kernel<<<grid_for(rows, 256), 256, 0, st>>>(lens + B, lens, s.mask.as<uint8_t>(), B, n);
+
+  const unsigned row_blocks = static_cast<unsigned>((rows + kRowWarps - 1) / kRowWarps);
+  float* x = s.x.as<float>();
+  auto keep = [&](const float* src) {
+    if (!states) return;
+    states->states.emplace_back(rows * h);
+    LDQA_CUDA_CHECK(cudaMemcpyAsync(states->states.back().data(), src, rows * h * 4, cudaMemcpyDeviceToHost, st));
+  };
+  embed_kernel<<<row_blocks, 32 * kRowWarps, 0, st>>>(
+      s.ids.as<int32_t>(), s.types.as<int32_t>(), s.token_emb, s.type_emb, s.emb_norm_w, s.emb_norm_b,
+      static_cast<float>(c.layer_norm_eps), x, static_cast<int>(rows), h);
+  keep(x);
+  // [B, H, n, D] views of the fused projection's rows (q k v qg kg vg blocks) and of ctx.
+  const attention::Strides fused{static_cast<int64_t>(n) * 6 * h, D, 6 * h};
+  const attention::Strides rows_of_ctx{static_cast<int64_t>(n) * h, D, h};
+  bf16* qkv6 = s.qkv6.as<bf16>();
+  const float* pending_bias = nullptr;  // the last ffn_out bias, added by the next norm
+  for (const GpuLayer& L : s.layers) {
+    bias_norm_kernel<<<row_blocks, 32 * kRowWarps, 0, st>>>(x, pending_bias, L.attn_norm_w, L.attn_norm_b,
+                                                            static_cast<float>(c.layer_norm_eps), s.a.as<bf16>(),
+                                                            static_cast<int>(rows), h);
+    if (pending_bias) keep(x);
+    gemm(s.cublas, s.a.as<bf16>(), L.qkv6_w, qkv6, false, false, static_cast<int>(rows), 5 * h, h, 6 * h);
+    if (max_global > 0)
+      gemm_prefixes(s.cublas, s.a.as<bf16>(), static_cast<long long>(n) * h,
+                    L.qkv6_w + static_cast<std::size_t>(kQgBlock) * h * h,
+                    qkv6 + static_cast<std::size_t>(kQgBlock) * h, static_cast<long long>(n) * 6 * h, 6 * h, max_global,
+                    h, h, B);
+    bias_rotary_kernel<<<grid_for(rows * 6 * h, 256), 256, 0, st>>>(
+        qkv6, L.qkv6_b, s.cos_t.as<float>(), s.sin_t.as<float>(), n, H, D, half, rows, max_global);
+    attention::AttentionInputs ai;
+    ai.batch = B;
+    ai.dtype = attention::DType::bf16;
+    ai.q = qkv6;
+    ai.k = qkv6 + h;
+    ai.v = qkv6 + 2 * h;
+    ai.k_global = qkv6 + 3 * h;
+    ai.v_global = qkv6 + 4 * h;
+    ai.q_global = qkv6 + static_cast<std::size_t>(kQgBlock) * h;  // read at global rows only
+    ai.q_strides = ai.k_strides = ai.v_strides = fused;
+    ai.q_global_strides = ai.k_global_strides = ai.v_global_strides = fused;
+    ai.global_mask = s.mask.as<uint8_t>();
+    ai.max_global = max_global;
+    ai.valid_lengths = lens;
+    ai.out = s.ctx.ptr;  // the context straight into rows: no merge pass
+    ai.out_strides = rows_of_ctx;
+    attn.run_cuda(ai, st, s.attn_ws.ptr, s.attn_ws.bytes);
+    gemm(s.cublas, s.ctx.as<bf16>(), L.out_w, x, true, true, static_cast<int>(rows), h, h);
+    bias_norm_kernel<<<row_blocks, 32 * kRowWarps, 0, st>>>(x, L.out_b, L.ffn_norm_w, L.ffn_norm_b,
+                                                            static_cast<float>(c.layer_norm_eps), s.a.as<bf16>(),
+                                                            static_cast<int>(rows), h);
+    gemm(s.cublas, s.a.as<bf16>(), L.ffn_in_w, s.g.ptr, false, false, static_cast<int>(rows), f, h);
+    if (f % 8 == 0)
+      bias_gelu_kernel<8><<<grid_for(rows * f / 8, 256), 256, 0, st>>>(s.g.as<bf16>(), L.ffn_in_b, rows, f);
+    else
+      bias_gelu_kernel<1><<<grid_for(rows * f, 256), 256, 0, st>>>(s.g.as<bf16>(), L.ffn_in_b, rows, f);
+    gemm(s.cublas, s.g.as<bf16>(), L.ffn_out_w, x, true, true, static_cast<int>(rows), h, f);
+    pending_bias = L.ffn_out_b;
+  }
+  float* logits = s.logits.as<float>();
+  final_kernel<<<row_blocks, 32 * kRowWarps, 0, st>>>(
+      x, pending_bias, s.final_norm_w, s.final_norm_b, static_cast<float>(c.layer_norm_eps), s.span_w, s.span_b,
+      states ? s.states.as<float>() : nullptr, logits, logits + rows, static_cast<int>(rows), h);
+  LDQA_CUDA_CHECK(cudaGetLastError());
+  keep(x);
+  keep(states ? s.states.as<float>() : nullptr);
+}
+
+// The device addresses a captured pass has baked in, besides the weights and the plan.
+std::vector<const void*> workspace_addresses(const GpuState& s) {
+  return {s.x.ptr,    s.a.ptr,    s.qkv6.ptr,   s.ctx.ptr,     s.g.ptr,     s.ids.ptr,   s.types.ptr,
+          s.lens.ptr, s.mask.ptr, s.logits.ptr, s.attn_ws.ptr, s.cos_t.ptr, s.sin_t.ptr, s.cublas_ws.ptr};
+}
+
+constexpr std::size_t kMaxGraphsPerLength = 8;  // (batch, max_global, path) shapes per n
+
+// Runs the pass as a CUDA graph: replayed when this shape was captured on these buffers,
+// captured on a shape's second pass (a shape seen once runs as it is, and its first pass
+// also made the plan and set the kernels' attributes, which a capture cannot do). A
+// capture that fails leaves the shape eager; `Encoder::cuda_graphs()` counts what is held.
+void run_captured(GpuState& s, const Config& c, const PassShape& shape, GpuState::CachedAttention& cached) {
+  const GraphKey key{shape.batch, shape.max_global, cached.attention->cuda_kernel_path()};
+  auto found = cached.graphs.find(key);
+  if (found == cached.graphs.end()) {
+    if (cached.graphs.size() >= kMaxGraphsPerLength) {
+      auto oldest = cached.graphs.begin();
+      for (auto it = cached.graphs.begin(); it != cached.graphs.end(); ++it)
+        if (it->second.last_use < oldest->second.last_use) oldest = it;
+      cached.graphs.erase(oldest);
+    }
+    found = cached.graphs.try_emplace(key).first;
+  }
+  CapturedForward& graph = found->second;
+  graph.last_use = ++s.uses;
+  const std::vector<const void*> buffers = workspace_addresses(s);
+  if (graph.exec && graph.buffers != buffers) {  // a workspace grew since: capture again
+    LDQA_CUDA_CHECK(cudaGraphExecDestroy(graph.exec));
+    graph.exec = nullptr;
+  }
+  if (graph.exec) {
+    LDQA_CUDA_CHECK(cudaGraphLaunch(graph.exec, s.stream));
+    return;
+  }
+  if (!graph.capturable || graph.eager_runs++ == 0) {
+    enqueue_pass(s, c, shape, *cached.attention, nullptr);
+    return;
+  }
+  // Thread-local mode: only this thread's unsafe calls (a synchronous copy, a malloc)
+  // end the capture, not another thread's unrelated work.
+  LDQA_CUDA_CHECK(cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeThreadLocal));
+  cudaGraph_t captured = nullptr;
+  bool enqueued = true;
+  try {
+    enqueue_pass(s, c, shape, *cached.attention, nullptr);
+  } catch (const Error&) {
+    enqueued = false;  // a call the capture refused (or a real error, which the eager pass rethrows)
+  }
+  const cudaError_t ended = cudaStreamEndCapture(s.stream, &captured);
+  cudaGraphExec_t exec = nullptr;
+  const bool made = enqueued && ended == cudaSuccess && captured != nullptr &&
+                    cudaGraphInstantiate(&exec, captured, 0) == cudaSuccess;
+  if (captured) cudaGraphDestroy(captured);
+  if (!made) {
+    (void)cudaGetLastError();  // the capture's (non-sticky) error
+    graph.capturable = false;
+    enqueue_pass(s, c, shape, *cached.attention, nullptr);
+    return;
+  }
+  graph.exec = exec;
+  graph.buffers = buffers;
+  LDQA_CUDA_CHECK(cudaGraphLaunch(exec, s.stream));
+}
+
 }  // namespace
 }  // namespace detail
+
+std::size_t Encoder::cuda_graphs() const {
+  std::lock_guard<std::mutex> lock(impl_->gpu_mutex);
+  std::size_t held = 0;
+  if (impl_->gpu)
+    for (const auto& [n, cached] : impl_->gpu->attention_by_n)
+      for (const auto& [key, graph] : cached.graphs) held += graph.exec != nullptr;
+  return held;
+}
 
 std::size_t Encoder::cuda_cached_lengths() const {
   std::lock_guard<std::mutex> lock(impl_->gpu_mutex);
@@ -377,7 +594,7 @@ Outputs Encoder::forward_cuda(const Batch& in, bool keep_states) const {
   if (!impl_->gpu) impl_->gpu = make_gpu_state(c, impl_->shards);
   GpuState& s = *impl_->gpu;
   LDQA_CUDA_CHECK(cudaSetDevice(s.device));
-  const int B = in.batch, n = in.n, h = c.hidden, H = c.heads, D = c.head_dim(), f = c.ffn, half = c.rotary_dims / 2;
+  const int B = in.batch, n = in.n, h = c.hidden, H = c.heads, D = c.head_dim(), f = c.ffn;
   const std::size_t rows = static_cast<std::size_t>(B) * n;
   if (rows > static_cast<std::size_t>(INT32_MAX / std::max(6 * h, f)))
     fail("encoder: batch of ", rows, " tokens is too large for one pass");
@@ -388,6 +605,9 @@ Outputs Encoder::forward_cuda(const Batch& in, bool keep_states) const {
     glen[static_cast<std::size_t>(b)] = std::clamp(glen[static_cast<std::size_t>(b)], 0, n);
     max_global = std::max(max_global, glen[static_cast<std::size_t>(b)]);
   }
+  // A capacity, not a count (the mask says which rows are global): rounded up to 16 so
+  // that questions of similar lengths share one captured pass (a few more Q_g rows).
+  if (max_global > 0) max_global = std::min(n, (max_global + 15) / 16 * 16);
   // Size class: the next power of two of the rows.
   std::size_t cap = 1;
   while (cap < rows) cap <<= 1;
@@ -439,71 +659,15 @@ Outputs Encoder::forward_cuda(const Batch& in, bool keep_states) const {
   LDQA_CUDA_CHECK(cudaMemcpyAsync(types, in.types.data(), rows * 4, cudaMemcpyHostToDevice, st));
   LDQA_CUDA_CHECK(cudaMemcpyAsync(lens, valid.data(), static_cast<std::size_t>(B) * 4, cudaMemcpyHostToDevice, st));
   LDQA_CUDA_CHECK(cudaMemcpyAsync(lens + B, glen.data(), static_cast<std::size_t>(B) * 4, cudaMemcpyHostToDevice, st));
-  global_mask_kernel<<<grid_for(rows, 256), 256, 0, st>>>(lens + B, lens, s.mask.as<uint8_t>(), B, n);
 
-  const unsigned row_blocks = static_cast<unsigned>((rows + kRowWarps - 1) / kRowWarps);
-  float* x = s.x.as<float>();
   Outputs out;
-  auto keep = [&](const float* src) {
-    if (!keep_states) return;
-    out.states.emplace_back(rows * h);
-    LDQA_CUDA_CHECK(cudaMemcpyAsync(out.states.back().data(), src, rows * h * 4, cudaMemcpyDeviceToHost, st));
-  };
-  embed_kernel<<<row_blocks, 32 * kRowWarps, 0, st>>>(ids, types, s.token_emb, s.type_emb, s.emb_norm_w, s.emb_norm_b,
-                                                      static_cast<float>(c.layer_norm_eps), x, static_cast<int>(rows),
-                                                      h);
-  keep(x);
-  // [B, H, n, D] views of the fused projection's rows (q k v qg kg vg blocks) and of ctx.
-  const attention::Strides fused{static_cast<int64_t>(n) * 6 * h, D, 6 * h};
-  const attention::Strides rows_of_ctx{static_cast<int64_t>(n) * h, D, h};
-  bf16* qkv6 = s.qkv6.as<bf16>();
-  const float* pending_bias = nullptr;  // the last ffn_out bias, added by the next norm
-  for (const GpuLayer& L : s.layers) {
-    bias_norm_kernel<<<row_blocks, 32 * kRowWarps, 0, st>>>(x, pending_bias, L.attn_norm_w, L.attn_norm_b,
-                                                            static_cast<float>(c.layer_norm_eps), s.a.as<bf16>(),
-                                                            static_cast<int>(rows), h);
-    if (pending_bias) keep(x);
-    gemm(s.cublas, s.a.as<bf16>(), L.qkv6_w, qkv6, false, false, static_cast<int>(rows), 5 * h, h, 6 * h);
-    if (max_global > 0)
-      gemm_prefixes(s.cublas, s.a.as<bf16>(), static_cast<long long>(n) * h,
-                    L.qkv6_w + static_cast<std::size_t>(kQgBlock) * h * h,
-                    qkv6 + static_cast<std::size_t>(kQgBlock) * h, static_cast<long long>(n) * 6 * h, 6 * h, max_global,
-                    h, h, B);
-    bias_rotary_kernel<<<grid_for(rows * 6 * h, 256), 256, 0, st>>>(
-        qkv6, L.qkv6_b, s.cos_t.as<float>(), s.sin_t.as<float>(), n, H, D, half, rows, max_global);
-    attention::AttentionInputs ai;
-    ai.batch = B;
-    ai.dtype = attention::DType::bf16;
-    ai.q = qkv6;
-    ai.k = qkv6 + h;
-    ai.v = qkv6 + 2 * h;
-    ai.k_global = qkv6 + 3 * h;
-    ai.v_global = qkv6 + 4 * h;
-    ai.q_global = qkv6 + static_cast<std::size_t>(kQgBlock) * h;  // read at global rows only
-    ai.q_strides = ai.k_strides = ai.v_strides = fused;
-    ai.q_global_strides = ai.k_global_strides = ai.v_global_strides = fused;
-    ai.global_mask = s.mask.as<uint8_t>();
-    ai.max_global = max_global;
-    ai.valid_lengths = lens;
-    ai.out = s.ctx.ptr;  // the context straight into rows: no merge pass
-    ai.out_strides = rows_of_ctx;
-    attn->run_cuda(ai, st, s.attn_ws.ptr, s.attn_ws.bytes);
-    gemm(s.cublas, s.ctx.as<bf16>(), L.out_w, x, true, true, static_cast<int>(rows), h, h);
-    bias_norm_kernel<<<row_blocks, 32 * kRowWarps, 0, st>>>(x, L.out_b, L.ffn_norm_w, L.ffn_norm_b,
-                                                            static_cast<float>(c.layer_norm_eps), s.a.as<bf16>(),
-                                                            static_cast<int>(rows), h);
-    gemm(s.cublas, s.a.as<bf16>(), L.ffn_in_w, s.g.ptr, false, false, static_cast<int>(rows), f, h);
-    bias_gelu_kernel<<<grid_for(rows * f, 256), 256, 0, st>>>(s.g.as<bf16>(), L.ffn_in_b, rows, f);
-    gemm(s.cublas, s.g.as<bf16>(), L.ffn_out_w, x, true, true, static_cast<int>(rows), h, f);
-    pending_bias = L.ffn_out_b;
+  const PassShape shape{B, n, max_global, rows};
+  if (keep_states || !s.graphs_enabled) {
+    enqueue_pass(s, c, shape, *attn, keep_states ? &out : nullptr);
+  } else {
+    run_captured(s, c, shape, cached);
   }
   float* logits = s.logits.as<float>();
-  final_kernel<<<row_blocks, 32 * kRowWarps, 0, st>>>(
-      x, pending_bias, s.final_norm_w, s.final_norm_b, static_cast<float>(c.layer_norm_eps), s.span_w, s.span_b,
-      keep_states ? s.states.as<float>() : nullptr, logits, logits + rows, static_cast<int>(rows), h);
-  LDQA_CUDA_CHECK(cudaGetLastError());
-  keep(x);
-  keep(keep_states ? s.states.as<float>() : nullptr);
   out.start_logits.resize(rows);
   out.end_logits.resize(rows);
   LDQA_CUDA_CHECK(cudaMemcpyAsync(out.start_logits.data(), logits, rows * 4, cudaMemcpyDeviceToHost, st));

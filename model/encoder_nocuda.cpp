@@ -10,5 +10,6 @@ Outputs Encoder::forward_cuda(const Batch&, bool) const {
 
 std::size_t Encoder::cuda_workspace_bytes() const { return 0; }
 std::size_t Encoder::cuda_cached_lengths() const { return 0; }
+std::size_t Encoder::cuda_graphs() const { return 0; }
 
 }  // namespace ldqa::model

@@ -68,6 +68,11 @@ class Encoder {
   // Sequence lengths whose attention plan the CUDA path keeps (bounded: least recently
   // used dropped).
   std::size_t cuda_cached_lengths() const;
+  // Forward passes held as CUDA graphs. A shape (batch, padded length, global capacity
+  // rounded to 16) seen a second time is captured and from then on replayed as one
+  // launch; passes that keep states are never captured. LDQA_CUDA_GRAPHS=0 turns capture
+  // off for the process (read when the encoder first runs on CUDA).
+  std::size_t cuda_graphs() const;
 
   struct Impl;
 

@@ -39,6 +39,11 @@ case $what in
     nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
     timeout 100 .device/ldqa_encoder_bench --model "$model" --device cuda --n 4096,16384,65536,131072 --batch 1,8 \
       --reps 5 2>&1 | tee "$out/encoder_cpp.jsonl"
+    # Short passes, where launches rather than kernels can bound a pass: CUDA graphs on/off.
+    for graphs in 1 0; do
+      LDQA_CUDA_GRAPHS=$graphs timeout 60 .device/ldqa_encoder_bench --model "$model" --device cuda --n 512,2048 \
+        --batch 1,8 --reps 20 2>&1 | sed "s/^{/{\"graphs_env\": $graphs, /" | tee -a "$out/encoder_cpp_graphs.jsonl"
+    done
     timeout 200 bash -c "$(declare -f torch_bench); model=$model; torch_bench eager" | tee "$out/encoder_torch_eager.jsonl"
     timeout 250 bash -c "$(declare -f torch_bench); model=$model; torch_bench compile" | tee "$out/encoder_torch_compile.jsonl"
     ;;

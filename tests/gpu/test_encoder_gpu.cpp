@@ -2,8 +2,10 @@
 // CPU encoder on the shipped model: random batches with padding and odd lengths, a
 // 128k-token document in one pass, the reader's answers on both devices.
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <fstream>
 #include <random>
+#include <string>
 
 #include "ldqa/error.hpp"
 #include "model/model.hpp"
@@ -108,6 +110,69 @@ TEST_CASE("cuda and cpu encoders agree on the shipped model: padding, odd length
     const auto again = encoder.forward_cuda(batch);
     CHECK(again.start_logits == gpu.start_logits);  // deterministic
   }
+}
+
+// LDQA_CUDA_GRAPHS for the encoders this scope loads and first runs (read then),
+// restored after.
+struct GraphsSetting {
+  std::string before;
+  bool had = false;
+  explicit GraphsSetting(const char* value) {
+    if (const char* v = std::getenv("LDQA_CUDA_GRAPHS")) {
+      had = true;
+      before = v;
+    }
+    setenv("LDQA_CUDA_GRAPHS", value, 1);
+  }
+  ~GraphsSetting() {
+    if (had)
+      setenv("LDQA_CUDA_GRAPHS", before.c_str(), 1);
+    else
+      unsetenv("LDQA_CUDA_GRAPHS");
+  }
+};
+
+TEST_CASE("cuda encoder replays a shape's passes as a CUDA graph, answering exactly as eager passes do",
+          "[model_gpu]") {
+  auto load_and_start = [](const char* graphs) {
+    const GraphsSetting setting(graphs);
+    auto encoder = model::Encoder::load(kModels / "ldqa-small");
+    std::mt19937 warm(1);
+    encoder.forward_cuda(random_batch(encoder.config(), warm, 1, 64, {64}, {3}));  // reads the setting
+    return encoder;
+  };
+  const model::Encoder captured = load_and_start("1"), eager = load_and_start("0");
+  const auto seed = std::random_device{}();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  const auto& c = captured.config();
+  auto same = [&](const model::Batch& batch) {
+    const auto a = captured.forward_cuda(batch), b = eager.forward_cuda(batch);
+    CHECK(a.start_logits == b.start_logits);
+    CHECK(a.end_logits == b.end_logits);
+  };
+  // One shape (3 x 640, global capacity 48 after rounding), new ids and lengths on every
+  // pass: the first runs eagerly, the second is captured, the rest replay, and each must
+  // read its own inputs.
+  const std::vector<std::vector<int>> valid{{640, 517, 1}, {600, 640, 333}, {1, 2, 640}, {640, 640, 640}};
+  const std::vector<std::vector<int>> global{{12, 40, 1}, {33, 7, 45}, {1, 2, 48}, {17, 17, 17}};
+  for (std::size_t i = 0; i < valid.size(); ++i) {
+    INFO("pass " << i);
+    same(random_batch(c, rng, 3, 640, valid[i], global[i]));
+  }
+  CHECK(captured.cuda_graphs() == 1);  // the 1 x 64 warm-up ran once: not captured
+  CHECK(eager.cuda_graphs() == 0);
+  // A larger shape grows every workspace: the first shape's graph then holds old
+  // addresses and must be captured again, not replayed.
+  for (int i = 0; i < 2; ++i) same(random_batch(c, rng, 2, 4096, {4096, 3000}, {60, 20}));
+  for (int i = 0; i < 3; ++i) same(random_batch(c, rng, 3, 640, {640, 100, 639}, {9, 47, 30}));
+  CHECK(captured.cuda_graphs() == 2);
+  // Passes that keep their states are never captured, and agree too.
+  const auto batch = random_batch(c, rng, 3, 640, {640, 640, 5}, {40, 3, 5});
+  const auto a = captured.forward_cuda(batch, true), b = eager.forward_cuda(batch, true);
+  REQUIRE(a.states.size() == b.states.size());
+  for (std::size_t l = 0; l < a.states.size(); ++l) CHECK(a.states[l] == b.states[l]);
+  CHECK(a.start_logits == b.start_logits);
 }
 
 TEST_CASE("a 128k-token document runs in one pass with memory linear in its length", "[model_gpu]") {
