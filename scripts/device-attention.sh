@@ -16,6 +16,10 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | t
 what=${1:-all}
 shift || true
 if [[ $what == all || $what == tests ]]; then
+  # The wgmma primitives on one tile first, in a process of their own: a fault there
+  # would otherwise poison the CUDA context of every test after it.
+  timeout 60 .device/ldqa_gpu_tests "wgmma: S = A B^T*" 2>&1 | tail -n 40 | tee "$out/gpu_tests_wgmma_probe.log"
+  echo "wgmma probe exit: ${PIPESTATUS[0]}" | tee -a "$out/gpu_tests_wgmma_probe.log"
   timeout 300 .device/ldqa_gpu_tests --durations yes 2>&1 | tail -n 60 | tee "$out/gpu_tests.log"
   echo "gpu tests exit: ${PIPESTATUS[0]}" | tee -a "$out/gpu_tests.log"
   LDQA_ATTENTION_KERNEL=wgmma timeout 300 .device/ldqa_gpu_tests "~[model_gpu]" 2>&1 | tail -n 60 |
