@@ -19,8 +19,8 @@ namespace {
 // whole 16-byte steps (rows are copied 16 bytes at a time) and a row stride that fits
 // the kernels' 32-bit row offsets.
 void check_strides(const SparseAttention::Impl& impl, const char* name, const Strides& given, int batch, bool output,
-                   bool cuda, int element_bytes) {
-  const Strides s = detail::resolved(given, impl);
+                   bool cuda, int element_bytes, int rows = 0) {
+  const Strides s = detail::resolved(given, impl, rows);
   if (s.batch < 0 || s.head < 0 || s.row < 0)
     fail("attention: ", name, " has a negative stride (", s.batch, ", ", s.head, ", ", s.row, ")");
   if (cuda) {
@@ -31,7 +31,8 @@ void check_strides(const SparseAttention::Impl& impl, const char* name, const St
     if (s.row > INT32_MAX) fail("attention: ", name, "'s row stride ", s.row, " exceeds 2^31 - 1 elements");
   }
   if (!output) return;
-  std::pair<int64_t, int64_t> dims[] = {{s.row, impl.seq_len}, {s.head, impl.num_heads}, {s.batch, batch}};
+  std::pair<int64_t, int64_t> dims[] = {
+      {s.row, rows > 0 ? rows : impl.seq_len}, {s.head, impl.num_heads}, {s.batch, batch}};
   std::sort(std::begin(dims), std::end(dims));
   int64_t extent = impl.head_dim;  // the head_dim elements are adjacent
   for (const auto& [stride, size] : dims) {
@@ -40,6 +41,20 @@ void check_strides(const SparseAttention::Impl& impl, const char* name, const St
       fail("attention: the output ", name, " has overlapping strides (", s.batch, ", ", s.head, ", ", s.row,
            "): two of its elements would share memory");
     extent = stride * (size - 1) + extent;
+  }
+}
+
+// With fewer q_global rows than seq_len, every real global row must be one of them (the
+// CPU reads the masks; CUDA, which cannot without a synchronisation, writes NaN).
+void check_global_rows(const SparseAttention::Impl& impl, const AttentionInputs& in) {
+  for (int b = 0; b < in.batch; ++b) {
+    const int length = in.valid_lengths ? in.valid_lengths[b] : impl.seq_len;
+    for (int i = in.q_global_rows; i < length; ++i) {
+      const std::size_t at = static_cast<std::size_t>(b) * impl.seq_len + i;
+      if (in.global_mask[at] != 0 && (in.key_mask == nullptr || in.key_mask[at] != 0))
+        fail("attention: row ", i, " of sequence ", b, " is global but q_global holds ", in.q_global_rows,
+             " rows (q_global_rows)");
+    }
   }
 }
 
@@ -79,16 +94,22 @@ void validate(const SparseAttention::Impl& impl, const AttentionInputs& in, bool
           fail("attention: valid_lengths[", b, "] = ", in.valid_lengths[b], " outside [0, ", impl.seq_len, "]");
   }
   if (!(in.scale >= 0.0f) || !std::isfinite(in.scale)) fail("attention: scale must be finite and >= 0, got ", in.scale);
+  if (in.q_global_rows < 0 || in.q_global_rows > impl.seq_len)
+    fail("attention: q_global_rows ", in.q_global_rows, " outside [0, seq_len ", impl.seq_len, "]");
+  if (in.q_global_rows > 0 && in.q_global == nullptr)
+    fail("attention: q_global_rows ", in.q_global_rows, " given without q_global");
+  if (!cuda && in.q_global_rows > 0 && in.global_mask != nullptr) check_global_rows(impl, in);
   const int bytes = in.dtype == DType::f32 ? 4 : 2;
   const bool separate = in.q_global != nullptr || in.k_global != nullptr || in.v_global != nullptr;
-  const std::tuple<const char*, const Strides&, bool> tensors[] = {{"q", in.q_strides, true},
-                                                                   {"k", in.k_strides, true},
-                                                                   {"v", in.v_strides, true},
-                                                                   {"q_global", in.q_global_strides, separate},
-                                                                   {"k_global", in.k_global_strides, separate},
-                                                                   {"v_global", in.v_global_strides, separate}};
-  for (const auto& [name, strides, present] : tensors)
-    if (present) check_strides(impl, name, strides, in.batch, false, cuda, bytes);
+  const std::tuple<const char*, const Strides&, bool, int> tensors[] = {
+      {"q", in.q_strides, true, 0},
+      {"k", in.k_strides, true, 0},
+      {"v", in.v_strides, true, 0},
+      {"q_global", in.q_global_strides, separate, in.q_global_rows},
+      {"k_global", in.k_global_strides, separate, 0},
+      {"v_global", in.v_global_strides, separate, 0}};
+  for (const auto& [name, strides, present, rows] : tensors)
+    if (present) check_strides(impl, name, strides, in.batch, false, cuda, bytes, rows);
   check_strides(impl, "out", in.out_strides, in.batch, true, cuda, bytes);
 }
 
@@ -114,10 +135,12 @@ void validate_backward(const SparseAttention::Impl& impl, const AttentionInputs&
       {"d_q", grad.d_q_strides}, {"d_k", grad.d_k_strides}, {"d_v", grad.d_v_strides}};
   for (const auto& [name, strides] : outputs) check_strides(impl, name, strides, in.batch, true, cuda, bytes);
   if (separate) {
-    const std::pair<const char*, const Strides&> global_outputs[] = {{"d_q_global", grad.d_q_global_strides},
-                                                                     {"d_k_global", grad.d_k_global_strides},
-                                                                     {"d_v_global", grad.d_v_global_strides}};
-    for (const auto& [name, strides] : global_outputs) check_strides(impl, name, strides, in.batch, true, cuda, bytes);
+    const std::tuple<const char*, const Strides&, int> global_outputs[] = {
+        {"d_q_global", grad.d_q_global_strides, in.q_global_rows},
+        {"d_k_global", grad.d_k_global_strides, 0},
+        {"d_v_global", grad.d_v_global_strides, 0}};
+    for (const auto& [name, strides, rows] : global_outputs)
+      check_strides(impl, name, strides, in.batch, true, cuda, bytes, rows);
   }
   if (cuda) {
     const std::pair<const char*, const void*> pointers[] = {{"d_out", grad.d_out},

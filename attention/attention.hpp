@@ -126,6 +126,11 @@ struct AttentionInputs {
   const void* q_global = nullptr;  // optional separate projections for global rows
   const void* k_global = nullptr;
   const void* v_global = nullptr;
+  // Rows q_global holds (and d_q_global, in the backward): 0 means seq_len. Fewer when
+  // the globals come first, as a question prefix does: q_global is read at global rows
+  // only, so a projection of the first rows is passed as it is. Every real global row
+  // must then lie below it: run_cpu throws; run_cuda writes that sequence as NaN.
+  int q_global_rows = 0;
   const uint8_t* global_mask = nullptr;  // [batch, seq_len], non-zero = global; optional
   // CUDA only: an upper bound on the global positions of any one sequence, so that
   // launches are sized without reading the mask back (no host synchronisation).
@@ -146,10 +151,11 @@ struct AttentionInputs {
   Strides q_strides, k_strides, v_strides, q_global_strides, k_global_strides, v_global_strides, out_strides;
 };
 
-// The backward's own tensors, [batch, heads, seq_len, head_dim] in the inputs' dtype.
-// Every gradient is overwritten in full (zeros where nothing flows: padding, rows with no
-// allowed key). The global ones are given exactly when the inputs have separate global
-// projections; without them the global rows' gradients go to d_q, d_k, d_v.
+// The backward's own tensors, [batch, heads, seq_len, head_dim] in the inputs' dtype
+// (d_q_global: q_global_rows rows). Every gradient is overwritten in full (zeros where
+// nothing flows: padding, rows with no allowed key). The global ones are given exactly
+// when the inputs have separate global projections; without them the global rows'
+// gradients go to d_q, d_k, d_v.
 struct AttentionGradients {
   const void* d_out = nullptr;
   void* d_q = nullptr;

@@ -155,7 +155,8 @@ void backward_cpu(const SparseAttention::Impl& impl, const AttentionInputs& in, 
   const auto dq = tensor_of<float>(impl, grad.d_q, grad.d_q_strides);
   const auto dk = tensor_of<float>(impl, grad.d_k, grad.d_k_strides);
   const auto dv = tensor_of<float>(impl, grad.d_v, grad.d_v_strides);
-  const auto dqg = separate ? tensor_of<float>(impl, grad.d_q_global, grad.d_q_global_strides) : dq;
+  const auto dqg = separate ? tensor_of<float>(impl, grad.d_q_global, grad.d_q_global_strides, in.q_global_rows) : dq;
+  const int dqg_rows = separate && in.q_global_rows > 0 ? in.q_global_rows : n;
   const auto dkg = separate ? tensor_of<float>(impl, grad.d_k_global, grad.d_k_global_strides) : dk;
   const auto dvg = separate ? tensor_of<float>(impl, grad.d_v_global, grad.d_v_global_strides) : dv;
   const int tasks = in.batch * heads;
@@ -168,7 +169,8 @@ void backward_cpu(const SparseAttention::Impl& impl, const AttentionInputs& in, 
       const HeadView hv = io.head(b, h);
       const HeadGrads hg{d_out.head(b, h), dq.head(b, h),  dk.head(b, h), dv.head(b, h),
                          dqg.head(b, h),   dkg.head(b, h), dvg.head(b, h)};
-      for (const HeadRows<float>& x : {hg.dq, hg.dk, hg.dv, hg.dqg, hg.dkg, hg.dvg}) x.block(0, n).setZero();
+      for (const HeadRows<float>& x : {hg.dq, hg.dk, hg.dv, hg.dkg, hg.dvg}) x.block(0, n).setZero();
+      hg.dqg.block(0, dqg_rows).setZero();
       for (int t = 0; t < plan.num_tiles; ++t) local_tile_backward(plan, io, hv, hg, b, h, t, pos, s);
       for (int first = 0; first < static_cast<int>(pos.globals[b].size()); first += kTile)
         global_chunk_backward(io, hv, hg, b, first, pos, s);

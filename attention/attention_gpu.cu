@@ -60,6 +60,7 @@ __global__ void prepare_kernel(Params p) {
   const std::size_t row = static_cast<std::size_t>(b) * n;
   uint8_t* row_flags = p.flags + static_cast<std::size_t>(b) * flag_stride(n);
   int mine = 0;
+  bool beyond_qg = false;  // a global row q_global does not hold (q_global_rows)
   for (int i = first; i < last; ++i) {
     uint8_t f = 0;
     if (i < length && (p.key_mask == nullptr || p.key_mask[row + i] != 0)) {
@@ -68,7 +69,11 @@ __global__ void prepare_kernel(Params p) {
     }
     row_flags[i] = f;
     mine += (f & kGlobal) ? 1 : 0;
+    beyond_qg = beyond_qg || ((f & kGlobal) && i >= p.qg_rows);
   }
+  // Such a sequence is written as NaN, and lists no global row, so that no kernel reads
+  // q_global (or writes d_q_global) past its rows.
+  beyond_qg = __syncthreads_or(beyond_qg) != 0;
   // Block-wide exclusive scan of the per-thread counts keeps the list in position order.
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   int inclusive = mine;
@@ -96,8 +101,8 @@ __global__ void prepare_kernel(Params p) {
     }
   }
   if (threadIdx.x == kPrepThreads - 1) {
-    p.global_count[b] = min(slot, p.max_global);
-    p.overflow[b] = (slot > p.max_global || bad_length) ? 1 : 0;
+    p.global_count[b] = beyond_qg ? 0 : min(slot, p.max_global);
+    p.overflow[b] = (slot > p.max_global || bad_length || beyond_qg) ? 1 : 0;
   }
 }
 
@@ -193,8 +198,8 @@ ListLayout list_layout(int batch, int n, const Geometry& g) {
   return l;
 }
 
-TensorStrides tensor_strides(const SparseAttention::Impl& impl, const Strides& given) {
-  const Strides s = resolved(given, impl);  // the row stride fits 32 bits: validated
+TensorStrides tensor_strides(const SparseAttention::Impl& impl, const Strides& given, int rows) {
+  const Strides s = resolved(given, impl, rows);  // the row stride fits 32 bits: validated
   return TensorStrides{s.batch, s.head, static_cast<int32_t>(s.row)};
 }
 
@@ -238,7 +243,8 @@ Params shared_params(const SparseAttention::Impl& impl, const AttentionInputs& i
   p.st_k = tensor_strides(impl, in.k_strides);
   p.st_v = tensor_strides(impl, in.v_strides);
   // A missing global projection reads the local one, with its strides.
-  p.st_qg = in.q_global ? tensor_strides(impl, in.q_global_strides) : p.st_q;
+  p.st_qg = in.q_global ? tensor_strides(impl, in.q_global_strides, in.q_global_rows) : p.st_q;
+  p.qg_rows = in.q_global && in.q_global_rows > 0 ? in.q_global_rows : impl.seq_len;
   p.st_kg = in.k_global ? tensor_strides(impl, in.k_global_strides) : p.st_k;
   p.st_vg = in.v_global ? tensor_strides(impl, in.v_global_strides) : p.st_v;
   p.st_out = tensor_strides(impl, in.out_strides);

@@ -106,7 +106,7 @@ void backward_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in,
   p.st_dq = tensor_strides(impl, grad.d_q_strides);
   p.st_dk = tensor_strides(impl, grad.d_k_strides);
   p.st_dv = tensor_strides(impl, grad.d_v_strides);
-  p.st_dqg = separate ? tensor_strides(impl, grad.d_q_global_strides) : p.st_dq;
+  p.st_dqg = separate ? tensor_strides(impl, grad.d_q_global_strides, in.q_global_rows) : p.st_dq;
   p.st_dkg = separate ? tensor_strides(impl, grad.d_k_global_strides) : p.st_dk;
   p.st_dvg = separate ? tensor_strides(impl, grad.d_v_global_strides) : p.st_dv;
   launch_prepare(p, stream);

@@ -27,10 +27,11 @@ namespace detail {
 
 float effective_scale(const SparseAttention::Impl& impl, const AttentionInputs& in);
 
-// The strides a tensor of this call has: the given ones, or contiguous when all zero.
-inline Strides resolved(const Strides& s, const SparseAttention::Impl& impl) {
+// The strides a tensor of this call has: the given ones, or contiguous when all zero,
+// for a tensor of `rows` rows (0: seq_len; q_global and d_q_global may hold fewer).
+inline Strides resolved(const Strides& s, const SparseAttention::Impl& impl, int rows = 0) {
   if (!s.is_default()) return s;
-  const int64_t head = static_cast<int64_t>(impl.seq_len) * impl.head_dim;
+  const int64_t head = static_cast<int64_t>(rows > 0 ? rows : impl.seq_len) * impl.head_dim;
   return Strides{head * impl.num_heads, head, impl.head_dim};
 }
 void run_cpu(const SparseAttention::Impl& impl, const AttentionInputs& in);

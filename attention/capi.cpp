@@ -70,9 +70,11 @@ extern "C" {
 // may be null: all contiguous) holds three per tensor, (batch, head, row), in the order
 // the tensors are passed (forward: q, k, v, qg, kg, vg, out; the backward adds d_out,
 // d_q, d_k, d_v, d_qg, d_kg, d_vg); three zeros mean that tensor is contiguous.
+// q_global_rows: the rows qg and d_qg hold, 0 = n (AttentionInputs::q_global_rows).
 struct LdqaAttentionShape {
   int cuda, batch, heads, n, head_dim, dtype, window, top_k, max_global;
   float scale;
+  int q_global_rows;
 };
 
 }  // extern "C"
@@ -98,6 +100,7 @@ AttentionInputs inputs_of(const LdqaAttentionShape* s, const void* q, const void
                          .q_global = qg,
                          .k_global = kg,
                          .v_global = vg,
+                         .q_global_rows = s->q_global_rows,
                          .global_mask = global_mask,
                          .max_global = s->max_global,
                          .valid_lengths = valid_lengths,

@@ -90,9 +90,10 @@ struct Views {
   }
 };
 
+// `rows`: the tensor's rows when not seq_len (q_global_rows), for its default strides.
 template <typename F>
-Tensor<F> tensor_of(const SparseAttention::Impl& impl, const void* data, const Strides& strides) {
-  return {static_cast<F*>(const_cast<void*>(data)), resolved(strides, impl), impl.head_dim};
+Tensor<F> tensor_of(const SparseAttention::Impl& impl, const void* data, const Strides& strides, int rows = 0) {
+  return {static_cast<F*>(const_cast<void*>(data)), resolved(strides, impl, rows), impl.head_dim};
 }
 
 // The call's tensors; a missing global projection reads the local one.
@@ -103,7 +104,7 @@ inline Views views_of(const SparseAttention::Impl& impl, const AttentionInputs& 
   return Views{q,
                k,
                v,
-               in.q_global ? tensor_of<const float>(impl, in.q_global, in.q_global_strides) : q,
+               in.q_global ? tensor_of<const float>(impl, in.q_global, in.q_global_strides, in.q_global_rows) : q,
                in.k_global ? tensor_of<const float>(impl, in.k_global, in.k_global_strides) : k,
                in.v_global ? tensor_of<const float>(impl, in.v_global, in.v_global_strides) : v,
                tensor_of<float>(impl, in.out, in.out_strides),

@@ -12,7 +12,10 @@ Debian 12 torch 1.13 of the CPU tests) the same calls run as an autograd.Functio
     out = sparse_attention(q, k, v, q_global, k_global, v_global, global_mask, key_mask,
                            window=128, max_global=66)
 
-Tensors [B, H, n, D]; strided views are read and written in place (a projection's
+Tensors [B, H, n, D], except q_global, which may hold only the first R <= n rows
+[B, H, R, D] when every global row lies below R (globals as a prefix, as the model puts
+them; a sequence with a global row beyond comes out NaN on CUDA, an error on the CPU):
+its gradient then has R rows too, and nothing is padded. Strided views are read and written in place (a projection's
 [B, n, H, D] output transposed, slices): only a view whose last dim is not adjacent, or on
 CUDA one at an address or with a stride that is not a multiple of 16 bytes, is copied.
 Outputs and gradients come back as [B, H, n, D] views of [B, n, H, D] memory, the layout
@@ -36,7 +39,7 @@ _DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 class _Shape(ctypes.Structure):
     _fields_ = [(name, ctypes.c_int) for name in
                 ("cuda", "batch", "heads", "n", "head_dim", "dtype", "window", "top_k", "max_global")]
-    _fields_ += [("scale", ctypes.c_float)]
+    _fields_ += [("scale", ctypes.c_float), ("q_global_rows", ctypes.c_int)]
 
 
 _lib = None
@@ -75,11 +78,12 @@ def _ptr(t):
     return None if t is None else ctypes.c_void_p(t.data_ptr())
 
 
-def _shape_of(q, window, max_global, scale):
+def _shape_of(q, qg, window, max_global, scale):
     if q.dtype not in _DTYPE_CODE:
         raise TypeError(f"ldqa attention: dtype {q.dtype} (float32 on the CPU, float16/bfloat16 on CUDA)")
     b, h, n, d = q.shape
-    return _Shape(1 if q.is_cuda else 0, b, h, n, d, _DTYPE_CODE[q.dtype], window, 0, max_global, scale)
+    qg_rows = qg.shape[2] if qg is not None and qg.shape[2] < n else 0
+    return _Shape(1 if q.is_cuda else 0, b, h, n, d, _DTYPE_CODE[q.dtype], window, 0, max_global, scale, qg_rows)
 
 
 def _stream_and_workspace(lib, shape, q, which):
@@ -119,6 +123,14 @@ def rows_major(like):
     return torch.empty((b, n, h, d), dtype=like.dtype, device=like.device).transpose(1, 2)
 
 
+def _gradients_like(q, qg):
+    """The gradients' tensors: dq, dk, dv like q; with global projections dqg like qg
+    (it may hold fewer rows), dkg and dvg like q."""
+    if qg is None:
+        return [rows_major(q) for _ in range(3)]
+    return [rows_major(q) for _ in range(3)] + [rows_major(qg), rows_major(q), rows_major(q)]
+
+
 def _strides(*tensors):
     """The (batch, head, row) element strides of each tensor, zeros for an absent one."""
     values = [s for t in tensors for s in (t.stride()[:3] if t is not None else (0, 0, 0))]
@@ -130,7 +142,7 @@ def forward_raw(q, k, v, qg, kg, vg, global_mask, key_mask, window, max_global, 
     lib = load()
     q, k, v, qg, kg, vg = (_readable(t) for t in (q, k, v, qg, kg, vg))
     global_mask, key_mask = _contiguous(global_mask, key_mask)
-    shape = _shape_of(q, window, max_global, scale)
+    shape = _shape_of(q, qg, window, max_global, scale)
     out = rows_major(q)
     lse = torch.empty(q.shape[:3], dtype=torch.float32, device=q.device)
     stream, workspace = _stream_and_workspace(lib, shape, q, 0)
@@ -147,8 +159,8 @@ def backward_raw(d_out, q, k, v, qg, kg, vg, global_mask, key_mask, out, lse, wi
     lib = load()
     d_out, q, k, v, qg, kg, vg, out = (_readable(t) for t in (d_out, q, k, v, qg, kg, vg, out))
     global_mask, key_mask, lse = _contiguous(global_mask, key_mask, lse)
-    shape = _shape_of(q, window, max_global, scale)
-    grads = [rows_major(q) for _ in range(6 if qg is not None else 3)]
+    shape = _shape_of(q, qg, window, max_global, scale)
+    grads = _gradients_like(q, qg)
     globals_ = grads[3:] if qg is not None else [None, None, None]
     stream, workspace = _stream_and_workspace(lib, shape, q, 1)
     err = ctypes.create_string_buffer(1024)
@@ -183,7 +195,7 @@ if HAVE_CUSTOM_OP:
 
     @_op_backward.register_fake
     def _(d_out, q, k, v, qg, kg, vg, global_mask, key_mask, out, lse, window, max_global, scale):
-        return [rows_major(q) for _ in range(6 if qg is not None else 3)]
+        return _gradients_like(q, qg)
 
     def _setup_context(ctx, inputs, output):
         q, k, v, qg, kg, vg, global_mask, key_mask, window, max_global, scale = inputs
@@ -229,10 +241,14 @@ def sparse_attention(q, k, v, q_global=None, k_global=None, v_global=None, globa
     separate = [t is not None for t in (q_global, k_global, v_global)]
     if any(separate) and not all(separate):
         raise ValueError("ldqa attention: give all three global projections or none")
-    for t in (q_global, k_global, v_global):
-        if t is not None and (t.shape != q.shape or t.dtype != q.dtype or t.device != q.device):
-            raise ValueError(f"ldqa attention: a global projection of shape {t.shape} {t.dtype} on {t.device}; "
-                             f"q is {q.shape} {q.dtype} on {q.device}")
+    for name, t in (("q_global", q_global), ("k_global", k_global), ("v_global", v_global)):
+        if t is None:
+            continue
+        # q_global may hold only the first rows (globals as a prefix); the others are full.
+        rows = t.shape[2] if name == "q_global" and t.dim() == 4 and 1 <= t.shape[2] <= q.shape[2] else q.shape[2]
+        if tuple(t.shape) != (q.shape[0], q.shape[1], rows, q.shape[3]) or t.dtype != q.dtype or t.device != q.device:
+            raise ValueError(f"ldqa attention: {name} of shape {tuple(t.shape)} {t.dtype} on {t.device}; q is "
+                             f"{tuple(q.shape)} {q.dtype} on {q.device} (q_global may hold fewer rows)")
     masks = []
     for name, m in (("global_mask", global_mask), ("key_mask", key_mask)):
         if m is not None:

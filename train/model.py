@@ -177,17 +177,17 @@ class Attention(nn.Module):
         return ctx.transpose(1, 2).reshape(b, n, self.cfg.hidden)
 
     def attend_ldqa(self, x, q, k, v, plan):
-        """Local and global rows in one call of our op. It reads Q_g at the global
-        positions of a full-length tensor: the g projected rows are zero-padded to n."""
+        """Local and global rows in one call of our op. The globals are the first g rows,
+        so Q_g is projected for those rows only and passed as it is (q_global_rows)."""
         import ldqa_attention  # train/ is on sys.path wherever model.py is imported
-        cfg, g, n = self.cfg, plan.global_rows, x.shape[1]
+        cfg, g = self.cfg, plan.global_rows
         if g == 0:
             return ldqa_attention.sparse_attention(q, k, v, key_mask=plan.valid_u8, window=cfg.window)
         qg = apply_rotary(self.split(self.query_global(x[:, :g])), plan.cos[:g], plan.sin[:g], cfg.rotary_dims)
         kg = apply_rotary(self.split(self.key_global(x)), plan.cos, plan.sin, cfg.rotary_dims)
         vg = self.split(self.value_global(x))
-        return ldqa_attention.sparse_attention(q, k, v, F.pad(qg, (0, 0, 0, n - g)), kg, vg, plan.global_u8,
-                                               plan.valid_u8, window=cfg.window, max_global=g)
+        return ldqa_attention.sparse_attention(q, k, v, qg, kg, vg, plan.global_u8, plan.valid_u8,
+                                               window=cfg.window, max_global=g)
 
     @torch.no_grad()
     def init_global_from_local(self):

@@ -363,10 +363,10 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlock
 #pragma unroll
       for (int dt = 0; dt < D / 8; ++dt)
         store_row_pair<T, D>(dst + dt * 8 + tig * 2, dq_acc[dt][2 * r] * factor, dq_acc[dt][2 * r + 1] * factor);
-      // dQ_g of every row that is not a global row (dq_combine writes those): zeros, or
-      // NaN for a sequence over max_global. Written here rather than by a memset, which
-      // a strided dQ_g would not allow.
-      if (p.separate && !((f & kGlobal) && !overflowed)) {
+      // dQ_g of every row it holds that is not a global row (dq_combine writes those):
+      // zeros, or NaN for a sequence over max_global. Written here rather than by a
+      // memset, which a strided dQ_g would not allow.
+      if (p.separate && i < p.qg_rows && !((f & kGlobal) && !overflowed)) {
         const float fill = overflowed ? NAN : 0.f;
         T* dst_g = head_rows(static_cast<T*>(p.dqg), p.st_dqg, b, h) + row_at(i, p.st_dqg);
 #pragma unroll

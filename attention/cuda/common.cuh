@@ -68,6 +68,7 @@ struct Params {
   const int32_t* col_entry;
   int batch, heads, n, num_tiles, plan_heads, window, layout_block, max_global, splits, tiles_per_split, top_k;
   int separate;  // separate global projections
+  int qg_rows;   // rows of qg and dqg (q_global_rows; n when not given)
   float scale;
   // The tensors' strides (lse, delta and the workspace are contiguous).
   TensorStrides st_q, st_k, st_v, st_qg, st_kg, st_vg, st_out;
@@ -215,7 +216,7 @@ struct ListLayout {
 ListLayout list_layout(int batch, int n, const Geometry& g);
 
 // A tensor's strides as the kernels take them (contiguous when the caller gave none).
-TensorStrides tensor_strides(const SparseAttention::Impl& impl, const Strides& given);
+TensorStrides tensor_strides(const SparseAttention::Impl& impl, const Strides& given, int rows = 0);
 
 // What the forward and the backward fill alike: the inputs, the plan, the shape, the
 // split geometry and the list part of the workspace at `ws`.

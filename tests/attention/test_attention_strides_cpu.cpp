@@ -3,6 +3,7 @@
 // of a fused q/k/v projection, padded rows), against the same call on contiguous copies
 // (itself checked against the float64 reference); nothing outside a view may be written.
 // And the strides the library must refuse.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
@@ -193,4 +194,102 @@ TEST_CASE("strides the library refuses", "[attention][errors][strides]") {
   h.k_strides = {heads * n * d, n * d, d + 4};
   h.out_strides = {};
   CHECK_THROWS_WITH(attn.run_cuda(h), Catch::Contains("k") && Catch::Contains("16 bytes"));
+}
+
+// The model's globals are a prefix, so it projects Q_g for those rows only: q_global (and
+// d_q_global) of q_global_rows rows, contiguous with their own default strides. The same
+// forward and backward, bit for bit, as with a full-length q_global; nothing written past
+// d_q_global's rows; a global row beyond them refused.
+TEST_CASE("cpu attention takes q_global of the global prefix's rows only", "[attention][cpu][strides]") {
+  std::mt19937_64 rng(test::test_seed() + 31);
+  auto c = test::strided_case("separate globals", 7, 203, 32, rng);
+  const std::vector<int> prefix{17, 5, 11, 2};
+  const int rows = 17;
+  for (int b = 0; b < c.batch; ++b)
+    for (int i = 0; i < c.seq_len; ++i)
+      c.global_mask[static_cast<std::size_t>(b) * c.seq_len + i] = i < prefix[static_cast<std::size_t>(b) % 4];
+  test::fill_inputs(c, rng, as_float32);
+  std::vector<double> d_out(c.q.size());
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  for (auto& x : d_out) x = as_float32(dist(rng)) + 1e-3;
+  INFO(c.describe() << " seed=" << test::test_seed());
+  int64_t unused = 0;
+  const Run full = run_case(c, d_out, nullptr, &unused);
+
+  const test::Float32Case f(c);
+  const SparseAttention attn(c.seq_len, c.heads, c.head_dim, c.pattern);
+  const std::size_t per_head = static_cast<std::size_t>(c.seq_len) * c.head_dim;
+  const std::size_t short_head = static_cast<std::size_t>(rows) * c.head_dim;
+  const std::size_t heads = static_cast<std::size_t>(c.batch) * c.heads;
+  // [batch, heads, rows, d] at the start of a full-length buffer, NaN after: a read
+  // past its rows shows in the output.
+  std::vector<float> qg_rows(c.q.size(), kPoison);
+  for (std::size_t bh = 0; bh < heads; ++bh)
+    std::copy_n(f.qg.begin() + static_cast<std::ptrdiff_t>(bh * per_head), short_head,
+                qg_rows.begin() + static_cast<std::ptrdiff_t>(bh * short_head));
+  std::vector<float> out(c.q.size(), kPoison), lse(heads * c.seq_len, kPoison);
+  AttentionInputs in = f.inputs(out.data(), lse.data());
+  in.q_global = qg_rows.data();
+  in.q_global_rows = rows;
+  attn.run_cpu(in);
+  std::map<std::string, std::vector<float>> g;
+  for (const char* name : {"dq", "dk", "dv", "dkg", "dvg"}) g[name].assign(c.q.size(), kPoison);
+  // d_q_global's rows in a full-length buffer whose rest must stay poisoned: a write past
+  // its rows fails a check rather than corrupting the heap.
+  g["dqg"].assign(c.q.size(), kPoison);
+  const std::vector<float> dO(d_out.begin(), d_out.end());
+  AttentionGradients grads;
+  grads.d_out = dO.data();
+  grads.d_q = g["dq"].data();
+  grads.d_k = g["dk"].data();
+  grads.d_v = g["dv"].data();
+  grads.d_q_global = g["dqg"].data();
+  grads.d_k_global = g["dkg"].data();
+  grads.d_v_global = g["dvg"].data();
+  attn.backward_cpu(in, grads);
+
+  auto identical = [](const std::vector<float>& a, const std::vector<float>& b, std::size_t count) {
+    int64_t differ = 0;
+    for (std::size_t x = 0; x < count; ++x) differ += !same_bits(a[x], b[x]);
+    return differ;
+  };
+  CHECK(identical(out, full.t.at("out"), out.size()) == 0);
+  CHECK(identical(lse, full.t.at("lse"), lse.size()) == 0);
+  for (const char* name : {"dq", "dk", "dv", "dkg", "dvg"}) {
+    INFO(name);
+    CHECK(identical(g[name], full.t.at(name), c.q.size()) == 0);
+  }
+  int64_t dqg_differ = 0, beyond_nonzero = 0, past_end = 0;
+  const auto& full_dqg = full.t.at("dqg");
+  for (std::size_t bh = 0; bh < heads; ++bh)
+    for (std::size_t x = 0; x < per_head; ++x) {
+      const float want = full_dqg[bh * per_head + x];
+      if (x < short_head)
+        dqg_differ += !same_bits(g["dqg"][bh * short_head + x], want);
+      else
+        beyond_nonzero += want != 0.0f;  // the full-length run's rows past the prefix: zeros
+    }
+  for (std::size_t x = heads * short_head; x < g["dqg"].size(); ++x) past_end += !std::isnan(g["dqg"][x]);
+  CHECK(dqg_differ == 0);
+  CHECK(beyond_nonzero == 0);
+  CHECK(past_end == 0);
+
+  // A real global row the short q_global does not hold; a padded one is no global.
+  std::vector<uint8_t> mask = c.global_mask;
+  in.global_mask = mask.data();
+  int last = c.seq_len - 1;
+  while (!test::is_valid(c, 0, last)) --last;
+  REQUIRE(last >= rows);
+  mask[static_cast<std::size_t>(last)] = 1;
+  CHECK_THROWS_WITH(attn.run_cpu(in), Catch::Contains("q_global_rows") && Catch::Contains("sequence 0"));
+  CHECK_THROWS_WITH(attn.backward_cpu(in, grads), Catch::Contains("q_global_rows"));
+  mask = c.global_mask;
+  in.q_global_rows = c.seq_len + 1;
+  CHECK_THROWS_WITH(attn.run_cpu(in), Catch::Contains("q_global_rows") && Catch::Contains("outside"));
+  in.q_global_rows = -1;
+  CHECK_THROWS_WITH(attn.run_cpu(in), Catch::Contains("q_global_rows"));
+  AttentionInputs no_globals = f.inputs(out.data());
+  no_globals.q_global = no_globals.k_global = no_globals.v_global = nullptr;
+  no_globals.q_global_rows = rows;
+  CHECK_THROWS_WITH(attn.run_cpu(no_globals), Catch::Contains("without q_global"));
 }

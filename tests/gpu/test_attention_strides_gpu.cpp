@@ -5,11 +5,14 @@
 // arithmetic in the same order, so the results must agree bit for bit, and nothing
 // outside a view may be written. fp16 and bf16, head dims 32, 64 and 128, window +
 // global (shared and separate projections), a block layout, top-k.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
+#include <tuple>
 
 #include "attention/attention.hpp"
 #include "gpu/gpu_support.hpp"
@@ -33,8 +36,24 @@ struct Run {
 
 const char* const kOutputs[] = {"out", "dq", "dk", "dv", "dqg", "dkg", "dvg"};
 
+// The first `rows` rows of each head of a [batch, heads, n, d] tensor, packed
+// [batch, heads, rows, d].
+std::vector<uint16_t> first_rows(const std::vector<uint16_t>& full, const test::AttentionCase& c, int rows) {
+  const std::size_t per_head = static_cast<std::size_t>(c.seq_len) * c.head_dim;
+  const std::size_t kept = static_cast<std::size_t>(rows) * c.head_dim;
+  std::vector<uint16_t> packed(static_cast<std::size_t>(c.batch) * c.heads * kept);
+  for (std::size_t bh = 0; bh < static_cast<std::size_t>(c.batch) * c.heads; ++bh)
+    std::copy_n(full.begin() + static_cast<std::ptrdiff_t>(bh * per_head), kept,
+                packed.begin() + static_cast<std::ptrdiff_t>(bh * kept));
+  return packed;
+}
+
+// One forward (+ backward) of c: contiguous, through `views`, or (qg_rows > 0) with
+// q_global and d_q_global of that many rows, contiguous at the start of a full-size
+// poisoned buffer (what comes back as dqg is those rows; a write past them counts as
+// written outside).
 Run run_case(const test::AttentionCase& c, const std::vector<double>& d_out, DType dtype,
-             const std::map<std::string, test::StridedView>* views) {
+             const std::map<std::string, test::StridedView>* views, int qg_rows = 0) {
   SparseAttention attn(c.seq_len, c.heads, c.head_dim, c.pattern);
   const bool backward = c.pattern.top_k == 0;
   const std::size_t size = c.q.size();
@@ -56,6 +75,10 @@ Run run_case(const test::AttentionCase& c, const std::vector<double>& d_out, DTy
     const auto bits = to_bits(values, dtype);
     if (v == nullptr) {
       buf = bits;
+      if (name == "qg" && qg_rows > 0) {  // packed at the start, poison after
+        buf = first_rows(bits, c, qg_rows);
+        buf.resize(bits.size(), kPoison);
+      }
       return;
     }
     if (buf.empty()) buf.assign(v->elements, kPoison);
@@ -109,6 +132,7 @@ Run run_case(const test::AttentionCase& c, const std::vector<double>& d_out, DTy
   in.out = at("out");
   in.lse = backward ? static_cast<float*>(lse.ptr) : nullptr;
   in.scale = static_cast<float>(c.scale);
+  in.q_global_rows = qg_rows;
   test::set_strides(in, strides);
   attn.run_cuda(in);
   if (backward) {
@@ -135,6 +159,11 @@ Run run_case(const test::AttentionCase& c, const std::vector<double>& d_out, DTy
     r.t[name] = v == nullptr ? bits : test::gather(bits, *v);
     if (v != nullptr)
       r.written_outside += test::changed_outside(bits, *v, kPoison, [](uint16_t a, uint16_t b) { return a == b; });
+    if (std::string(name) == "dqg" && qg_rows > 0) {
+      const std::size_t kept = static_cast<std::size_t>(c.batch) * c.heads * qg_rows * c.head_dim;
+      for (std::size_t x = kept; x < bits.size(); ++x) r.written_outside += bits[x] != kPoison;
+      r.t[name].resize(kept);
+    }
   }
   return r;
 }
@@ -181,6 +210,78 @@ TEST_CASE("gpu attention reads and writes strided views", "[attention][gpu][stri
         REQUIRE(strided.t.count(name) == 1);
         CHECK(strided.t.at(name) == bits);
       }
+    }
+  }
+}
+
+// q_global (and d_q_global) of the global prefix's rows only, as the model passes them:
+// the same bits as with a full-length q_global, nothing written past d_q_global's rows,
+// and a sequence with a global row beyond them written as NaN (the others untouched).
+// fp16 and bf16, head dims 32 and 64 (and 64 on the wgmma path where the device has it).
+TEST_CASE("gpu attention takes q_global of the global prefix's rows only", "[attention][gpu][strides]") {
+  std::mt19937_64 rng(test::test_seed() + 41);
+  const int rows = 17;
+  const std::vector<int> prefix{17, 5, 11, 2};
+  for (const auto& [dtype, head_dim, wgmma] :
+       {std::tuple{DType::f16, 32, false}, std::tuple{DType::bf16, 64, false}, std::tuple{DType::bf16, 64, true}}) {
+    std::unique_ptr<ForceWgmmaPath> force;
+    if (wgmma) {
+      force = std::make_unique<ForceWgmmaPath>();
+      if (!force->active) continue;  // not a Hopper device: the first two cover the path
+    }
+    auto c = test::strided_case("separate globals", 9, 333, head_dim, rng);
+    for (int b = 0; b < c.batch; ++b)
+      for (int i = 0; i < c.seq_len; ++i)
+        c.global_mask[static_cast<std::size_t>(b) * c.seq_len + i] = i < prefix[static_cast<std::size_t>(b) % 4];
+    const auto rounding = dtype == DType::f16 ? round_f16 : round_bf16;
+    test::fill_inputs(c, rng, rounding);
+    std::vector<double> d_out(c.q.size());
+    std::uniform_real_distribution<double> dist(-1.0, 1.0);
+    for (auto& x : d_out) x = rounding(dist(rng) + 1e-3);
+    INFO("d=" << head_dim << (wgmma ? " wgmma" : "") << ": " << c.describe() << " seed=" << test::test_seed());
+    const Run full = run_case(c, d_out, dtype, nullptr);
+    const Run short_qg = run_case(c, d_out, dtype, nullptr, rows);
+    CHECK(short_qg.written_outside == 0);
+    CHECK(std::memcmp(short_qg.lse.data(), full.lse.data(), full.lse.size() * 4) == 0);
+    for (const auto& [name, bits] : full.t) {
+      INFO(name);
+      if (name == "dqg") {
+        CHECK(short_qg.t.at(name) == first_rows(bits, c, rows));
+        continue;
+      }
+      CHECK(short_qg.t.at(name) == bits);
+    }
+    // The full-length run's d_q_global past the prefix: zeros (+0 or -0).
+    int64_t nonzero = 0;
+    const std::size_t per_head = static_cast<std::size_t>(c.seq_len) * c.head_dim;
+    for (std::size_t x = 0; x < full.t.at("dqg").size(); ++x)
+      nonzero += x % per_head >= static_cast<std::size_t>(rows) * c.head_dim && (full.t.at("dqg")[x] & 0x7FFF) != 0;
+    CHECK(nonzero == 0);
+
+    // Sequence 0 with a real global row the short q_global does not hold.
+    int last = c.seq_len - 1;
+    while (!test::is_valid(c, 0, last)) --last;
+    REQUIRE(last >= rows);
+    auto beyond = c;
+    beyond.global_mask[static_cast<std::size_t>(last)] = 1;
+    const Run bad = run_case(beyond, d_out, dtype, nullptr, rows);
+    CHECK(bad.written_outside == 0);
+    const DType t = dtype;
+    auto is_nan = [t](uint16_t bits) { return std::isnan(from_bits({bits}, t)[0]); };
+    for (const auto& [name, bits] : bad.t) {
+      INFO(name);
+      const std::size_t per_sequence = bits.size() / static_cast<std::size_t>(c.batch);
+      int64_t not_nan = 0, other_differ = 0;
+      for (std::size_t x = 0; x < bits.size(); ++x) {
+        if (x < per_sequence) {
+          not_nan += !is_nan(bits[x]);
+        } else {
+          const auto& want = name == "dqg" ? first_rows(full.t.at(name), c, rows) : full.t.at(name);
+          other_differ += bits[x] != want[x];
+        }
+      }
+      CHECK(not_nan == 0);
+      CHECK(other_differ == 0);
     }
   }
 }

@@ -3,7 +3,8 @@
 its output and all six gradients against a float64 dense reference written here from
 attention.hpp's definition (random inputs, odd length, padding with holes, two prefix
 lengths), strided views (a [B, n, H, D] buffer, q/k/v as blocks of one fused
-projection, padded rows: read in place, not copied), the no-globals case, argument errors, and the encoder of
+projection, padded rows: read in place, not copied), q_global of the global prefix's rows
+only, the no-globals case, argument errors, and the encoder of
 train/model.py through the op against its dense path (output and every parameter's
 gradient), and train.py pretraining a tiny model through the op (--attention ldqa, its
 start-up check against the dense path included) ending where the dense path ends. The
@@ -142,11 +143,41 @@ class AttentionOpTest(unittest.TestCase):
             self.assertTrue(torch.equal(t.grad[..., :d], x.grad))
             self.assertEqual(t.grad[..., d:].abs().max().item(), 0.0)
 
+    def test_query_global_of_the_first_rows_only(self):
+        """q_global holding only the rows up to the last global one (the model's prefix):
+        the output and the other gradients as with a full-length q_global, its gradient
+        those rows of the full one (whose other rows are zero); a global row beyond them
+        is the library's error."""
+        tensors, is_global, valid, d_out = random_case(6)
+        rows = 11  # the longest global prefix in random_case
+        full, xs = self.run_op(tensors, is_global, valid)
+        (full * d_out).sum().backward()
+        short = [t.clone().requires_grad_(True) for t in tensors]
+        qg_rows = short[3][:, :, :rows].detach().clone().requires_grad_(True)
+        out = ldqa_attention.sparse_attention(short[0], short[1], short[2], qg_rows, short[4], short[5], is_global,
+                                              valid, window=self.window, max_global=11)
+        (out * d_out).sum().backward()
+        self.assertTrue(torch.equal(out, full))
+        self.assertEqual(qg_rows.grad.shape, qg_rows.shape)
+        self.assertTrue(torch.equal(qg_rows.grad, xs[3].grad[:, :, :rows]))
+        self.assertEqual(xs[3].grad[:, :, rows:].abs().max().item(), 0.0)
+        for i in (0, 1, 2, 4, 5):
+            self.assertTrue(torch.equal(short[i].grad, xs[i].grad))
+        beyond = is_global.clone()
+        beyond[0, 30] = True
+        with self.assertRaisesRegex(RuntimeError, "q_global_rows"):
+            ldqa_attention.sparse_attention(tensors[0], tensors[1], tensors[2], tensors[3][:, :, :rows], tensors[4],
+                                            tensors[5], beyond, valid, window=self.window, max_global=12)
+
     def test_argument_errors(self):
         tensors, is_global, valid, _ = random_case(3)
         q, k, v, qg, kg, vg = tensors
         with self.assertRaisesRegex(ValueError, "all three"):
             ldqa_attention.sparse_attention(q, k, v, qg, None, vg, is_global, valid, window=3)
+        with self.assertRaisesRegex(ValueError, "fewer rows"):  # q_global's rows, but not its width
+            ldqa_attention.sparse_attention(q, k, v, qg[..., :-1], kg, vg, is_global, valid, window=3)
+        with self.assertRaisesRegex(ValueError, "fewer rows"):  # only q_global may be short
+            ldqa_attention.sparse_attention(q, k, v, qg, kg[:, :, :5], vg, is_global, valid, window=3)
         with self.assertRaisesRegex(ValueError, "share one"):
             ldqa_attention.sparse_attention(q, k[:, :, :-1], v, window=3)
         with self.assertRaisesRegex(ValueError, r"\[B, n\]"):
