@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The PyTorch op on CUDA (the GPU machine's torch >= 2.4): torch.library.opcheck of the
-custom op and its backward, bf16 output and gradients against the float64 reference of
+custom op and its backward (also with q_global of the prefix rows only), bf16 output and gradients against the float64 reference of
 tests/train/test_attention_op.py, the op inside torch.compile equal to eager, and the
 encoder through the op under autocast against FlexAttention's path.
 
@@ -33,6 +33,23 @@ class OpOnCuda(unittest.TestCase):
         args = (*[t.requires_grad_(True) for t in cuda], is_global.cuda().to(torch.uint8),
                 valid.cuda().to(torch.uint8), 7, 11, 0.0)
         torch.library.opcheck(torch.ops.ldqa.sparse_attention.default, args)
+
+    def test_opcheck_with_q_global_of_the_prefix_rows(self):
+        """q_global holding only the rows up to the last global one (as train/model.py
+        passes it): opcheck, and its gradient those rows of the full-length run's."""
+        _, cuda, is_global, valid, d_out = on_gpu(4)
+        short = [t.clone() for t in cuda]
+        short[3] = short[3][:, :, :11].contiguous()
+        args = (*[t.requires_grad_(True) for t in short], is_global.cuda().to(torch.uint8),
+                valid.cuda().to(torch.uint8), 7, 11, 0.0)
+        torch.library.opcheck(torch.ops.ldqa.sparse_attention.default, args)
+        full = [t.clone().requires_grad_(True) for t in cuda]
+        for xs in (short, full):
+            out = ldqa_attention.sparse_attention(*xs, is_global.cuda(), valid.cuda(), window=7, max_global=11)
+            (out.float() * d_out.cuda()).sum().backward()
+        self.assertTrue(torch.equal(short[3].grad, full[3].grad[:, :, :11]))
+        for a, b in zip(short[:3] + short[4:], full[:3] + full[4:]):
+            self.assertTrue(torch.equal(a.grad, b.grad))
 
     def test_matches_float64_reference(self):
         tensors, cuda, is_global, valid, d_out = on_gpu(2)
