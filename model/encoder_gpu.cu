@@ -152,57 +152,75 @@ __global__ void final_kernel(float* x, const float* bias, const float* gamma, co
   }
 }
 
+// The elementwise kernels below take kRowsPerBlock rows per block and kVec values per
+// step: 8 (one 16-byte load and store) where the widths allow it, else 1. Indices stay
+// 32-bit (rows * 6h < 2^31 is checked): a 64-bit division per element cost more than
+// the memory traffic these kernels are bound by.
+constexpr int kRowsPerBlock = 4;
+
+template <int kVec>
+struct alignas(2 * kVec) Pack {
+  bf16 v[kVec];
+};
+
 // In place in qkv6 [rows, 6h] (q k v kg vg qg blocks, no bias yet; qg only in each
 // sequence's first `qg_rows` rows): the bias, and the rotary rotation on the first
-// rotary_dims of each head of q, k, kg, qg. A thread owns a rotated pair (d, d + half),
+// rotary_dims of each head of q, k, kg, qg. A thread owns rotated pairs (d, d + half),
 // so that no thread reads what another has rotated. The attention then reads the six
-// [B, H, n, D] views through their strides.
+// [B, H, n, D] views through their strides. kVec divides D and half.
+template <int kVec>
 __global__ void bias_rotary_kernel(bf16* qkv6, const float* bias6, const float* cos_t, const float* sin_t, int n, int H,
-                                   int D, int half, std::size_t rows, int qg_rows) {
-  const int h = H * D;
-  const std::size_t total = rows * 6 * h;
-  for (std::size_t idx = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    const int col = static_cast<int>(idx % (6 * h));
-    const std::size_t row = idx / (6 * h);
-    const int which = col / h, d = col % h % D;
-    const int p = static_cast<int>(row % n);
+                                   int D, int half, int rows, int qg_rows) {
+  const int h = H * D, per_row = 6 * h / kVec, head_packs = D / kVec, half_packs = half / kVec;
+  for (int t = threadIdx.x; t < kRowsPerBlock * per_row; t += blockDim.x) {
+    const int row = blockIdx.x * kRowsPerBlock + t / per_row;
+    if (row >= rows) break;  // t only grows
+    const int pack = t % per_row, col = pack * kVec;
+    const int which = col / h, d = pack % head_packs * kVec;  // h = H * D: col % h % D
+    const int p = row % n;
     if (which == kQgBlock && p >= qg_rows) continue;  // never projected, never read
     const bool rotated = (which == 0 || which == 1 || which == 3 || which == kQgBlock) && d < 2 * half;
-    bf16* x = qkv6 + idx;
+    if (rotated && d >= half) continue;  // the pair's owner (d - half) writes it
+    auto* x = reinterpret_cast<Pack<kVec>*>(qkv6 + static_cast<std::size_t>(row) * 6 * h + col);
+    Pack<kVec> lo = x[0];
     if (!rotated) {
-      *x = __float2bfloat16_rn(__bfloat162float(*x) + bias6[col]);
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) lo.v[i] = __float2bfloat16_rn(__bfloat162float(lo.v[i]) + bias6[col + i]);
+      x[0] = lo;
       continue;
     }
-    if (d >= half) continue;  // the pair's owner (d - half) writes it
-    const float lo = __bfloat162float(x[0]) + bias6[col], hi = __bfloat162float(x[half]) + bias6[col + half];
-    const float co = cos_t[static_cast<std::size_t>(p) * half + d], si = sin_t[static_cast<std::size_t>(p) * half + d];
-    x[0] = __float2bfloat16_rn(lo * co - hi * si);
-    x[half] = __float2bfloat16_rn(lo * si + hi * co);
+    Pack<kVec> hi = x[half_packs];
+    const float* co = cos_t + static_cast<std::size_t>(p) * half + d;
+    const float* si = sin_t + static_cast<std::size_t>(p) * half + d;
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) {
+      const float l = __bfloat162float(lo.v[i]) + bias6[col + i];
+      const float r = __bfloat162float(hi.v[i]) + bias6[col + half + i];
+      lo.v[i] = __float2bfloat16_rn(l * co[i] - r * si[i]);
+      hi.v[i] = __float2bfloat16_rn(l * si[i] + r * co[i]);
+    }
+    x[0] = lo;
+    x[half_packs] = hi;
   }
 }
 
 // g = GELU(g + bias) in place, with erf as in training (cuBLASLt's fused GELU epilogue
-// is the tanh approximation, which the weights were not trained with). kVec values per
-// step: 8 (one 16-byte load and store) where f allows it, else 1.
+// is the tanh approximation, which the weights were not trained with). kVec divides f.
 template <int kVec>
-__global__ void bias_gelu_kernel(bf16* g, const float* bias, std::size_t rows, int f) {
-  struct alignas(2 * kVec) Pack {
-    bf16 v[kVec];
-  };
+__global__ void bias_gelu_kernel(bf16* g, const float* bias, int rows, int f) {
   const int per_row = f / kVec;
-  const std::size_t total = rows * per_row;
-  auto* packs = reinterpret_cast<Pack*>(g);
-  for (std::size_t idx = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    const float* b = bias + static_cast<std::size_t>(idx % per_row) * kVec;
-    Pack pack = packs[idx];
+  for (int t = threadIdx.x; t < kRowsPerBlock * per_row; t += blockDim.x) {
+    const int row = blockIdx.x * kRowsPerBlock + t / per_row;
+    if (row >= rows) break;  // t only grows
+    const int col = t % per_row * kVec;
+    auto* x = reinterpret_cast<Pack<kVec>*>(g + static_cast<std::size_t>(row) * f + col);
+    Pack<kVec> pack = x[0];
 #pragma unroll
     for (int i = 0; i < kVec; ++i) {
-      const float t = __bfloat162float(pack.v[i]) + b[i];
-      pack.v[i] = __float2bfloat16_rn(0.5f * t * (1.0f + erff(t * 0.70710678118654752f)));
+      const float v = __bfloat162float(pack.v[i]) + bias[col + i];
+      pack.v[i] = __float2bfloat16_rn(0.5f * v * (1.0f + erff(v * 0.70710678118654752f)));
     }
-    packs[idx] = pack;
+    x[0] = pack;
   }
 }
 
@@ -432,6 +450,7 @@ void enqueue_pass(GpuState& s, const Config& c, const PassShape& shape, const at
   global_mask_kernel<<<grid_for(rows, 256), 256, 0, st>>>(lens + B, lens, s.mask.as<uint8_t>(), B, n);
 
   const unsigned row_blocks = static_cast<unsigned>((rows + kRowWarps - 1) / kRowWarps);
+  const unsigned row_groups = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
   float* x = s.x.as<float>();
   auto keep = [&](const float* src) {
     if (!states) return;
@@ -458,8 +477,12 @@ void enqueue_pass(GpuState& s, const Config& c, const PassShape& shape, const at
                     L.qkv6_w + static_cast<std::size_t>(kQgBlock) * h * h,
                     qkv6 + static_cast<std::size_t>(kQgBlock) * h, static_cast<long long>(n) * 6 * h, 6 * h, max_global,
                     h, h, B);
-    bias_rotary_kernel<<<grid_for(rows * 6 * h, 256), 256, 0, st>>>(
-        qkv6, L.qkv6_b, s.cos_t.as<float>(), s.sin_t.as<float>(), n, H, D, half, rows, max_global);
+    if (D % 8 == 0 && half % 8 == 0)
+      bias_rotary_kernel<8><<<row_groups, 256, 0, st>>>(qkv6, L.qkv6_b, s.cos_t.as<float>(), s.sin_t.as<float>(), n, H,
+                                                        D, half, static_cast<int>(rows), max_global);
+    else
+      bias_rotary_kernel<1><<<row_groups, 256, 0, st>>>(qkv6, L.qkv6_b, s.cos_t.as<float>(), s.sin_t.as<float>(), n, H,
+                                                        D, half, static_cast<int>(rows), max_global);
     attention::AttentionInputs ai;
     ai.batch = B;
     ai.dtype = attention::DType::bf16;
@@ -483,9 +506,9 @@ void enqueue_pass(GpuState& s, const Config& c, const PassShape& shape, const at
                                                             static_cast<int>(rows), h);
     gemm(s.cublas, s.a.as<bf16>(), L.ffn_in_w, s.g.ptr, false, false, static_cast<int>(rows), f, h);
     if (f % 8 == 0)
-      bias_gelu_kernel<8><<<grid_for(rows * f / 8, 256), 256, 0, st>>>(s.g.as<bf16>(), L.ffn_in_b, rows, f);
+      bias_gelu_kernel<8><<<row_groups, 256, 0, st>>>(s.g.as<bf16>(), L.ffn_in_b, static_cast<int>(rows), f);
     else
-      bias_gelu_kernel<1><<<grid_for(rows * f, 256), 256, 0, st>>>(s.g.as<bf16>(), L.ffn_in_b, rows, f);
+      bias_gelu_kernel<1><<<row_groups, 256, 0, st>>>(s.g.as<bf16>(), L.ffn_in_b, static_cast<int>(rows), f);
     gemm(s.cublas, s.g.as<bf16>(), L.ffn_out_w, x, true, true, static_cast<int>(rows), h, f);
     pending_bias = L.ffn_out_b;
   }
