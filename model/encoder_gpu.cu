@@ -573,7 +573,7 @@ void run_captured(GpuState& s, const Config& c, const PassShape& shape, GpuState
   const cudaError_t ended = cudaStreamEndCapture(s.stream, &captured);
   cudaGraphExec_t exec = nullptr;
   const bool made = enqueued && ended == cudaSuccess && captured != nullptr &&
-                    cudaGraphInstantiate(&exec, captured, 0) == cudaSuccess;
+                    cudaGraphInstantiateWithFlags(&exec, captured, 0) == cudaSuccess;
   if (captured) cudaGraphDestroy(captured);
   if (!made) {
     (void)cudaGetLastError();  // the capture's (non-sticky) error
