@@ -47,6 +47,14 @@ LDQA_HD bool in_window(int i, int j, int window) {
   return window >= 0 && d <= window;
 }
 
+// Whether the window holds every pair of positions from [a, a + a_count) and
+// [b, b + b_count): the kernels' test that a block of queries x keys needs no mask.
+LDQA_HD bool window_covers(int a, int a_count, int b, int b_count, int window) {
+  const int x = a + a_count - 1 - b, y = b + b_count - 1 - a;
+  const int far_x = x < 0 ? -x : x, far_y = y < 0 ? -y : y;
+  return window >= 0 && (far_x > far_y ? far_x : far_y) <= window;
+}
+
 // il, jl: positions inside the query and key tile.
 LDQA_HD bool layout_allows(uint64_t bits, int block, int il, int jl) {
   if (block == 0) return false;

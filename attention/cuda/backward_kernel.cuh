@@ -300,9 +300,7 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlock
     bool full = __all_sync(0xffffffffu,
                            (key_flag_s[buf * kTile + lane] & kValid) && (key_flag_s[buf * kTile + lane + 32] & kValid));
     if (!kGlobalRows && !gathered) {
-      const int row0 = q_first + warp * 16;
-      const int far = max(abs(row0 + 15 - key_first), abs(key_first + kTile - 1 - row0));
-      full = full && p.window >= 0 && far <= p.window;
+      full = full && window_covers(q_first + warp * 16, 16, key_first, kTile, p.window);
     }
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
@@ -573,9 +571,7 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
       } else {
         full = __all_sync(0xffffffffu, (my_flag[0] & kValid) && (my_flag[1] & kValid));
         if (phase == 0) {
-          const int key0 = key_first + warp * 16;
-          const int far = max(abs(query_first + kTile - 1 - key0), abs(key0 + 15 - query_first));
-          full = full && p.window >= 0 && far <= p.window;
+          full = full && window_covers(query_first, kTile, key_first + warp * 16, 16, p.window);
         }
       }
       float p_acc[8][4];

@@ -215,9 +215,7 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
     const int key_first = (!kGlobalRows && !gathered) ? row_keys[s] * kTile : 0;
     bool full = __all_sync(0xffffffffu, (kf[lane] & kValid) && (kf[lane + 32] & kValid));
     if (!kGlobalRows && !gathered) {
-      const int row0 = q_first + warp * 16;
-      const int far = max(abs(row0 + 15 - key_first), abs(key_first + kTile - 1 - row0));
-      full = full && p.window >= 0 && far <= p.window;
+      full = full && window_covers(q_first + warp * 16, 16, key_first, kTile, p.window);
     }
     // S = Q K^T for this warp's 16 rows x 64 keys, unscaled.
     float s_acc[8][4];

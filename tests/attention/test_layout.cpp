@@ -145,3 +145,19 @@ TEST_CASE("tile plan lists every tile a local query can reach, and local_pairs c
     CHECK(attn.local_pairs() == brute_pairs);
   }
 }
+
+TEST_CASE("window_covers says exactly whether every pair of two position ranges is in the window", "[layout][plan]") {
+  std::mt19937_64 rng(ldqa::test::test_seed() + 7);
+  std::uniform_int_distribution<int> pos(0, 400), count(1, 70), window(-1, 300);
+  int covered = 0;
+  for (int trial = 0; trial < 4000; ++trial) {
+    const int a = pos(rng), na = count(rng), b = pos(rng), nb = count(rng), w = window(rng);
+    bool all = true;
+    for (int i = a; i < a + na && all; ++i)
+      for (int j = b; j < b + nb && all; ++j) all = detail::in_window(i, j, w);
+    INFO("a " << a << " + " << na << ", b " << b << " + " << nb << ", window " << w);
+    REQUIRE(detail::window_covers(a, na, b, nb, w) == all);
+    covered += all;
+  }
+  CHECK(covered > 100);  // both answers were exercised
+}
