@@ -24,7 +24,8 @@
 // backward (its selection is not differentiable; the calls refuse it).
 //
 // Tensors are [batch, heads, seq_len, head_dim] with adjacent head_dim elements, any
-// other strides (Strides; contiguous by default). Errors throw ldqa::Error.
+// other strides (Strides; contiguous by default); q_global may hold only the rows up to
+// the last global one (AttentionInputs::q_global_rows). Errors throw ldqa::Error.
 // A SparseAttention object is immutable after construction and may be shared by
 // threads; run_cuda uploads its plan to the current device on first use (thread-safe).
 #pragma once
