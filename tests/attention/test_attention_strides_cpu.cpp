@@ -26,6 +26,13 @@ constexpr float kPoison = std::numeric_limits<float>::quiet_NaN();
 
 bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
+// How many of the first `count` values of a and b differ in their bits.
+int64_t bits_differ(const std::vector<float>& a, const std::vector<float>& b, std::size_t count) {
+  int64_t differ = 0;
+  for (std::size_t x = 0; x < count; ++x) differ += !same_bits(a[x], b[x]);
+  return differ;
+}
+
 double as_float32(double x) { return static_cast<double>(static_cast<float>(x)); }
 
 // Every tensor of a call, contiguous (the reference run) or through its view.
@@ -140,9 +147,7 @@ TEST_CASE("cpu attention reads and writes strided views", "[attention][cpu][stri
         REQUIRE(strided.t.count(name) == 1);
         const auto& got = strided.t.at(name);
         REQUIRE(got.size() == values.size());
-        int64_t differ = 0;
-        for (std::size_t x = 0; x < values.size(); ++x) differ += !same_bits(got[x], values[x]);
-        CHECK(differ == 0);  // the same arithmetic in the same order: bit for bit
+        CHECK(bits_differ(got, values, values.size()) == 0);  // the same arithmetic in the same order
       }
     }
   }
@@ -248,16 +253,11 @@ TEST_CASE("cpu attention takes q_global of the global prefix's rows only", "[att
   grads.d_v_global = g["dvg"].data();
   attn.backward_cpu(in, grads);
 
-  auto identical = [](const std::vector<float>& a, const std::vector<float>& b, std::size_t count) {
-    int64_t differ = 0;
-    for (std::size_t x = 0; x < count; ++x) differ += !same_bits(a[x], b[x]);
-    return differ;
-  };
-  CHECK(identical(out, full.t.at("out"), out.size()) == 0);
-  CHECK(identical(lse, full.t.at("lse"), lse.size()) == 0);
+  CHECK(bits_differ(out, full.t.at("out"), out.size()) == 0);
+  CHECK(bits_differ(lse, full.t.at("lse"), lse.size()) == 0);
   for (const char* name : {"dq", "dk", "dv", "dkg", "dvg"}) {
     INFO(name);
-    CHECK(identical(g[name], full.t.at(name), c.q.size()) == 0);
+    CHECK(bits_differ(g[name], full.t.at(name), c.q.size()) == 0);
   }
   int64_t dqg_differ = 0, beyond_nonzero = 0, past_end = 0;
   const auto& full_dqg = full.t.at("dqg");
