@@ -71,11 +71,43 @@ std::vector<double> run_gpu(const test::AttentionCase& c, DType dtype, const Gpu
   return from_bits(bits, dtype);
 }
 
+// Which rows are wrong (relative error over 5 %), to tell a kernel's failure apart from
+// another's: how many, how many of them global rows, and the first few as
+// b/h/row (tile:row in the 64-row tile).
+std::string wrong_rows(const std::vector<double>& out, const test::ReferenceResult& ref, const test::AttentionCase& c) {
+  const int n = c.seq_len, d = c.head_dim;
+  int64_t wrong = 0, wrong_global = 0;
+  std::string first;
+  for (int b = 0; b < c.batch; ++b)
+    for (int h = 0; h < c.heads; ++h)
+      for (int i = 0; i < n; ++i) {
+        const std::size_t row = (static_cast<std::size_t>(b) * c.heads + h) * n + i;
+        if (ref.ambiguous[row]) continue;
+        double err = 0, norm = 0;
+        for (int x = 0; x < d; ++x) {
+          const double o = out[row * d + x], r = ref.out[row * d + x];
+          err += (o - r) * (o - r);
+          norm += r * r;
+        }
+        if (!(err <= 0.0025 * norm + 1e-12)) {
+          ++wrong;
+          const bool global = !c.global_mask.empty() && c.global_mask[static_cast<std::size_t>(b) * n + i];
+          wrong_global += global;
+          if (wrong <= 12)
+            first += " " + std::to_string(b) + "/" + std::to_string(h) + "/" + std::to_string(i / 64) + ":" +
+                     std::to_string(i % 64) + (global ? "g" : "");
+        }
+      }
+  return std::to_string(wrong) + " wrong rows (" + std::to_string(wrong_global) + " global):" + first;
+}
+
 void check_case(test::AttentionCase& c, DType dtype, std::mt19937_64& rng) {
   test::fill_inputs(c, rng, dtype == DType::f16 ? round_f16 : round_bf16);
   const auto ref = test::reference_attention(c, 2e-4);
-  const auto cmp = test::compare(run_gpu(c, dtype), ref, c.head_dim);
+  const auto out = run_gpu(c, dtype);
+  const auto cmp = test::compare(out, ref, c.head_dim);
   INFO(c.describe() << (dtype == DType::f16 ? " f16" : " bf16") << " seed=" << test::test_seed());
+  INFO((cmp.relative_error > 1e-2 ? wrong_rows(out, ref, c) : std::string("rows right")));
   CHECK(cmp.nan_count == 0);
   CHECK(cmp.relative_error <= 1e-2);
   CHECK(ref.ambiguous_rows * 20 <= static_cast<int64_t>(ref.ambiguous.size()) + 50);

@@ -85,3 +85,74 @@ TEST_CASE("wgmma: S = A B^T (B K-major) and O += round(S) B (B MN-major) on a sw
   INFO("O = O0 + round(S) B, wrong 8 x 8 blocks:\n" << o_map);
   CHECK(wrong_o == 0);
 }
+
+// The same primitives inside the kernels' pipeline (two cp.async stages, one barrier per
+// step, A once through ldmatrix, four CTAs per multiprocessor, two waves of them): the
+// one-tile case above passes while a pipeline hazard (a stage overwritten or read
+// early, the async proxy seeing stale data, CTAs sharing a multiprocessor) would not.
+TEST_CASE("wgmma: the primitives in the kernels' double-buffered pipeline, many CTAs", "[wgmma]") {
+  const DType dtype = GENERATE(DType::f16, DType::bf16);
+  INFO((dtype == DType::f16 ? "fp16" : "bf16"));
+  const auto seed = std::random_device{}();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> unit(-1.0, 1.0);
+  int device = 0, sms = 0;
+  CUDA_OK(cudaGetDevice(&device));
+  CUDA_OK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const int ctas = 8 * sms, steps = 7, tiles = 5;  // odd: CTAs walk the tiles from different starts
+  const float scale = 0.125f;
+  std::vector<double> a(static_cast<std::size_t>(ctas) * 4096), b(static_cast<std::size_t>(tiles) * 4096);
+  for (auto& x : a) x = unit(rng);
+  for (auto& x : b) x = unit(rng);
+  const auto a_bits = to_bits(a, dtype), b_bits = to_bits(b, dtype);
+  const auto ar = from_bits(a_bits, dtype), br = from_bits(b_bits, dtype);
+  std::vector<float> o;
+  if (!run_wgmma_pipeline_probe(dtype == DType::f16, ctas, steps, tiles, scale, a_bits, b_bits, o)) {
+    WARN("not a compute capability 9.0 device: the wgmma probe has nothing to run");
+    return;
+  }
+  // Per CTA, in float64 from the same rounded inputs, P rounded to the dtype as the GPU
+  // rounds its fp32 P (a rounding boundary crossed differently moves an entry by one
+  // unit in the last place: far below the tolerance; a hazard moves whole rows).
+  int wrong_ctas = 0;
+  std::string first_wrong;
+  std::vector<double> p(4096), want(4096);
+  for (int c = 0; c < ctas; ++c) {
+    std::fill(want.begin(), want.end(), 0.0);
+    const double* ac = ar.data() + static_cast<std::size_t>(c) * 4096;
+    for (int s = 0; s < steps; ++s) {
+      const double* bt = br.data() + static_cast<std::size_t>((c + s) % tiles) * 4096;
+      for (int i = 0; i < 64; ++i)
+        for (int j = 0; j < 64; ++j) {
+          double dot = 0;
+          for (int k = 0; k < 64; ++k) dot += ac[i * 64 + k] * bt[j * 64 + k];
+          const double scaled = static_cast<double>(static_cast<float>(dot) * scale);
+          p[static_cast<std::size_t>(i * 64 + j)] = dtype == DType::f16 ? round_f16(scaled) : round_bf16(scaled);
+        }
+      for (int i = 0; i < 64; ++i)
+        for (int k = 0; k < 64; ++k) {
+          const double pk = p[static_cast<std::size_t>(i * 64 + k)];
+          for (int j = 0; j < 64; ++j) want[static_cast<std::size_t>(i * 64 + j)] += pk * bt[k * 64 + j];
+        }
+    }
+    double err = 0, norm = 0;
+    std::string rows;  // which 16-row warp slices are off
+    for (int w = 0; w < 4; ++w) {
+      double werr = 0, wnorm = 0;
+      for (int x = w * 1024; x < (w + 1) * 1024; ++x) {
+        const double d = o[static_cast<std::size_t>(c) * 4096 + x] - want[static_cast<std::size_t>(x)];
+        werr += d * d;
+        wnorm += want[static_cast<std::size_t>(x)] * want[static_cast<std::size_t>(x)];
+      }
+      rows += !(werr <= 1e-4 * wnorm) ? 'x' : '.';
+      err += werr;
+      norm += wnorm;
+    }
+    if (!(err <= 1e-4 * norm)) {
+      if (++wrong_ctas <= 8) first_wrong += " " + std::to_string(c) + "[" + rows + "]";
+    }
+  }
+  INFO(ctas << " CTAs x " << steps << " steps; wrong CTAs [warps]:" << first_wrong);
+  CHECK(wrong_ctas == 0);
+}

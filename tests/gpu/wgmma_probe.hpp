@@ -15,4 +15,13 @@ namespace ldqa::test::gpu {
 bool run_wgmma_probe(bool half_bits, const std::vector<uint16_t>& a, const std::vector<uint16_t>& b,
                      const std::vector<float>& o_init, std::vector<float>& s, std::vector<float>& o);
 
+// The kernels' pipeline around the same primitives, on many CTAs at once (four per
+// multiprocessor, as the forward runs): CTA c reads its A (64 x 64, at c * 4096 in a)
+// once through ldmatrix from a padded tile and streams `steps` B tiles (tile (c + s) %
+// tiles of b) through two swizzled stages by cp.async, one barrier per step, as the
+// forward streams K and V; per step O += round(scale * A B^T) . B. o: ctas x 64 x 64,
+// row-major. False, running nothing, where the device is not compute capability 9.0.
+bool run_wgmma_pipeline_probe(bool half_bits, int ctas, int steps, int tiles, float scale,
+                              const std::vector<uint16_t>& a, const std::vector<uint16_t>& b, std::vector<float>& o);
+
 }  // namespace ldqa::test::gpu

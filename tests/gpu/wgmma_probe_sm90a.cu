@@ -61,6 +61,53 @@ __global__ void __launch_bounds__(128)
     }
 }
 
+template <typename T>
+__global__ void __launch_bounds__(128, 4)
+    pipeline_kernel(const T* a, const T* b, int tiles, int steps, float scale, float* o_out) {
+  namespace wg = dg::wgmma;
+  constexpr int kRow = 72;  // the forward's padded query rows
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const uint32_t misalign = dg::smem_addr(smem_raw) % wg::kAtomBytes;
+  unsigned char* stages = smem_raw + (misalign == 0 ? 0 : wg::kAtomBytes - misalign);  // two swizzled tiles
+  T* a_s = reinterpret_cast<T*>(stages + 2 * wg::kTileBytes);
+  const int cta = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const T* a_src = a + static_cast<std::size_t>(cta) * 4096;
+  for (int c = threadIdx.x; c < 64 * 8; c += blockDim.x)
+    dg::cp_async16(a_s + (c / 8) * kRow + (c % 8) * 8, a_src + c * 8, 16);
+  auto issue = [&](int s, int buf) {
+    const T* src = b + static_cast<std::size_t>((cta + s) % tiles) * 4096;
+    for (int c = threadIdx.x; c < 64 * 8; c += blockDim.x)
+      dg::cp_async16(stages + buf * wg::kTileBytes + wg::swizzled(c / 8, c % 8), src + c * 8, 16);
+    dg::cp_async_commit();
+  };
+  issue(0, 0);  // A's copies commit with step 0's
+  float o_acc[8][4];
+  for (int nt = 0; nt < 8; ++nt) o_acc[nt][0] = o_acc[nt][1] = o_acc[nt][2] = o_acc[nt][3] = 0.f;
+  uint32_t a_frag[4][4];
+  for (int s = 0; s < steps; ++s) {
+    const int buf = s & 1;
+    dg::cp_async_wait<0>();
+    wg::fence_shared_for_async();
+    __syncthreads();
+    if (s + 1 < steps) issue(s + 1, buf ^ 1);
+    if (s == 0) {
+      for (int kk = 0; kk < 4; ++kk)
+        dg::ldmatrix_x4(a_frag[kk],
+                        a_s + (warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * kRow + kk * 16 + (lane / 16) * 8);
+    }
+    float s_acc[8][4];
+    const uint32_t tile = dg::smem_addr(stages) + buf * wg::kTileBytes;
+    wg::gemm_abt<T>(s_acc, a_frag, tile);
+    for (int nt = 0; nt < 8; ++nt)
+      for (int e = 0; e < 4; ++e) s_acc[nt][e] *= scale;
+    wg::gemm_mb<T>(o_acc, s_acc, tile);
+  }
+  const int r0 = warp * 16 + lane / 4, c0 = (lane % 4) * 2;
+  float* o = o_out + static_cast<std::size_t>(cta) * 4096;
+  for (int nt = 0; nt < 8; ++nt)
+    for (int e = 0; e < 4; ++e) o[(r0 + (e >> 1) * 8) * 64 + nt * 8 + c0 + (e & 1)] = o_acc[nt][e];
+}
+
 bool compute_capability_90() {
   int device = 0, major = 0, minor = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return false;
@@ -105,6 +152,38 @@ bool run_wgmma_probe(bool half_bits, const std::vector<uint16_t>& a, const std::
   for (void* p : {da, db, d_init, ds, d_o}) cudaFree(p);
   const cudaError_t failed = launched != cudaSuccess ? launched : ran;
   if (failed != cudaSuccess) throw std::runtime_error(std::string("wgmma probe: ") + cudaGetErrorString(failed));
+  return true;
+}
+
+bool run_wgmma_pipeline_probe(bool half_bits, int ctas, int steps, int tiles, float scale,
+                              const std::vector<uint16_t>& a, const std::vector<uint16_t>& b, std::vector<float>& o) {
+  if (!compute_capability_90()) return false;
+  const std::size_t a_elems = static_cast<std::size_t>(ctas) * 4096, b_elems = static_cast<std::size_t>(tiles) * 4096;
+  if (a.size() != a_elems || b.size() != b_elems) throw std::invalid_argument("wgmma pipeline probe: sizes");
+  void *da = nullptr, *db = nullptr, *d_o = nullptr;
+  cudaMalloc(&da, a_elems * 2);
+  cudaMalloc(&db, b_elems * 2);
+  cudaMalloc(&d_o, a_elems * 4);
+  cudaMemcpy(da, a.data(), a_elems * 2, cudaMemcpyHostToDevice);
+  cudaMemcpy(db, b.data(), b_elems * 2, cudaMemcpyHostToDevice);
+  cudaMemset(d_o, 0xFF, a_elems * 4);  // NaN: a value never written shows
+  const int smem = static_cast<int>(dg::wgmma::kAtomBytes + 2 * dg::wgmma::kTileBytes + 64 * 72 * 2);
+  if (half_bits) {
+    pipeline_kernel<__half><<<ctas, 128, smem>>>(static_cast<const __half*>(da), static_cast<const __half*>(db), tiles,
+                                                 steps, scale, static_cast<float*>(d_o));
+  } else {
+    pipeline_kernel<__nv_bfloat16><<<ctas, 128, smem>>>(static_cast<const __nv_bfloat16*>(da),
+                                                        static_cast<const __nv_bfloat16*>(db), tiles, steps, scale,
+                                                        static_cast<float*>(d_o));
+  }
+  const cudaError_t launched = cudaGetLastError();
+  const cudaError_t ran = cudaDeviceSynchronize();
+  o.assign(a_elems, 0.f);
+  cudaMemcpy(o.data(), d_o, a_elems * 4, cudaMemcpyDeviceToHost);
+  for (void* p : {da, db, d_o}) cudaFree(p);
+  const cudaError_t failed = launched != cudaSuccess ? launched : ran;
+  if (failed != cudaSuccess)
+    throw std::runtime_error(std::string("wgmma pipeline probe: ") + cudaGetErrorString(failed));
   return true;
 }
 
