@@ -122,6 +122,7 @@ TEST_CASE("wgmma: the primitives in the kernels' double-buffered pipeline, many 
     std::fill(want.begin(), want.end(), 0.0);
     const double* ac = ar.data() + static_cast<std::size_t>(c) * 4096;
     for (int s = 0; s < steps; ++s) {
+      for (auto& x : want) x *= kDecay;
       const double* bt = br.data() + static_cast<std::size_t>((c + s) % tiles) * 4096;
       for (int i = 0; i < 64; ++i)
         for (int j = 0; j < 64; ++j) {

@@ -19,8 +19,11 @@ bool run_wgmma_probe(bool half_bits, const std::vector<uint16_t>& a, const std::
 // multiprocessor, as the forward runs): CTA c reads its A (64 x 64, at c * 4096 in a)
 // once through ldmatrix from a padded tile and streams `steps` B tiles (tile (c + s) %
 // tiles of b) through two swizzled stages by cp.async, one barrier per step, as the
-// forward streams K and V; per step O += round(scale * A B^T) . B. o: ctas x 64 x 64,
-// row-major. False, running nothing, where the device is not compute capability 9.0.
+// forward streams K and V; per step O = kDecay * O + round(scale * A B^T) . B (O's
+// registers rescaled by ordinary code between two wgmma, as the online softmax does).
+// o: ctas x 64 x 64, row-major. False, running nothing, where the device is not compute
+// capability 9.0.
+constexpr float kDecay = 0.75f;
 bool run_wgmma_pipeline_probe(bool half_bits, int ctas, int steps, int tiles, float scale,
                               const std::vector<uint16_t>& a, const std::vector<uint16_t>& b, std::vector<float>& o);
 

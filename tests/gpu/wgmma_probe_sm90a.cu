@@ -99,7 +99,10 @@ __global__ void __launch_bounds__(128, 4)
     const uint32_t tile = dg::smem_addr(stages) + buf * wg::kTileBytes;
     wg::gemm_abt<T>(s_acc, a_frag, tile);
     for (int nt = 0; nt < 8; ++nt)
-      for (int e = 0; e < 4; ++e) s_acc[nt][e] *= scale;
+      for (int e = 0; e < 4; ++e) {
+        s_acc[nt][e] *= scale;
+        o_acc[nt][e] *= kDecay;  // as the online softmax rescales O between steps
+      }
     wg::gemm_mb<T>(o_acc, s_acc, tile);
   }
   const int r0 = warp * 16 + lane / 4, c0 = (lane % 4) * 2;
