@@ -52,24 +52,6 @@ __device__ __forceinline__ void fence_shared_for_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
-// The compiler sees each wgmma as an ordinary asm statement that has produced its
-// outputs and consumed its inputs: it may read the accumulators, or reuse the registers
-// of A, before wgmma.wait_group says the asynchronous operation is done. An empty asm
-// that "reads and writes" them, placed after the wait (and before the first wgmma),
-// keeps every such access on its side (what CUTLASS's warpgroup_fence_operand does).
-__device__ __forceinline__ void fence_operand(float (&acc)[8][4]) {
-#pragma unroll
-  for (int i = 0; i < 8; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) asm volatile("" : "+f"(acc[i][j])::"memory");
-}
-__device__ __forceinline__ void fence_operand(uint32_t (&a)[4][4]) {
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) asm volatile("" : "+r"(a[i][j])::"memory");
-}
-
 // clang-format off
 #define LDQA_WGMMA_ACC32 \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
@@ -115,22 +97,13 @@ struct Mma {
 // acc (64 x 64) = A (64 x 64, registers: this warp's 16 rows, four k-steps) . B^T, B the
 // 64 rows of a swizzled tile at shared address `tile` read K-major: S = Q K^T.
 template <typename T>
-__device__ __forceinline__ void gemm_abt(float (&acc)[8][4], const uint32_t (&a_in)[4][4], uint32_t tile) {
-  uint32_t a[4][4];  // a copy whose registers stay reserved until the wait
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) a[kk][j] = a_in[kk][j];
-  fence_operand(acc);
-  fence_operand(a);
+__device__ __forceinline__ void gemm_abt(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t tile) {
   fence();
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk)  // a k-step is 16 halves = 32 bytes along the swizzled row
     Mma<T>::template step<false>(acc, a[kk], descriptor(tile + kk * 32), kk > 0 ? 1 : 0);
   commit();
   wait_all();
-  fence_operand(acc);
-  fence_operand(a);
 }
 
 // acc (64 x 64) += M (64 x 64 fp32 in the accumulator layout, rounded to T) . B, B a
@@ -146,16 +119,12 @@ __device__ __forceinline__ void gemm_mb(float (&acc)[8][4], const float (&m)[8][
     a[kk][2] = Op::pack(m[2 * kk + 1][0], m[2 * kk + 1][1]);
     a[kk][3] = Op::pack(m[2 * kk + 1][2], m[2 * kk + 1][3]);
   }
-  fence_operand(acc);
-  fence_operand(a);
   fence();  // acc and a were written by ordinary instructions
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk)  // a k-step is 16 rows of B = 2048 bytes
     Mma<T>::template step<true>(acc, a[kk], descriptor(tile + kk * 16 * kRowBytes), 1);
   commit();
   wait_all();
-  fence_operand(acc);
-  fence_operand(a);
 }
 
 #undef LDQA_WGMMA_M64N64K16_RS
