@@ -280,7 +280,7 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlock
     }
     if constexpr (kWgmma) wgmma::fence_shared_for_async();  // this thread's copies, before the barrier
     __syncthreads();
-    if (s == 0) {
+    if (kWgmma || s == 0) {  // at every step on the wgmma path: see the forward kernel
       load_a<D>(q_frag, q_s, warp * 16, lane);
       load_a<D>(do_frag, do_s, warp * 16, lane);
     }
@@ -549,7 +549,7 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
       }
       if constexpr (kWgmma) wgmma::fence_shared_for_async();  // this thread's copies, before the barrier
       __syncthreads();
-      if (s == 0) {
+      if (kWgmma || s == 0) {  // at every step on the wgmma path: see the forward kernel
         load_a<D>(k_frag, k_s, warp * 16, lane);
         load_a<D>(v_frag, v_s, warp * 16, lane);
       }
