@@ -14,6 +14,11 @@
 // the 1024 bytes between groups of 8 rows: the one each layout uses, the other unused
 // with 64 columns (one swizzle atom wide).
 //
+// A register A operand must be produced right before its GEMM, at every step of a loop:
+// ptxas (nvcc 13.0) may hand an HGMMA's A registers to other values once the GEMM is
+// done, so fragments loaded once and reused by the next step's GEMM read garbage (the
+// kernels reload Q, dO, K and V from their resident shared tiles at every step).
+//
 // Only units compiled for sm_90a may instantiate these (ptxas refuses wgmma elsewhere).
 #pragma once
 
