@@ -202,10 +202,10 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
     __syncthreads();
     if (s + 1 < steps) issue(s + 1, buf ^ 1);
     // Q's fragments: once (mma.sync), or at every step on the wgmma path, which must not
-    // keep a register A operand across steps: ptxas (nvcc 13.0, sm_90a) gives the
-    // registers of an HGMMA's A operand to the step's temporaries after the GEMM, so
-    // fragments loaded once were garbage from step 1 on (seen in the SASS; every forward
-    // of more than one step was wrong). Four ldmatrix per warp per step.
+    // keep a register A operand across steps: ptxas (nvcc 13.0, sm_90a) put the step's
+    // P into the registers of Q's fragments, so fragments loaded once were the previous
+    // P from step 1 on (seen in the SASS; every forward of more than one step was
+    // wrong; see wgmma.cuh). Four ldmatrix per warp per step.
     if (kWgmma || s == 0) {
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {

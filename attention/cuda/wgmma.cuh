@@ -17,7 +17,10 @@
 // A register A operand must be produced right before its GEMM, at every step of a loop:
 // ptxas (nvcc 13.0) may hand an HGMMA's A registers to other values once the GEMM is
 // done, so fragments loaded once and reused by the next step's GEMM read garbage (the
-// kernels reload Q, dO, K and V from their resident shared tiles at every step).
+// forward's Q fragments shared R88-R103 with the step's P although the PTX kept them
+// apart). The kernels reload Q, dO, K and V from their resident shared tiles at every
+// step; the test attention_wgmma_sass (scripts/check-wgmma-sass.py) holds the SASS to
+// this: every HGMMA's A from an ldmatrix or a pack of its own step.
 //
 // Only units compiled for sm_90a may instantiate these (ptxas refuses wgmma elsewhere).
 #pragma once
