@@ -87,7 +87,7 @@ TEST_CASE("wgmma: S = A B^T (B K-major) and O += round(S) B (B MN-major) on a sw
 }
 
 // The same primitives inside the kernels' pipeline (two cp.async stages, one barrier per
-// step, A once through ldmatrix, four CTAs per multiprocessor, two waves of them): the
+// step, A through ldmatrix at every step, four CTAs per multiprocessor, two waves): the
 // one-tile case above passes while a pipeline hazard (a stage overwritten or read
 // early, the async proxy seeing stale data, CTAs sharing a multiprocessor) would not.
 TEST_CASE("wgmma: the primitives in the kernels' double-buffered pipeline, many CTAs", "[wgmma]") {

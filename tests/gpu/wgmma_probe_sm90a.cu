@@ -90,11 +90,11 @@ __global__ void __launch_bounds__(128, 4)
     wg::fence_shared_for_async();
     __syncthreads();
     if (s + 1 < steps) issue(s + 1, buf ^ 1);
-    if (s == 0) {
-      for (int kk = 0; kk < 4; ++kk)
-        dg::ldmatrix_x4(a_frag[kk],
-                        a_s + (warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * kRow + kk * 16 + (lane / 16) * 8);
-    }
+    // A at every step, as the kernels load it (wgmma.cuh: a register A operand is not
+    // kept across steps).
+    for (int kk = 0; kk < 4; ++kk)
+      dg::ldmatrix_x4(a_frag[kk],
+                      a_s + (warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * kRow + kk * 16 + (lane / 16) * 8);
     float s_acc[8][4];
     const uint32_t tile = dg::smem_addr(stages) + buf * wg::kTileBytes;
     wg::gemm_abt<T>(s_acc, a_frag, tile);
