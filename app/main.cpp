@@ -115,7 +115,7 @@ po::options_description eval_options() {
                   "spread the questions over these: all, or a list of cpu, cuda, cuda:N (one reader each)")(
       "setting", po::value<std::string>()->default_value("document"),
       "paragraph, document or corpus (index the articles, ask through retrieval)")(
-      "limit", po::value<int>()->default_value(0), "only the first N questions")(
+      "limit", po::value<int>()->default_value(0), "N questions spread evenly over the file (0: all)")(
       "predictions", po::value<std::string>(), "write {id: answer} to this JSON file");
   add_reading_options(o);  // the corpus setting asks through retrieval, as ask does
   return o;
@@ -123,7 +123,8 @@ po::options_description eval_options() {
 
 po::options_description calibrate_options() {
   po::options_description o("options");
-  o.add_options()("questions", po::value<int>()->default_value(400), "questions used (each asked twice)")(
+  o.add_options()("questions", po::value<int>()->default_value(400),
+                  "questions used, spread evenly over the file (each asked three times)")(
       "output,o", po::value<std::string>(), "write calibration.json here (default: stdout)");
   return o;
 }
@@ -399,8 +400,10 @@ int cmd_eval(const Global& g, const po::variables_map& vm, const Args& files) {
   if (g.json) {
     print_json(to_json(r));
   } else {
-    std::printf("%s setting, %d questions on %s: EM %.2f  F1 %.2f  (%.1f s; per question p50 %.1f ms, p95 %.1f ms)\n",
-                r.setting.c_str(), r.questions, r.device.c_str(), r.em, r.f1, r.seconds, r.p50_ms, r.p95_ms);
+    std::printf(
+        "%s setting, %d questions (%d articles) on %s: EM %.2f  F1 %.2f  (%.1f s; per question p50 %.1f ms, p95 %.1f "
+        "ms)\n",
+        r.setting.c_str(), r.questions, r.articles, r.device.c_str(), r.em, r.f1, r.seconds, r.p50_ms, r.p95_ms);
     if (request.setting == "corpus")
       std::printf("per question: retrieval p50 %.1f ms, reader p50 %.1f ms, %.0f context tokens read on average\n",
                   r.retrieval_p50_ms, r.reader_p50_ms, r.reader_tokens_mean);
@@ -418,8 +421,9 @@ int cmd_calibrate(const Global& g, const po::variables_map& vm, const Args& file
     out << json;
     if (!out) throw Error("cannot write " + vm["output"].as<std::string>());
     if (!g.quiet)
-      std::fprintf(stderr, "threshold %.3f tells %.1f%% of %d cases apart; written to %s\n", c.threshold,
-                   100 * c.accuracy, 2 * c.questions, vm["output"].as<std::string>().c_str());
+      std::fprintf(stderr, "threshold %.3f tells %.1f%% of %d cases (%d questions, %d articles) apart; written to %s\n",
+                   c.threshold, 100 * c.accuracy, c.cases, c.questions, c.articles,
+                   vm["output"].as<std::string>().c_str());
   } else {
     std::fwrite(json.data(), 1, json.size(), stdout);
   }

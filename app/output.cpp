@@ -55,6 +55,7 @@ Json to_json(const EvalReport& r) {
   return Json{{"setting", r.setting},
               {"device", r.device},
               {"questions", r.questions},
+              {"articles", r.articles},
               {"unanswerable", r.unanswerable},
               {"em", number(r.em)},
               {"f1", number(r.f1)},

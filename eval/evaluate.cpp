@@ -54,9 +54,8 @@ EvalReport read_directly(const EngineOptions& options, const EvalRequest& reques
     ro.max_len = 384;
     ro.overlap = 128;
   }
-  const std::size_t count = request.limit > 0
-                                ? std::min<std::size_t>(squad.items.size(), static_cast<std::size_t>(request.limit))
-                                : squad.items.size();
+  const auto picked = eval::spread_sample(squad.items.size(), request.limit);
+  const std::size_t count = picked.size();
   std::vector<std::string_view> contexts;
   if (paragraph) {
     contexts.assign(squad.paragraphs.begin(), squad.paragraphs.end());
@@ -64,7 +63,7 @@ EvalReport read_directly(const EngineOptions& options, const EvalRequest& reques
     contexts.assign(squad.articles.begin(), squad.articles.end());
   }
   std::vector<model::Question> questions;
-  for (std::size_t i = 0; i < count; ++i) {
+  for (const std::size_t i : picked) {
     const auto& it = squad.items[i];
     questions.push_back(model::Question{it.question, {paragraph ? it.paragraph : it.article}});
   }
@@ -101,17 +100,19 @@ EvalReport read_directly(const EngineOptions& options, const EvalRequest& reques
   report.seconds = seconds_since(t0);
   double em = 0, f1 = 0;
   for (std::size_t i = 0; i < count; ++i) {
+    const auto& item = squad.items[picked[i]];
     std::string text;
     if (!answers[i].empty()) {
       const model::Answer& a = answers[i].front();
       text = std::string(contexts[static_cast<std::size_t>(a.context)].substr(
           static_cast<std::size_t>(a.byte_start), static_cast<std::size_t>(a.byte_end - a.byte_start)));
     }
-    em += eval::squad_exact(text, squad.items[i].answers);
-    f1 += eval::squad_f1(text, squad.items[i].answers);
-    report.predictions.emplace_back(squad.items[i].id, std::move(text));
+    em += eval::squad_exact(text, item.answers);
+    f1 += eval::squad_f1(text, item.answers);
+    report.predictions.emplace_back(item.id, std::move(text));
   }
   report.questions = static_cast<int>(count);
+  report.articles = eval::articles_of(squad, picked);
   report.em = count ? 100.0 * em / static_cast<double>(count) : 0;
   report.f1 = count ? 100.0 * f1 / static_cast<double>(count) : 0;
   report.p50_ms = report.p95_ms = count ? 1e3 * report.seconds / static_cast<double>(count) : 0;
@@ -148,14 +149,13 @@ EvalReport ask_through_retrieval(const EngineOptions& options, const EvalRequest
   EvalReport report;
   report.setting = request.setting;
   report.device = engine.device();
-  const std::size_t count = request.limit > 0
-                                ? std::min<std::size_t>(squad.items.size(), static_cast<std::size_t>(request.limit))
-                                : squad.items.size();
+  const auto picked = eval::spread_sample(squad.items.size(), request.limit);
+  const std::size_t count = picked.size();
   AskOptions ask = request.ask;
   ask.answers = 1;
   ask.min_score = -std::numeric_limits<double>::infinity();  // SQuAD questions all have answers: never withhold
   std::vector<std::string> questions;
-  for (std::size_t i = 0; i < count; ++i) questions.push_back(squad.items[i].question);
+  for (const std::size_t i : picked) questions.push_back(squad.items[i].question);
   const auto t0 = std::chrono::steady_clock::now();
   const auto answers = engine.ask_many(questions, ask, progress);  // EngineOptions::devices
   report.seconds = seconds_since(t0);
@@ -163,7 +163,7 @@ EvalReport ask_through_retrieval(const EngineOptions& options, const EvalRequest
   std::vector<double> latencies, retrieval, reading;
   double em = 0, f1 = 0, tokens = 0;
   for (std::size_t i = 0; i < count; ++i) {
-    const auto& item = squad.items[i];
+    const auto& item = squad.items[picked[i]];
     if (!answers[i].error.empty()) fail("question ", item.id, ": ", answers[i].error);
     const auto& r = answers[i].result;
     latencies.push_back(r.retrieval_ms + r.reader_ms);
@@ -176,6 +176,7 @@ EvalReport ask_through_retrieval(const EngineOptions& options, const EvalRequest
     report.predictions.emplace_back(item.id, text);
   }
   report.questions = static_cast<int>(count);
+  report.articles = eval::articles_of(squad, picked);
   report.em = count ? 100.0 * em / static_cast<double>(count) : 0;
   report.f1 = count ? 100.0 * f1 / static_cast<double>(count) : 0;
   report.p50_ms = percentile(latencies, 0.5);
@@ -205,6 +206,7 @@ std::string CalibrationReport::json() const {
                         {"accuracy_same_article", accuracy_same_article},
                         {"accuracy_other_article", accuracy_other_article},
                         {"questions", questions},
+                        {"articles", articles},
                         {"cases", cases},
                         {"device", device},
                         {"method", method}}
@@ -253,7 +255,8 @@ CalibrationReport calibrate(const EngineOptions& options, const CalibrationReque
   ro.overlap = 128;
   ro.answers = 1;
   const std::size_t size = data.items.size();
-  const auto n = std::min<std::size_t>(size, static_cast<std::size_t>(request.questions));
+  const auto picked = eval::spread_sample(size, request.questions);
+  const std::size_t n = picked.size();
   // The paragraphs of each article, to pick a hard negative from.
   std::vector<std::vector<int>> article_paragraphs(data.articles.size());
   for (const auto& it : data.items) {
@@ -263,7 +266,7 @@ CalibrationReport calibrate(const EngineOptions& options, const CalibrationReque
   enum Kind { own, same_article, other_article };
   std::vector<model::Question> questions;
   std::vector<Kind> kinds;
-  for (std::size_t i = 0; i < n; ++i) {
+  for (const std::size_t i : picked) {
     const auto& it = data.items[i];
     questions.push_back(model::Question{it.question, {it.paragraph}});
     kinds.push_back(own);
@@ -298,9 +301,12 @@ CalibrationReport calibrate(const EngineOptions& options, const CalibrationReque
   c.accuracy_same_article = share_told_apart(against_same, c.threshold);
   c.accuracy_other_article = share_told_apart(against_other, c.threshold);
   c.questions = static_cast<int>(n);
+  c.articles = eval::articles_of(data, picked);
   c.cases = static_cast<int>(all.size());
   c.device = device_name(ro.device);
-  c.method = "each of the first " + std::to_string(n) + " questions of " + request.squad_file.filename().string() +
+  c.method = "each of " + std::to_string(n) + " of the " + std::to_string(size) + " questions of " +
+             request.squad_file.filename().string() + " (spread evenly over the file, " + std::to_string(c.articles) +
+             " articles)" +
              " against its own paragraph (answerable), the next paragraph of its article (a hard negative) and a "
              "paragraph of another article; the threshold on the best start+end logit that tells them apart best";
   return c;

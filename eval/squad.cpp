@@ -2,6 +2,7 @@
 // evaluate script: lower case, punctuation and articles removed, whitespace folded).
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -216,6 +217,20 @@ SquadData parse_squad(std::string_view json, const std::string& name) {
                                                                                : "article " + std::to_string(ai + 1));
   }
   return data;
+}
+
+std::vector<std::size_t> spread_sample(std::size_t total, int wanted) {
+  const auto n = wanted > 0 ? std::min(total, static_cast<std::size_t>(wanted)) : total;
+  std::vector<std::size_t> picked(n);
+  for (std::size_t k = 0; k < n; ++k) picked[k] = (2 * k + 1) * total / (2 * n);
+  return picked;
+}
+
+int articles_of(const SquadData& data, const std::vector<std::size_t>& picked) {
+  std::vector<int> articles;
+  for (const std::size_t i : picked) articles.push_back(data.items.at(i).article);
+  std::sort(articles.begin(), articles.end());
+  return static_cast<int>(std::unique(articles.begin(), articles.end()) - articles.begin());
 }
 
 }  // namespace ldqa::eval

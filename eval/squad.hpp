@@ -33,4 +33,12 @@ struct SquadData {
 SquadData load_squad(const std::filesystem::path& file);  // .json or .json.gz
 SquadData parse_squad(std::string_view json, const std::string& name);
 
+// `wanted` of `total` questions spread evenly over the file, in order: the middle one of
+// each of `wanted` equal stretches. A file's questions come article by article, so the
+// first N would all be about the first article (SQuAD dev's first 50 are). wanted <= 0 or
+// >= total: every index.
+std::vector<std::size_t> spread_sample(std::size_t total, int wanted);
+// How many different articles the questions at `picked` come from.
+int articles_of(const SquadData& data, const std::vector<std::size_t>& picked);
+
 }  // namespace ldqa::eval

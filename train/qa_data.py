@@ -19,6 +19,15 @@ def load_squad(path):
         return json.load(f)["data"]
 
 
+def spread_sample(total, wanted):
+    """`wanted` of `total` indices spread evenly, in order: the middle one of each of
+    `wanted` equal stretches (wanted <= 0 or >= total: all). The same indices as the C++
+    eval::spread_sample, so that `--limit N` here and in `ldqa eval` ask the same
+    questions; the first N would all be about the first article."""
+    n = min(total, wanted) if wanted > 0 else total
+    return [(2 * k + 1) * total // (2 * n) for k in range(n)]
+
+
 class Tokenizer:
     def __init__(self, model_path):
         import sentencepiece as spm

@@ -533,8 +533,8 @@ def predict(model, cfg, args, device, features, length, batch, contexts):
 
 def evaluate(model, cfg, args, device, tok, dev_articles, limit):
     paragraphs, article_texts, items = squad_items(dev_articles)
-    if limit:
-        items = items[:limit]
+    if limit:  # spread over the file, the same questions as `ldqa eval --limit`
+        items = [items[i] for i in qa_data.spread_sample(len(items), limit)]
     para_tok = tokenize_many(args.tokenizer, paragraphs, args.workers)
     art_tok = tokenize_many(args.tokenizer, article_texts, args.workers)
     refs = {it[0]: it[6] for it in items}

@@ -21,7 +21,7 @@ namespace ldqa {
 struct EvalRequest {
   std::filesystem::path squad_file;  // .json or .json.gz
   std::string setting = "document";
-  int limit = 0;                  // > 0: the first `limit` questions
+  int limit = 0;                  // > 0: that many questions spread evenly over the file (not the first)
   std::filesystem::path workdir;  // corpus: where the articles and their index go (empty: a temp folder)
   AskOptions ask;                 // corpus: retrieval and reader settings
 };
@@ -29,6 +29,7 @@ struct EvalRequest {
 struct EvalReport {
   std::string setting, device;
   int questions = 0;
+  int articles = 0;      // how many articles the questions asked come from
   int unanswerable = 0;  // questions of the file without a reference answer, left out
   double em = 0, f1 = 0, seconds = 0;
   double p50_ms = 0, p95_ms = 0;  // per question (corpus); mean per question otherwise
@@ -40,8 +41,8 @@ struct EvalReport {
 EvalReport evaluate_squad(const EngineOptions& options, const EvalRequest& request,
                           const std::function<void(int, int)>& progress = {});
 
-// The no-answer threshold `ldqa ask` applies (MODEL/calibration.json): the first
-// `questions` questions of a SQuAD-format file, each asked against its own paragraph
+// The no-answer threshold `ldqa ask` applies (MODEL/calibration.json): `questions`
+// questions spread evenly over a SQuAD-format file (all if it holds fewer), each asked against its own paragraph
 // (answerable), against another paragraph of its own article (a hard negative: same
 // topic, same names) and against a paragraph of another article; the threshold on the
 // best answer's score that tells the answerable cases from the others best.
@@ -54,7 +55,7 @@ struct CalibrationReport {
   double threshold = 0, accuracy = 0;  // accuracy over every case
   // The share told apart when the negatives are only those of one kind.
   double accuracy_same_article = 0, accuracy_other_article = 0;
-  int questions = 0, cases = 0;
+  int questions = 0, articles = 0, cases = 0;
   std::string device, method;
   std::string json() const;  // what calibration.json holds
 };

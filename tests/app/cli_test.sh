@@ -114,8 +114,9 @@ PY
 out=$("$ldqa" --json eval --setting paragraph "$tmp/squad.json")
 check "eval paragraph" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["questions"]==3 and d["f1"]>=60 and d["setting"]=="paragraph", d' "$out"
 out=$("$ldqa" --json eval --setting corpus --limit 2 --predictions "$tmp/pred.json" "$tmp/squad.json")
-check "eval corpus" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["questions"]==2 and d["em"]==100 and d["p95_ms"]>=d["p50_ms"]>0 and d["reader_tokens_mean"]>0 and d["p50_ms"]>=d["reader_p50_ms"]>0, d' "$out"
-check "eval predictions" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["q0"]=="1871" and d["q1"] in ("31 metres","31 metres tall") and len(d)==2, d' "$tmp/pred.json"
+check "eval corpus" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["questions"]==2 and d["articles"]==1 and d["em"]==100 and d["p95_ms"]>=d["p50_ms"]>0 and d["reader_tokens_mean"]>0 and d["p50_ms"]>=d["reader_p50_ms"]>0, d' "$out"
+# --limit spreads the questions over the file: 2 of 3 are the first and the last
+check "eval predictions" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["q0"]=="1871" and d["q2"]=="Thomas Marsh" and len(d)==2, d' "$tmp/pred.json"
 out=$("$ldqa" eval --setting chapter "$tmp/squad.json" 2>&1)
 check "eval bad setting exit 2" test $? -eq 2
 
@@ -130,7 +131,13 @@ json.dump(d, open(sys.argv[2], "w"))
 PY
 out=$("$ldqa" calibrate --questions 4 -o "$tmp/calibration.json" "$tmp/squad2.json" 2>&1)
 check "calibrate exit 0" test $? -eq 0
-check "calibrate file" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["questions"]==4 and 0.5<=d["accuracy"]<=1 and "no_answer_threshold" in d, d' "$tmp/calibration.json"
+# (8 cases: each question against its own paragraph and one of the other article; no
+# article has a second paragraph for a hard negative)
+check "calibrate file" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["questions"]==4 and d["articles"]==2 and d["cases"]==8 and 0.5<=d["accuracy"]<=1 and "no_answer_threshold" in d, d' "$tmp/calibration.json"
+# 2 of the 4 questions: spread over the file, so the second article's one is among them
+# (the first two would both be about the first article)
+out=$("$ldqa" calibrate --questions 2 "$tmp/squad2.json" 2>&1)
+check "calibrate spread" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["questions"]==2 and d["articles"]==2, d' "$out"
 out=$("$ldqa" calibrate "$tmp/squad.json" 2>&1)
 check "calibrate one article exit 3" test $? -eq 3
 check "calibrate one article message" contains "$out" "holds one article"

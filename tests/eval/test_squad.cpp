@@ -1,8 +1,12 @@
 // The SQuAD module: the official metric, and SQuAD-format files as users have them.
 #include <catch2/catch.hpp>
 
+#include <random>
+#include <set>
+
 #include "eval/squad.hpp"
 #include "ldqa/error.hpp"
+#include "support/support.hpp"
 
 using namespace ldqa;
 
@@ -54,4 +58,49 @@ TEST_CASE("a malformed SQuAD file is named by the JSON path of what is wrong", "
       Catch::Contains("data[0].paragraphs[0].qas[0].id is neither"));
   CHECK_THAT(error(R"({"data": [{"paragraphs": {}}]})"), Catch::Contains("data[0].paragraphs is not a list"));
   CHECK_THAT(error("{not json"), Catch::Contains("f.json is not valid JSON"));
+}
+
+TEST_CASE("a sample of N questions spreads over the file instead of taking the first N", "[eval]") {
+  // The middle question of each of N equal stretches.
+  CHECK(eval::spread_sample(10, 3) == std::vector<std::size_t>{1, 5, 8});
+  CHECK(eval::spread_sample(10, 1) == std::vector<std::size_t>{5});
+  CHECK(eval::spread_sample(7, 7) == std::vector<std::size_t>{0, 1, 2, 3, 4, 5, 6});
+  CHECK(eval::spread_sample(4, 0) == std::vector<std::size_t>{0, 1, 2, 3});   // 0: all
+  CHECK(eval::spread_sample(4, -3) == std::vector<std::size_t>{0, 1, 2, 3});  // as the CLI's 0
+  CHECK(eval::spread_sample(3, 50) == std::vector<std::size_t>{0, 1, 2});     // more than there are
+  CHECK(eval::spread_sample(0, 5).empty());
+  std::mt19937_64 rng(test::test_seed());
+  for (int trial = 0; trial < 200; ++trial) {
+    const std::size_t total = 1 + rng() % 20000;
+    const int wanted = 1 + static_cast<int>(rng() % 600);
+    const auto picked = eval::spread_sample(total, wanted);
+    INFO("total " << total << ", wanted " << wanted);
+    REQUIRE(picked.size() == std::min<std::size_t>(total, static_cast<std::size_t>(wanted)));
+    CHECK(picked.back() < total);
+    for (std::size_t k = 1; k < picked.size(); ++k) {
+      CHECK(picked[k] > picked[k - 1]);  // in order, no repeats
+      // Even: neighbours differ by the stretch, rounded down or up.
+      const std::size_t gap = picked[k] - picked[k - 1], stretch = total / picked.size();
+      CHECK((gap == stretch || gap == stretch + 1));
+    }
+  }
+}
+
+TEST_CASE("the articles a sample of questions comes from are counted", "[eval]") {
+  // Three articles of 4, 1 and 3 questions: the first 3 questions are all about the first.
+  std::string json = R"({"data": [)";
+  const int per_article[] = {4, 1, 3};
+  for (int a = 0; a < 3; ++a) {
+    json += std::string(a ? "," : "") + R"({"paragraphs": [{"context": "Text.", "qas": [)";
+    for (int q = 0; q < per_article[a]; ++q)
+      json += std::string(q ? "," : "") + R"({"question": "Q?", "answers": [{"text": "Text"}]})";
+    json += "]}]}";
+  }
+  json += "]}";
+  const auto data = eval::parse_squad(json, "three.json");
+  REQUIRE(data.items.size() == 8);
+  CHECK(eval::articles_of(data, {0, 1, 2}) == 1);
+  CHECK(eval::articles_of(data, eval::spread_sample(8, 3)) == 3);  // 1, 4, 6
+  CHECK(eval::articles_of(data, {}) == 0);
+  CHECK_THROWS(eval::articles_of(data, {8}));  // past the file: an error, not a read out of bounds
 }
