@@ -68,6 +68,69 @@ LDQA_HD bool local_allows(int i, int j, uint8_t key_flags, int window, uint64_t 
   return in_window(i, j, window) || (key_flags & kGlobal) || layout_allows(bits, block, i % kTile, j % kTile);
 }
 
+// Column masks for the kernels' masked steps. Bit c stands for column c of the 64-wide
+// tile on the other side (keys for a query row, queries for a key row). Worked out once
+// per row and step, they turn the per-element local_allows (a window test, a flag test
+// and a layout lookup with two divisions, for each of a thread's 32 scores) into one bit
+// test. Element by element equal to local_allows (tests/attention/test_layout.cpp).
+
+// Columns c with in_window(pos, first + c, window).
+LDQA_HD uint64_t window_columns(int pos, int first, int window) {
+  if (window < 0) return 0;
+  const int64_t lo = static_cast<int64_t>(pos) - first - window, hi = static_cast<int64_t>(pos) - first + window;
+  if (hi < 0 || lo > kTile - 1) return 0;
+  const int from = lo < 0 ? 0 : static_cast<int>(lo), to = hi > kTile - 1 ? kTile - 1 : static_cast<int>(hi);
+  const uint64_t upto = to == kTile - 1 ? ~0ull : (1ull << (to + 1)) - 1;
+  return upto & (~0ull << from);
+}
+
+// `block` columns set from column `first_col` on (block < kTile).
+LDQA_HD uint64_t column_run(int block, int first_col) { return ((1ull << block) - 1) << first_col; }
+
+// Columns (keys j) the layout allows query row il (a position inside its tile):
+// layout_allows(bits, block, il, c) for every c.
+LDQA_HD uint64_t layout_key_columns(uint64_t bits, int block, int il) {
+  if (block == 0) return 0;
+  if (block >= kTile) return (bits & 1u) ? ~0ull : 0;
+  const int per_tile = kTile / block;
+  const uint64_t row = bits >> ((il / block) * per_tile);
+  uint64_t columns = 0;
+  for (int jb = 0; jb < per_tile; ++jb)
+    if ((row >> jb) & 1u) columns |= column_run(block, jb * block);
+  return columns;
+}
+
+// Columns (queries i) the layout lets see key row jl: layout_allows(bits, block, c, jl).
+LDQA_HD uint64_t layout_query_columns(uint64_t bits, int block, int jl) {
+  if (block == 0) return 0;
+  if (block >= kTile) return (bits & 1u) ? ~0ull : 0;
+  const int per_tile = kTile / block, jb = jl / block;
+  uint64_t columns = 0;
+  for (int ib = 0; ib < per_tile; ++ib)
+    if ((bits >> (ib * per_tile + jb)) & 1u) columns |= column_run(block, ib * block);
+  return columns;
+}
+
+// A kernel thread's share of two rows' column masks in one register: the mma.sync
+// accumulator layout gives thread `tig` of a quad columns nt * 8 + tig * 2 + {0, 1}
+// (nt = 0..7) of rows r = 0, 1; bit r * 16 + nt * 2 + b holds column nt * 8 + tig * 2 + b
+// of row r. (Two 64-bit masks kept across the score loop pushed the mma.sync kernels
+// into spills.)
+LDQA_HD uint32_t thread_columns(uint64_t row0, uint64_t row1, int tig) {
+  uint32_t out = 0;
+  for (int nt = 0; nt < 8; ++nt) {
+    out |= static_cast<uint32_t>((row0 >> (nt * 8 + tig * 2)) & 3u) << (nt * 2);
+    out |= static_cast<uint32_t>((row1 >> (nt * 8 + tig * 2)) & 3u) << (16 + nt * 2);
+  }
+  return out;
+}
+
+// Whether score e (0..3) of the thread's column block nt is allowed by thread_columns'
+// mask: rows e >> 1, column b = e & 1.
+LDQA_HD bool thread_allows(uint32_t mine, int nt, int e) {
+  return ((mine >> ((e >> 1) * 16 + nt * 2 + (e & 1))) & 1u) != 0;
+}
+
 LDQA_HD bool tile_listed(const int32_t* begin, const int32_t* end, int tile) {
   const int32_t* last = end;
   while (begin < end) {  // lower bound over the sorted row

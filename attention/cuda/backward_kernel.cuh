@@ -294,26 +294,48 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlock
     }
     const bool gathered = !kGlobalRows && s >= listed;
     const int key_first = (!kGlobalRows && !gathered) ? row_keys[s] * kTile : 0;
-    const uint64_t bits = (!kGlobalRows && !gathered) ? row_bits[s] : 0;
-    // No mask for this warp's 16 rows when every key is valid (a vote) and, for a listed
-    // tile, the window covers every (row, key) pair: the forward's fast path.
-    bool full = __all_sync(0xffffffffu,
-                           (key_flag_s[buf * kTile + lane] & kValid) && (key_flag_s[buf * kTile + lane + 32] & kValid));
+    // No mask for this warp's 16 rows when every key is valid and, for a listed tile, the
+    // window covers every (row, key) pair: the forward's fast path. Otherwise the keys
+    // each row may see: as column masks on the wgmma path, as in the forward; the mma.sync
+    // kernel, at its 168-register cap, tests each score (with the masks ptxas spilled up
+    // to 48/84 bytes there, against 0/0 and 4/4 without).
+    const uint8_t* kf = key_flag_s + buf * kTile;
+    bool full = __all_sync(0xffffffffu, (kf[lane] & kValid) && (kf[lane + 32] & kValid));
     if (!kGlobalRows && !gathered) {
       full = full && window_covers(q_first + warp * 16, 16, key_first, kTile, p.window);
     }
+    uint32_t mine = ~0u;  // this thread's columns of its two rows (thread_columns)
+    if (kWgmma && !full) {
+      const uint64_t valid = columns_with(kf, kValid, lane);
+      uint64_t allowed[2] = {valid, valid};
+      if (!kGlobalRows && !gathered) {
+        const uint64_t global = columns_with(kf, kGlobal, lane);
+        const uint64_t bits = row_bits[s];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int i = q_first + warp * 16 + group + r * 8;
+          allowed[r] &=
+              window_columns(i, key_first, p.window) | global | layout_key_columns(bits, p.layout_block, i % kTile);
+        }
+      }
+      mine = thread_columns(allowed[0], allowed[1], tig);
+    }
+    // P = exp2(S * scale - offset) where allowed, 0 elsewhere.
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         bool ok = true;
         if (!full) {
-          const int col = nt * 8 + tig * 2 + (e & 1);
-          const uint8_t f = key_flag_s[buf * kTile + col];
-          ok = (f & kValid) != 0;
-          if (ok && !kGlobalRows && !gathered) {
-            const int i = q_first + warp * 16 + group + (e >> 1) * 8;
-            ok = local_allows(i, key_first + col, f, p.window, bits, p.layout_block);
+          if constexpr (kWgmma) {
+            ok = thread_allows(mine, nt, e);
+          } else {
+            const int col = nt * 8 + tig * 2 + (e & 1);
+            const uint8_t f = kf[col];
+            ok = (f & kValid) != 0;
+            if (ok && !kGlobalRows && !gathered)
+              ok = local_allows(q_first + warp * 16 + group + (e >> 1) * 8, key_first + col, f, p.window, row_bits[s],
+                                p.layout_block);
           }
         }
         p_acc[nt][e] = ok ? fast_exp2(fmaf(p_acc[nt][e], scale_log2, -offset[e >> 1])) : 0.f;
@@ -574,29 +596,43 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
           full = full && window_covers(query_first, kTile, key_first + warp * 16, 16, p.window);
         }
       }
+      // The queries each of this thread's two keys may see, as column masks
+      // (tile_plan.hpp), worked out before the GEMM (fewer registers live): a key row sees
+      // all or nothing except against a listed tile, where the window, its being global or
+      // the layout decide. One bit test per score instead of local_allows.
+      uint32_t mine = ~0u;  // this thread's columns of its two keys (thread_columns)
+      if (!full) {
+        uint64_t allowed[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          if (phase == 1) {
+            allowed[r] = (my_flag[r] & kValid) ? ~0ull : 0;
+          } else if (kGathered) {
+            allowed[r] = key_ok_s[buf * kTile + warp * 16 + group + r * 8] != 0 ? ~0ull : 0;
+          } else if (!(my_flag[r] & kValid)) {
+            allowed[r] = 0;
+          } else if (my_flag[r] & kGlobal) {
+            allowed[r] = ~0ull;
+          } else {
+            allowed[r] = window_columns(my_key[r], query_first, p.window) |
+                         layout_query_columns(bits, p.layout_block, my_key[r] % kTile);
+          }
+        }
+        mine = thread_columns(allowed[0], allowed[1], tig);
+      }
       float p_acc[8][4];
       if constexpr (kWgmma) {
         wgmma::gemm_abt<T>(p_acc, k_frag, smem_addr(q_tile));
       } else {
         gemm_abt<T, D>(p_acc, k_frag, q_tile, lane);  // S^T = K Q^T: rows keys, columns queries
       }
+      // P^T = exp2(S^T * scale - offset) where allowed, 0 elsewhere.
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int col = nt * 8 + tig * 2 + (e & 1);
-          const int r = e >> 1;
-          bool ok = true;
-          if (!full) {
-            if (phase == 1) {
-              ok = (my_flag[r] & kValid) != 0;
-            } else if (kGathered) {
-              ok = key_ok_s[buf * kTile + warp * 16 + group + r * 8] != 0;
-            } else {
-              ok = (my_flag[r] & kValid) &&
-                   local_allows(query_first + col, my_key[r], my_flag[r], p.window, bits, p.layout_block);
-            }
-          }
+          const bool ok = full || thread_allows(mine, nt, e);
           p_acc[nt][e] = ok ? fast_exp2(fmaf(p_acc[nt][e], scale_log2, -offset_s[buf * kTile + col])) : 0.f;
         }
       }

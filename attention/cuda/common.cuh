@@ -167,6 +167,14 @@ __device__ __forceinline__ void copy_tile_flags(uint8_t* dst, const uint8_t* fla
   cp_async16(dst + chunk * 16, flags + (bytes > 0 ? first : 0), bytes);
 }
 
+// The columns of a step's 64 flags (a shared [64] array) that have `bit` set, as a
+// column mask (tile_plan.hpp): two ballots, so the whole warp must call it.
+__device__ __forceinline__ uint64_t columns_with(const uint8_t* flags, uint8_t bit, int lane) {
+  const uint32_t low = __ballot_sync(0xffffffffu, (flags[lane] & bit) != 0);
+  const uint32_t high = __ballot_sync(0xffffffffu, (flags[lane + 32] & bit) != 0);
+  return (static_cast<uint64_t>(high) << 32) | low;
+}
+
 // Where (b, h)'s rows start in the contiguous [batch, heads, n] row arrays (lse, delta).
 __device__ __forceinline__ std::size_t head_base(const Params& p, int b, int h) {
   return (static_cast<std::size_t>(b) * p.heads + h) * static_cast<std::size_t>(p.n);

@@ -213,14 +213,36 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
         ldmatrix_x4(q_frag[kk], q_s + r * kRow + kk * 16 + (lane / 16) * 8);
       }
     }
-    // Whether this warp's 16 rows need no mask for this step: every key valid (a vote
-    // over the flags) and, for a listed tile, the window covering every (row, key) pair.
     const uint8_t* kf = key_flag_s + buf * kTile;
     const bool gathered = !kGlobalRows && s >= listed;
     const int key_first = (!kGlobalRows && !gathered) ? row_keys[s] * kTile : 0;
-    bool full = __all_sync(0xffffffffu, (kf[lane] & kValid) && (kf[lane + 32] & kValid));
+    // Whether this warp's 16 rows need no mask for this step: every key valid and, for a
+    // listed tile, the window covering every (row, key) pair.
+    const uint64_t valid = columns_with(kf, kValid, lane);
+    bool full = valid == ~0ull;
     if (!kGlobalRows && !gathered) {
       full = full && window_covers(q_first + warp * 16, 16, key_first, kTile, p.window);
+    }
+    // The keys each of this thread's two rows may see, as column masks (tile_plan.hpp):
+    // the valid ones, and of a listed tile those in the window, global or allowed by the
+    // layout. Worked out per row before the GEMM (fewer registers live), one bit test per
+    // score after it. The wgmma path only: in the mma.sync kernel (128 registers for four
+    // CTAs per SM) they raised ptxas' spills from 8/16 to 36/36 bytes (stores/loads), so
+    // it keeps the test per score until a device has timed both.
+    uint32_t mine = ~0u;
+    if (kWgmma && !full) {
+      uint64_t allowed[2] = {valid, valid};
+      if (!kGlobalRows && !gathered) {
+        const uint64_t global = columns_with(kf, kGlobal, lane);
+        const uint64_t bits = row_bits[s];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int i = my_rows + r * 8;
+          allowed[r] &=
+              window_columns(i, key_first, p.window) | global | layout_key_columns(bits, p.layout_block, i % kTile);
+        }
+      }
+      mine = thread_columns(allowed[0], allowed[1], tig);
     }
     // S = Q K^T for this warp's 16 rows x 64 keys, unscaled.
     float s_acc[8][4];
@@ -241,16 +263,20 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
       }
     }
     if (!full) {
-      const uint64_t bits = (!kGlobalRows && !gathered) ? row_bits[s] : 0;
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int col = nt * 8 + tig * 2 + (e & 1);
-          const uint8_t f = kf[col];
-          bool ok = (f & kValid) != 0;
-          if (ok && !kGlobalRows && !gathered)
-            ok = local_allows(my_rows + (e >> 1) * 8, key_first + col, f, p.window, bits, p.layout_block);
+          bool ok;
+          if constexpr (kWgmma) {
+            ok = thread_allows(mine, nt, e);
+          } else {
+            const int col = nt * 8 + tig * 2 + (e & 1);
+            const uint8_t f = kf[col];
+            ok = (f & kValid) != 0;
+            if (ok && !kGlobalRows && !gathered)
+              ok = local_allows(my_rows + (e >> 1) * 8, key_first + col, f, p.window, row_bits[s], p.layout_block);
+          }
           if (!ok) s_acc[nt][e] = -INFINITY;
         }
       }

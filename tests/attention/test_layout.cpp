@@ -1,5 +1,7 @@
 // Layout builders against hand-worked layouts, and the tile plan's covering property.
 #include <catch2/catch.hpp>
+#include <iterator>
+#include <limits>
 #include <random>
 #include <set>
 
@@ -143,6 +145,48 @@ TEST_CASE("tile plan lists every tile a local query can reach, and local_pairs c
       CHECK(listed == plan.row_ptr[row_base + plan.num_tiles] - plan.row_ptr[row_base]);
     }
     CHECK(attn.local_pairs() == brute_pairs);
+  }
+}
+
+TEST_CASE("the kernels' column masks equal local_allows element by element", "[layout][plan]") {
+  std::mt19937_64 rng(ldqa::test::test_seed() + 11);
+  std::uniform_int_distribution<int> tile(0, 40), offset(0, detail::kTile - 1), window(-1, 300);
+  const int blocks[] = {0, 8, 16, 32, 64, 128, 1024};  // 0: no layout; 8..1024 as BlockLayout allows
+  int allowed = 0, refused = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    const int row_tile = tile(rng), col_tile = tile(rng);
+    const int pos = row_tile * detail::kTile + offset(rng), first = col_tile * detail::kTile;
+    const int w = trial % 50 == 0 ? std::numeric_limits<int>::max() : window(rng);
+    const int block = blocks[rng() % std::size(blocks)];
+    const uint64_t bits = rng() & rng();  // about a quarter of the block pairs
+    INFO("pos " << pos << ", columns from " << first << ", window " << w << ", block " << block << ", bits " << bits);
+    // A query row against key columns (forward, dQ) and a key row against query columns
+    // (dK/dV); the key's global flag is the kernels' separate term, so 0 here.
+    const uint64_t keys =
+        detail::window_columns(pos, first, w) | detail::layout_key_columns(bits, block, pos % detail::kTile);
+    const uint64_t queries =
+        detail::window_columns(pos, first, w) | detail::layout_query_columns(bits, block, pos % detail::kTile);
+    for (int c = 0; c < detail::kTile; ++c) {
+      INFO("column " << c);
+      const bool key_ok = detail::local_allows(pos, first + c, detail::kValid, w, bits, block);
+      REQUIRE(((keys >> c) & 1u) == (key_ok ? 1u : 0u));
+      const bool query_ok = detail::local_allows(first + c, pos, detail::kValid, w, bits, block);
+      REQUIRE(((queries >> c) & 1u) == (query_ok ? 1u : 0u));
+      (key_ok ? allowed : refused) += 1;
+    }
+  }
+  CHECK(allowed > 10000);
+  CHECK(refused > 10000);
+  // A thread's share of two rows' masks in one register: the mma.sync accumulator
+  // layout's columns nt * 8 + tig * 2 + (e & 1) of row e >> 1.
+  for (int trial = 0; trial < 200; ++trial) {
+    const uint64_t rows[2] = {rng(), rng()};
+    for (int tig = 0; tig < 4; ++tig) {
+      const uint32_t mine = detail::thread_columns(rows[0], rows[1], tig);
+      for (int nt = 0; nt < 8; ++nt)
+        for (int e = 0; e < 4; ++e)
+          REQUIRE(detail::thread_allows(mine, nt, e) == (((rows[e >> 1] >> (nt * 8 + tig * 2 + (e & 1))) & 1u) != 0));
+    }
   }
 }
 
