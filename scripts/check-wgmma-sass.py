@@ -13,7 +13,8 @@ its A registers, and holds them to the attention kernels' rule:
   (`.tnspB`: O += P V, dQ += dS K, dV += P^T dO, dK += dS^T Q) from the packs (F2FP) of
   the fp32 P or dS just computed. Anything else that can reach an A register (a flag
   load, a max, the previous step's P, the kernel's set-up along the path where a load
-  once at step 0 is skipped) fails.
+  once at step 0 is skipped) fails. So does a wgmma kernel that touches local memory
+  (a register spill: they have headroom, so a spill is a change to look at).
 
 The rule is stricter than correctness (a fragment loaded once and kept would be right if
 ptxas kept it), which is the contract wgmma.cuh states.
@@ -178,7 +179,13 @@ def check(kernels, expect_kmajor, expect_mnmajor):
         if not gemms:
             continue
         gemm_count += len(gemms)
-        print(f"{k['name']}: {len(gemms)} HGMMA")
+        # Local memory: register spills. The wgmma kernels have headroom (110-200 of 255
+        # registers), so any spill is a change to look at, not a cost to accept silently.
+        spills = [a for a, t in k["insns"] if re.search(r"\b(STL|LDL)\b", t)]
+        print(f"{k['name']}: {len(gemms)} HGMMA, {len(spills)} local-memory accesses")
+        if spills:
+            print(f"  spills at {', '.join(spills[:8])}{'...' if len(spills) > 8 else ''}   <-- UNEXPECTED")
+            failures += 1
         for i in gemms:
             addr, text = k["insns"][i]
             operands = split_insn(text)[2].split(",")
@@ -202,7 +209,7 @@ def check(kernels, expect_kmajor, expect_mnmajor):
     if gemm_count == 0:
         print("no HGMMA found: not the SASS of an sm_90a wgmma kernel?")
         return 1
-    print(f"{gemm_count} HGMMA, {failures} with an unexpected A producer")
+    print(f"{gemm_count} HGMMA; {failures} failures (an unexpected A producer, or a kernel that spills)")
     return failures
 
 
