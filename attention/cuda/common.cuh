@@ -160,6 +160,36 @@ __device__ __forceinline__ const uint8_t* sequence_flags(const Params& p, int b)
   return p.flags + static_cast<std::size_t>(b) * flag_stride(p.n);
 }
 
+// What a query-major kernel (the forward, dQ) walks. Local rows: query tile blockIdx.x
+// over its listed key tiles (row_keys, row_bits: `listed` of them), then the global keys
+// outside them, a tile's worth per step. Global rows: 64 global rows by slot from q_first
+// against split `split` of the key tiles.
+struct QueryWalk {
+  int q_first = 0;  // local: the tile's first row; global: the first slot
+  int split = 0, steps = 0, listed = 0;
+  const int32_t* row_keys = nullptr;
+  const uint64_t* row_bits = nullptr;
+};
+
+// This CTA's walk; false when it has no global rows to take (nothing to do).
+template <bool kGlobalRows>
+__device__ __forceinline__ bool query_walk(const Params& p, int h, int global_count, QueryWalk& w) {
+  if constexpr (kGlobalRows) {
+    w.q_first = (blockIdx.x / p.splits) * kTile;
+    w.split = blockIdx.x % p.splits;
+    if (w.q_first >= global_count) return false;
+    w.steps = max(0, min(p.num_tiles, (w.split + 1) * p.tiles_per_split) - w.split * p.tiles_per_split);
+  } else {
+    w.q_first = blockIdx.x * kTile;
+    const int prow = (h % p.plan_heads) * p.num_tiles + blockIdx.x;
+    w.row_keys = p.key_tile + p.row_ptr[prow];
+    w.row_bits = p.layout_bits + p.row_ptr[prow];
+    w.listed = p.row_ptr[prow + 1] - p.row_ptr[prow];
+    w.steps = w.listed + (global_count + kTile - 1) / kTile;
+  }
+  return true;
+}
+
 // One of the four 16-byte chunks (0..3) of a key tile's flags, by cp.async (zeros past n).
 __device__ __forceinline__ void copy_tile_flags(uint8_t* dst, const uint8_t* flags, int tile, int n, int chunk) {
   const int first = tile * kTile + chunk * 16;

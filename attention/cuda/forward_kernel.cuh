@@ -87,23 +87,11 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
   const int global_count = p.global_count[b];
   const bool overflowed = p.overflow[b] != 0;
 
-  int q_first = 0;  // local: first row of the tile; global: first slot
-  int split = 0, steps = 0, listed = 0;
-  const int32_t* row_keys = nullptr;
-  const uint64_t* row_bits = nullptr;
-  if constexpr (kGlobalRows) {
-    q_first = (blockIdx.x / p.splits) * kTile;
-    split = blockIdx.x % p.splits;
-    if (q_first >= global_count) return;
-    steps = max(0, min(p.num_tiles, (split + 1) * p.tiles_per_split) - split * p.tiles_per_split);
-  } else {
-    q_first = blockIdx.x * kTile;
-    const int prow = (h % p.plan_heads) * p.num_tiles + blockIdx.x;
-    row_keys = p.key_tile + p.row_ptr[prow];
-    row_bits = p.layout_bits + p.row_ptr[prow];
-    listed = p.row_ptr[prow + 1] - p.row_ptr[prow];
-    steps = listed + (global_count + kTile - 1) / kTile;
-  }
+  QueryWalk walk;
+  if (!query_walk<kGlobalRows>(p, h, global_count, walk)) return;
+  const int q_first = walk.q_first, split = walk.split, steps = walk.steps, listed = walk.listed;
+  const int32_t* row_keys = walk.row_keys;
+  const uint64_t* row_bits = walk.row_bits;
 
   const TensorStrides& q_st = kGlobalRows ? p.st_qg : p.st_q;
   const TensorStrides& k_st = kGlobalRows ? p.st_kg : p.st_k;
