@@ -310,6 +310,7 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlock
       mine = thread_columns(allowed[0], allowed[1], tig);
     }
     // P = exp2(S * scale - offset) where allowed, 0 elsewhere.
+    const uint64_t bits = (kWgmma || kGlobalRows || gathered) ? 0 : row_bits[s];  // mma.sync's per-score test
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
@@ -323,7 +324,7 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlock
             const uint8_t f = kf[col];
             ok = (f & kValid) != 0;
             if (ok && !kGlobalRows && !gathered)
-              ok = local_allows(q_first + warp * 16 + group + (e >> 1) * 8, key_first + col, f, p.window, row_bits[s],
+              ok = local_allows(q_first + warp * 16 + group + (e >> 1) * 8, key_first + col, f, p.window, bits,
                                 p.layout_block);
           }
         }

@@ -251,6 +251,7 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
       }
     }
     if (!full) {
+      const uint64_t bits = (kWgmma || kGlobalRows || gathered) ? 0 : row_bits[s];  // mma.sync's per-score test
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
@@ -263,7 +264,7 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
             const uint8_t f = kf[col];
             ok = (f & kValid) != 0;
             if (ok && !kGlobalRows && !gathered)
-              ok = local_allows(my_rows + (e >> 1) * 8, key_first + col, f, p.window, row_bits[s], p.layout_block);
+              ok = local_allows(my_rows + (e >> 1) * 8, key_first + col, f, p.window, bits, p.layout_block);
           }
           if (!ok) s_acc[nt][e] = -INFINITY;
         }
