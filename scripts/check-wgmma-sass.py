@@ -38,16 +38,14 @@ the integer-division helpers).
 """
 
 import argparse
-import json
 import os
 import re
-import shlex
-import shutil
-import struct
-import subprocess
 import sys
 import tempfile
 from collections import defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sass_tools  # noqa: E402
 
 INSN = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
 LABEL = re.compile(r"^\s*(\.L_x_\d+):")
@@ -213,68 +211,18 @@ def check(kernels, expect_kmajor, expect_mnmajor):
     return failures
 
 
-def rewrite_header_for_old_disassembler(cubin):
-    """A CUDA 13 cubin's ELF header (OS/ABI 0x29, ABI version 8, the SM in flag bits 8-15)
-    in the ABI-7 form CUDA 11.8's nvdisasm reads (OS/ABI 0x33, version 7, flags SM |
-    virtual SM << 16 | 64-bit addresses | unified texture mode)."""
-    with open(cubin, "rb") as f:
-        elf = bytearray(f.read())
-    flags = struct.unpack_from("<I", elf, 48)[0]
-    sm = (flags >> 8) & 0xFF
-    elf[7], elf[8] = 0x33, 7
-    struct.pack_into("<I", elf, 48, sm | (sm << 16) | 0x500)
-    with open(cubin, "wb") as f:
-        f.write(elf)
-
-
-def disassemble(cubin, tool):
-    if os.path.basename(tool).startswith("cuobjdump"):
-        return subprocess.run([tool, "-sass", cubin], check=True, capture_output=True, text=True).stdout
-    run = subprocess.run([tool, "-c", cubin], capture_output=True, text=True)
-    if run.returncode != 0:
-        rewrite_header_for_old_disassembler(cubin)
-        run = subprocess.run([tool, "-c", cubin], capture_output=True, text=True)
-    if run.returncode != 0:
-        sys.exit(f"{tool} could not read {cubin}: {run.stderr.strip()}")
-    return run.stdout
-
-
 def sass_of_build(build, tool):
-    with open(os.path.join(build, "compile_commands.json")) as f:
-        units = [u for u in json.load(f) if re.search(r"attention/cuda/[^/]*_wgmma_[^/]*\.cu$", u["file"])]
+    units = sass_tools.units_of(build, r"attention/cuda/[^/]*_wgmma_[^/]*\.cu$")
     if not units:
         sys.exit(f"{build}: no sm_90a attention unit in compile_commands.json (built without LDQA_CUDA_SM90A?)")
     texts = []
     with tempfile.TemporaryDirectory() as tmp:
         for u in units:
-            args = u["arguments"] if "arguments" in u else shlex.split(u["command"])
             cubin = os.path.join(tmp, os.path.basename(u["file"]) + ".cubin")
-            out = []  # the build's command with -c ... -o OBJ turned into -cubin -o CUBIN
-            skip = False
-            for a in args:
-                if skip:
-                    skip = False
-                elif a == "-o":
-                    skip = True
-                elif a == "-c":
-                    out.append("-cubin")
-                else:
-                    out.append(a)
-            subprocess.run(out + ["-o", cubin], check=True, cwd=u["directory"])
+            sass_tools.compile_cubin(u, cubin)
             print(f"== {os.path.relpath(u['file'])}")
-            texts.append(disassemble(cubin, tool))
+            texts.append(sass_tools.disassemble(cubin, tool))
     return "\n".join(texts)
-
-
-def find_disassembler(build):
-    with open(os.path.join(build, "CMakeCache.txt")) as f:
-        m = re.search(r"^CMAKE_CUDA_COMPILER:\w+=(.*)$", f.read(), re.M)
-    bindir = os.path.dirname(m.group(1)) if m else ""
-    for name in ("nvdisasm", "cuobjdump"):
-        path = os.path.join(bindir, name)
-        if os.access(path, os.X_OK):
-            return path
-    return shutil.which("nvdisasm")
 
 
 def main():
@@ -290,7 +238,7 @@ def main():
         with open(args.sass) as f:
             text = f.read()
     else:
-        tool = args.nvdisasm or find_disassembler(args.build)
+        tool = args.nvdisasm or sass_tools.find_disassembler(args.build)
         if not tool:
             sys.exit("no nvdisasm or cuobjdump beside nvcc or on PATH: pass --nvdisasm")
         text = sass_of_build(args.build, tool)
