@@ -215,8 +215,8 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
     // the valid ones, and of a listed tile those in the window, global or allowed by the
     // layout. Worked out per row before the GEMM (fewer registers live), one bit test per
     // score after it. The wgmma path only: in the mma.sync kernel (128 registers for four
-    // CTAs per SM) they raised ptxas' spills from 8/16 to 36/36 bytes (stores/loads), so
-    // it keeps the test per score until a device has timed both.
+    // CTAs per SM) they made ptxas spill 36/36 bytes (stores/loads; 0/0 without), so it
+    // keeps the test per score until a device has timed both.
     uint32_t mine = ~0u;
     if (kWgmma && !full) {
       uint64_t allowed[2] = {valid, valid};
