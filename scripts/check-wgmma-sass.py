@@ -51,7 +51,6 @@ INSN = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
 LABEL = re.compile(r"^\s*(\.L_x_\d+):")
 KERNEL = re.compile(r"^\s*\.text\.(\S+):")
 BRANCH_TARGET = re.compile(r"`\((\.L_x_\d+)\)")
-REG = re.compile(r"\bR(\d+)\b")
 
 
 def width_of(opcode, insn):
@@ -62,6 +61,8 @@ def width_of(opcode, insn):
         return int(parts[-1]) if parts[-1] in ("1", "2", "4") else 1
     if op == "CS2R":
         return 1 if "32" in parts else 2
+    if op in ("HMMA", "IMMA"):  # mma.sync: four f32/s32 accumulators, or two packed f16 pairs
+        return 2 if "F16" in parts[2:3] else 4
     if op == "HGMMA":
         # HGMMA.64xNxK.F32.*: N/2 f32 accumulators per thread; F16 accumulators pack two.
         n = int(parts[1].split("x")[1])
@@ -80,9 +81,9 @@ def width_of(opcode, insn):
 NO_DEST = {
     "STS", "STG", "ST", "STL", "RED", "ATOMS", "BRA", "EXIT", "BAR", "WARPGROUP", "RET",
     "CALL", "BSYNC", "BSSY", "NOP", "MEMBAR", "DEPBAR", "WARPSYNC", "ISETP", "FSETP",
-    "HSETP2", "VOTE", "PLOP3", "LDGDEPBAR", "ARRIVES", "SYNCS", "UCGABAR_ARV",
-    "UCGABAR_WAIT", "ERRBAR", "CCTL", "FENCE", "YIELD", "STSM", "R2UR", "BREAK", "BPT",
-}
+    "HSETP2", "PLOP3", "LDGDEPBAR", "ARRIVES", "SYNCS", "UCGABAR_ARV",
+    "UCGABAR_WAIT", "ERRBAR", "CCTL", "FENCE", "YIELD", "STSM", "BREAK", "BPT",
+}  # (VOTE.ANY R5, PT, P0 writes R5; VOTE.ALL P0, P0 has no register operand: both as found)
 
 
 def parse(lines):
