@@ -49,7 +49,6 @@ import sass_tools  # noqa: E402
 
 INSN = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
 LABEL = re.compile(r"^\s*(\.L_x_\d+):")
-KERNEL = re.compile(r"^\s*\.text\.(\S+):")
 BRANCH_TARGET = re.compile(r"`\((\.L_x_\d+)\)")
 
 
@@ -86,23 +85,21 @@ NO_DEST = {
 }  # (VOTE.ANY R5, PT, P0 writes R5; VOTE.ALL P0, P0 has no register operand: both as found)
 
 
-def parse(lines):
+def parse(text):
+    """Each kernel of a disassembly (sass_tools.kernels_of) as its instructions (address,
+    text) and where its labels point."""
     kernels = []
-    for line in lines:
-        m = KERNEL.match(line)
-        if m:
-            kernels.append({"name": m.group(1), "insns": [], "labels": {}})
-            continue
-        if not kernels:
-            continue
-        k = kernels[-1]
-        m = LABEL.match(line)
-        if m:
-            k["labels"][m.group(1)] = len(k["insns"])
-            continue
-        m = INSN.search(line)
-        if m:
-            k["insns"].append((m.group(1), m.group(2)))
+    for name, lines in sass_tools.kernels_of(text).items():
+        k = {"name": name, "insns": [], "labels": {}}
+        for line in lines:
+            m = LABEL.match(line)
+            if m:
+                k["labels"][m.group(1)] = len(k["insns"])
+                continue
+            m = INSN.search(line)
+            if m:
+                k["insns"].append((m.group(1), m.group(2)))
+        kernels.append(k)
     return kernels
 
 
@@ -243,7 +240,7 @@ def main():
         if not tool:
             sys.exit("no nvdisasm or cuobjdump beside nvcc or on PATH: pass --nvdisasm")
         text = sass_of_build(args.build, tool)
-    failures = check(parse(text.splitlines()), set(args.kmajor.split(",")), set(args.mnmajor.split(",")))
+    failures = check(parse(text), set(args.kmajor.split(",")), set(args.mnmajor.split(",")))
     return 1 if failures else 0
 
 
