@@ -84,30 +84,18 @@ LDQA_HD uint64_t window_columns(int pos, int first, int window) {
   return upto & (~0ull << from);
 }
 
-// `block` columns set from column `first_col` on (block < kTile).
-LDQA_HD uint64_t column_run(int block, int first_col) { return ((1ull << block) - 1) << first_col; }
-
-// Columns (keys j) the layout allows query row il (a position inside its tile):
-// layout_allows(bits, block, il, c) for every c.
-LDQA_HD uint64_t layout_key_columns(uint64_t bits, int block, int il) {
+// Columns the layout allows row `row` (a position inside its tile): a query row's keys
+// (query_row, layout_allows(bits, block, row, c) for every c) or a key row's queries
+// (layout_allows(bits, block, c, row)).
+LDQA_HD uint64_t layout_columns(uint64_t bits, int block, int row, bool query_row) {
   if (block == 0) return 0;
   if (block >= kTile) return (bits & 1u) ? ~0ull : 0;
-  const int per_tile = kTile / block;
-  const uint64_t row = bits >> ((il / block) * per_tile);
+  const int per_tile = kTile / block, row_block = row / block;
   uint64_t columns = 0;
-  for (int jb = 0; jb < per_tile; ++jb)
-    if ((row >> jb) & 1u) columns |= column_run(block, jb * block);
-  return columns;
-}
-
-// Columns (queries i) the layout lets see key row jl: layout_allows(bits, block, c, jl).
-LDQA_HD uint64_t layout_query_columns(uint64_t bits, int block, int jl) {
-  if (block == 0) return 0;
-  if (block >= kTile) return (bits & 1u) ? ~0ull : 0;
-  const int per_tile = kTile / block, jb = jl / block;
-  uint64_t columns = 0;
-  for (int ib = 0; ib < per_tile; ++ib)
-    if ((bits >> (ib * per_tile + jb)) & 1u) columns |= column_run(block, ib * block);
+  for (int b = 0; b < per_tile; ++b) {
+    const int bit = query_row ? row_block * per_tile + b : b * per_tile + row_block;
+    if ((bits >> bit) & 1u) columns |= ((1ull << block) - 1) << (b * block);
+  }
   return columns;
 }
 

@@ -304,7 +304,7 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlock
         for (int r = 0; r < 2; ++r) {
           const int i = q_first + warp * 16 + group + r * 8;
           allowed[r] &=
-              window_columns(i, key_first, p.window) | global | layout_key_columns(bits, p.layout_block, i % kTile);
+              window_columns(i, key_first, p.window) | global | layout_columns(bits, p.layout_block, i % kTile, true);
         }
       }
       mine = thread_columns(allowed[0], allowed[1], tig);
@@ -605,7 +605,7 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
             allowed[r] = ~0ull;
           } else {
             allowed[r] = window_columns(my_key[r], query_first, p.window) |
-                         layout_query_columns(bits, p.layout_block, my_key[r] % kTile);
+                         layout_columns(bits, p.layout_block, my_key[r] % kTile, false);
           }
         }
         mine = thread_columns(allowed[0], allowed[1], tig);

@@ -227,7 +227,7 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
         for (int r = 0; r < 2; ++r) {
           const int i = my_rows + r * 8;
           allowed[r] &=
-              window_columns(i, key_first, p.window) | global | layout_key_columns(bits, p.layout_block, i % kTile);
+              window_columns(i, key_first, p.window) | global | layout_columns(bits, p.layout_block, i % kTile, true);
         }
       }
       mine = thread_columns(allowed[0], allowed[1], tig);

@@ -163,9 +163,9 @@ TEST_CASE("the kernels' column masks equal local_allows element by element", "[l
     // A query row against key columns (forward, dQ) and a key row against query columns
     // (dK/dV); the key's global flag is the kernels' separate term, so 0 here.
     const uint64_t keys =
-        detail::window_columns(pos, first, w) | detail::layout_key_columns(bits, block, pos % detail::kTile);
+        detail::window_columns(pos, first, w) | detail::layout_columns(bits, block, pos % detail::kTile, true);
     const uint64_t queries =
-        detail::window_columns(pos, first, w) | detail::layout_query_columns(bits, block, pos % detail::kTile);
+        detail::window_columns(pos, first, w) | detail::layout_columns(bits, block, pos % detail::kTile, false);
     for (int c = 0; c < detail::kTile; ++c) {
       INFO("column " << c);
       const bool key_ok = detail::local_allows(pos, first + c, detail::kValid, w, bits, block);
