@@ -251,6 +251,8 @@ std::size_t SparseAttention::cuda_workspace_bytes(int batch, int max_global) con
 
 bool SparseAttention::cuda_available() { return detail::cuda_available(); }
 
-const char* SparseAttention::cuda_kernel_path() const { return detail::cuda_kernel_path(impl_->head_dim); }
+const char* SparseAttention::cuda_kernel_path(AttentionPass pass) const {
+  return detail::cuda_kernel_path(impl_->head_dim, pass);
+}
 
 }  // namespace ldqa::attention

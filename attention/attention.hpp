@@ -169,6 +169,9 @@ struct AttentionGradients {
       d_v_global_strides;
 };
 
+// Which pass a question about kernels concerns (SparseAttention::cuda_kernel_path).
+enum class AttentionPass { forward, backward };
+
 class SparseAttention {
  public:
   SparseAttention(int seq_len, int num_heads, int head_dim, Pattern pattern);
@@ -211,11 +214,13 @@ class SparseAttention {
 
   // True when this build has CUDA kernels and a device is usable.
   static bool cuda_available();
-  // The kernels run_cuda and backward_cuda take for the window/layout + global rows on
-  // the current device: "wgmma" (Hopper's warpgroup MMA: compute capability 9.0, head dim
-  // 64, a build with the sm_90a units, and for now only with LDQA_ATTENTION_KERNEL=wgmma
-  // in the environment), "mma.sync" (every other case), or "none" without CUDA.
-  const char* cuda_kernel_path() const;
+  // The kernels run_cuda (forward) or backward_cuda (backward) takes for the window/layout
+  // + global rows on the current device: "wgmma" (Hopper's warpgroup MMA: compute
+  // capability 9.0, head dim 64, a build with the sm_90a units, and for now only where the
+  // environment asks: LDQA_ATTENTION_KERNEL=wgmma for both passes,
+  // LDQA_ATTENTION_BACKWARD_KERNEL for the backward alone), "mma.sync" (every other
+  // case), or "none" without CUDA.
+  const char* cuda_kernel_path(AttentionPass pass = AttentionPass::forward) const;
 
   struct Impl;
 

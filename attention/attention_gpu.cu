@@ -8,8 +8,8 @@
 //                global rows still fill the GPU; 4. combine the splits.
 // With top_k, a separate exact kernel replaces 2-4 (one CTA per query row, radix select).
 // At head dim 64 on Hopper, 2 and 3 (and the backward's dQ and dK/dV kernels) may run
-// their GEMMs as wgmma instead (kernel_path: opt-in with LDQA_ATTENTION_KERNEL=wgmma
-// until measured on a device).
+// their GEMMs as wgmma instead (kernel_path: opt-in with LDQA_ATTENTION_KERNEL=wgmma,
+// the backward's alone with LDQA_ATTENTION_BACKWARD_KERNEL, until measured on a device).
 // Given AttentionInputs::lse, 2 and 4 also write each row's log-sum-exp for the backward
 // (attention_gpu_backward.cu). This file is the host side: the preparation pass, the
 // device plan, the split geometry, the workspace and the dispatch over dtype x head dim;
@@ -143,9 +143,12 @@ std::shared_ptr<const DevicePlan> device_plan(const SparseAttention::Impl& impl,
   return std::static_pointer_cast<const DevicePlan>(slot);
 }
 
-KernelPath kernel_path(int head_dim) {
+KernelPath kernel_path(int head_dim, AttentionPass pass) {
 #ifdef LDQA_HAVE_SM90A
   const char* choice = std::getenv("LDQA_ATTENTION_KERNEL");
+  if (pass == AttentionPass::backward) {
+    if (const char* backward = std::getenv("LDQA_ATTENTION_BACKWARD_KERNEL")) choice = backward;
+  }
   if (head_dim != 64 || choice == nullptr || std::strcmp(choice, "wgmma") != 0) return KernelPath::mma_sync;
   int device = 0, major = 0, minor = 0;
   LDQA_CUDA_CHECK(cudaGetDevice(&device));
@@ -155,6 +158,7 @@ KernelPath kernel_path(int head_dim) {
   return major == 9 && minor == 0 ? KernelPath::wgmma : KernelPath::mma_sync;
 #else
   (void)head_dim;
+  (void)pass;
   return KernelPath::mma_sync;
 #endif
 }
@@ -310,8 +314,8 @@ void launch_dtype(const Params& p, const Geometry& g, int batch, int heads, int 
 
 }  // namespace
 
-const char* cuda_kernel_path(int head_dim) {
-  return gpu::kernel_path(head_dim) == gpu::KernelPath::wgmma ? "wgmma" : "mma.sync";
+const char* cuda_kernel_path(int head_dim, AttentionPass pass) {
+  return gpu::kernel_path(head_dim, pass) == gpu::KernelPath::wgmma ? "wgmma" : "mma.sync";
 }
 
 bool cuda_available() {

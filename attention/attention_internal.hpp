@@ -43,7 +43,7 @@ void backward_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in,
                    void* stream, void* workspace, std::size_t workspace_bytes);
 std::size_t cuda_backward_workspace_bytes(const SparseAttention::Impl& impl, int batch, int max_global);
 bool cuda_available();
-const char* cuda_kernel_path(int head_dim);
+const char* cuda_kernel_path(int head_dim, AttentionPass pass);
 
 }  // namespace detail
 }  // namespace ldqa::attention

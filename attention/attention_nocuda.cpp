@@ -14,6 +14,6 @@ void backward_cuda(const SparseAttention::Impl&, const AttentionInputs&, const A
 }
 std::size_t cuda_backward_workspace_bytes(const SparseAttention::Impl&, int, int) { return 0; }
 bool cuda_available() { return false; }
-const char* cuda_kernel_path(int) { return "none"; }
+const char* cuda_kernel_path(int, AttentionPass) { return "none"; }
 
 }  // namespace ldqa::attention::detail

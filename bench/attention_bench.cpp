@@ -231,8 +231,9 @@ void bench_cuda(const Options& o, int batch, int n, std::mt19937_64& rng) {
     CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
     if (r >= 0) times.push_back(ms);
   }
-  // The device column names the forward's kernels (mma.sync, or Hopper's wgmma).
-  const std::string device = std::string("cuda bf16 ") + attn.cuda_kernel_path();
+  // The device column names the timed pass's kernels (mma.sync, or Hopper's wgmma).
+  const auto pass = backward ? AttentionPass::backward : AttentionPass::forward;
+  const std::string device = std::string("cuda bf16 ") + attn.cuda_kernel_path(pass);
   report(device.c_str(), batch, n, o, attended_pairs(mask, batch, n, o.window), median(times));
   for (void* p : tensors) cudaFree(p);
   cudaFree(out);

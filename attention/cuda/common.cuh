@@ -281,13 +281,15 @@ class StreamWorkspace {
   cudaStream_t stream_;
 };
 
-// Which kernels run the forward's local and global rows and the backward's dQ and dK/dV.
-// wgmma: Hopper's warpgroup MMA (sm_90a), head dim 64, on a compute capability 9.0 device
-// in a build with the sm_90a units (LDQA_HAVE_SM90A), and for now only when
-// LDQA_ATTENTION_KERNEL=wgmma: it becomes the default once the GPU tests and the
-// benchmark have run it. mma.sync otherwise.
+// Which kernels run the forward's local and global rows (pass forward) or the backward's
+// dQ and dK/dV (pass backward). wgmma: Hopper's warpgroup MMA (sm_90a), head dim 64, on a
+// compute capability 9.0 device in a build with the sm_90a units (LDQA_HAVE_SM90A), and
+// for now only where the environment asks for it: LDQA_ATTENTION_KERNEL=wgmma (both
+// passes), LDQA_ATTENTION_BACKWARD_KERNEL=wgmma or mma.sync (the backward's, over the
+// former). It becomes a default once the GPU tests and the benchmark have run it.
+// mma.sync otherwise.
 enum class KernelPath { mma_sync, wgmma };
-KernelPath kernel_path(int head_dim);
+KernelPath kernel_path(int head_dim, AttentionPass pass);
 // The wgmma path's kernels (cuda/*_wgmma_<dtype>_hd64.cu): the forward's local- and
 // global-row kernels; the backward's dQ and dK/dV kernels (not delta, not the merge).
 void launch_attend_wgmma_bf16(const Params& p, const Geometry& g, int batch, int heads, int num_tiles,

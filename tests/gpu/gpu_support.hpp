@@ -34,34 +34,45 @@ inline bool skipped_in_small_mode(const test::GridPoint& p) {
   return thinning > 0 && (p.n >= 1000 || p.index % thinning != 0);
 }
 
-// Sends this process's head-dim-64 attention through Hopper's wgmma kernels while alive
-// (LDQA_ATTENTION_KERNEL=wgmma), restoring the variable after. `active` says whether the
-// device takes that path (compute capability 9.0); where it cannot, there is nothing to
-// test, and a 9.0 device that does not take it is an error the caller reports.
+// Sends this process's head-dim-64 attention, forward and backward, through Hopper's
+// wgmma kernels while alive (LDQA_ATTENTION_KERNEL=wgmma, no backward override),
+// restoring both variables after. `active` says whether the device takes that path for
+// both passes (compute capability 9.0); where it cannot, there is nothing to test, and a
+// 9.0 device that does not take it is an error the caller reports.
 struct ForceWgmmaPath {
-  std::string before;
-  bool had = false;
+  struct Saved {
+    const char* name;
+    bool had = false;
+    std::string value;
+  };
+  Saved saved[2] = {{"LDQA_ATTENTION_KERNEL", false, {}}, {"LDQA_ATTENTION_BACKWARD_KERNEL", false, {}}};
   bool active = false;
   bool hopper = false;
   ForceWgmmaPath() {
-    if (const char* v = std::getenv("LDQA_ATTENTION_KERNEL")) {
-      had = true;
-      before = v;
+    for (Saved& s : saved) {
+      if (const char* v = std::getenv(s.name)) {
+        s.had = true;
+        s.value = v;
+      }
     }
     setenv("LDQA_ATTENTION_KERNEL", "wgmma", 1);
+    unsetenv("LDQA_ATTENTION_BACKWARD_KERNEL");
     int device = 0, major = 0, minor = 0;
     CUDA_OK(cudaGetDevice(&device));
     CUDA_OK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
     CUDA_OK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
     hopper = major == 9 && minor == 0;
     const attention::SparseAttention probe(64, 1, 64, attention::Pattern{4, nullptr, 0});
-    active = std::string(probe.cuda_kernel_path()) == "wgmma";
+    active = std::string(probe.cuda_kernel_path(attention::AttentionPass::forward)) == "wgmma" &&
+             std::string(probe.cuda_kernel_path(attention::AttentionPass::backward)) == "wgmma";
   }
   ~ForceWgmmaPath() {
-    if (had) {
-      setenv("LDQA_ATTENTION_KERNEL", before.c_str(), 1);
-    } else {
-      unsetenv("LDQA_ATTENTION_KERNEL");
+    for (const Saved& s : saved) {
+      if (s.had) {
+        setenv(s.name, s.value.c_str(), 1);
+      } else {
+        unsetenv(s.name);
+      }
     }
   }
   ForceWgmmaPath(const ForceWgmmaPath&) = delete;

@@ -172,6 +172,32 @@ TEST_CASE("gpu: the wgmma forward (Hopper) matches the float64 reference", "[gpu
   });
 }
 
+// The two variables choose each pass's kernels: LDQA_ATTENTION_KERNEL both passes,
+// LDQA_ATTENTION_BACKWARD_KERNEL the backward's over it; wgmma only at head dim 64 on a
+// compute capability 9.0 device.
+TEST_CASE("gpu: LDQA_ATTENTION_KERNEL and LDQA_ATTENTION_BACKWARD_KERNEL choose each pass's kernels", "[gpu][wgmma]") {
+  const ForceWgmmaPath restore;  // saves both variables and puts them back after
+  const attention::SparseAttention d64(64, 1, 64, attention::Pattern{4, nullptr, 0});
+  const attention::SparseAttention d32(32, 1, 64, attention::Pattern{4, nullptr, 0});
+  const std::string hopper = restore.hopper ? "wgmma" : "mma.sync";
+  auto paths = [&](const attention::SparseAttention& a) {
+    return std::string(a.cuda_kernel_path(attention::AttentionPass::forward)) + "/" +
+           a.cuda_kernel_path(attention::AttentionPass::backward);
+  };
+  unsetenv("LDQA_ATTENTION_KERNEL");
+  unsetenv("LDQA_ATTENTION_BACKWARD_KERNEL");
+  CHECK(paths(d64) == "mma.sync/mma.sync");
+  setenv("LDQA_ATTENTION_KERNEL", "wgmma", 1);
+  CHECK(paths(d64) == hopper + "/" + hopper);
+  CHECK(paths(d32) == "mma.sync/mma.sync");
+  setenv("LDQA_ATTENTION_BACKWARD_KERNEL", "mma.sync", 1);
+  CHECK(paths(d64) == hopper + "/mma.sync");
+  unsetenv("LDQA_ATTENTION_KERNEL");
+  setenv("LDQA_ATTENTION_BACKWARD_KERNEL", "wgmma", 1);
+  CHECK(paths(d64) == "mma.sync/" + hopper);
+  CHECK(std::string(d64.cuda_kernel_path()) == "mma.sync");  // the forward's, by default
+}
+
 TEST_CASE("gpu: explicit workspace (filled with garbage) gives the same result", "[gpu]") {
   std::mt19937_64 rng(test::test_seed() + 3);
   auto c = test::case_of_shape(3, 2, 777, 64, 40);
