@@ -4,9 +4,10 @@
 # backward) and the PyTorch comparison. Logs go to $OUT.
 #   bash scripts/device-attention.sh all|tests|bench|torch [bench/attention_torch.py arguments]
 # e.g. bash scripts/device-attention.sh torch --shapes "H12 w256 g64" --n 16384 --scattered-n ""
-# tests runs the GPU tests twice: on the default kernels, then with every head-dim-64
-# forward and backward on Hopper's wgmma path (LDQA_ATTENTION_KERNEL=wgmma); bench times
-# both paths. The environment's LDQA_ATTENTION_KERNEL applies to torch.
+# tests runs the GPU tests twice, each test case in a process of its own: on the default
+# kernels, then with every head-dim-64 forward and backward on Hopper's wgmma path
+# (LDQA_ATTENTION_KERNEL=wgmma); [model_gpu] cases only where the call carried the models'
+# weights. bench times both paths. The environment's LDQA_ATTENTION_KERNEL applies to torch.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
@@ -16,15 +17,32 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | t
 what=${1:-all}
 shift || true
 if [[ $what == all || $what == tests ]]; then
-  # The wgmma primitives on one tile first, in a process of their own: a fault there
-  # would otherwise poison the CUDA context of every test after it.
-  timeout 60 .device/ldqa_gpu_tests "wgmma: S = A B^T*" 2>&1 | tail -n 40 | tee "$out/gpu_tests_wgmma_probe.log"
-  echo "wgmma probe exit: ${PIPESTATUS[0]}" | tee -a "$out/gpu_tests_wgmma_probe.log"
-  timeout 300 .device/ldqa_gpu_tests --durations yes 2>&1 | tail -n 60 | tee "$out/gpu_tests.log"
-  echo "gpu tests exit: ${PIPESTATUS[0]}" | tee -a "$out/gpu_tests.log"
-  LDQA_ATTENTION_KERNEL=wgmma timeout 300 .device/ldqa_gpu_tests "~[model_gpu]" 2>&1 | tail -n 60 |
-    tee "$out/gpu_tests_wgmma.log"
-  echo "gpu tests (wgmma forward) exit: ${PIPESTATUS[0]}" | tee -a "$out/gpu_tests_wgmma.log"
+  # Every test case in a process of its own under its own time limit: a kernel that hangs
+  # (or faults and poisons the CUDA context) costs that case alone, and the log names it.
+  # Default kernels first, then with every head-dim-64 pass on Hopper's wgmma path.
+  # LDQA_CASE_LIMIT_S: seconds per case (120); LDQA_TEST_KERNELS: which runs ("default
+  # wgmma"); LDQA_TEST_SPEC: a Catch2 test spec choosing the cases instead.
+  filter="~[model_gpu]"
+  compgen -G "models/ldqa-small/*.safetensors" >/dev/null && filter=""
+  filter=${LDQA_TEST_SPEC:-$filter}
+  mapfile -t cases < <(.device/ldqa_gpu_tests --list-test-names-only ${filter:+"$filter"} | grep -v '^$')
+  for kernel in ${LDQA_TEST_KERNELS:-default wgmma}; do
+    log="$out/gpu_tests_$kernel.log"
+    : >"$log"
+    failed=0
+    for name in "${cases[@]}"; do
+      start=$SECONDS
+      LDQA_ATTENTION_KERNEL=$kernel timeout "${LDQA_CASE_LIMIT_S:-120}" .device/ldqa_gpu_tests "$name" \
+        -r compact >"$out/case.log" 2>&1
+      rc=$?
+      case $rc in 0) verdict=passed ;; 124) verdict="TIMED OUT" ;; *) verdict="FAILED ($rc)" ;; esac
+      [[ $rc == 0 ]] || failed=$((failed + 1))
+      printf '%-9s %4ds  %s\n' "$verdict" $((SECONDS - start)) "$name" | tee -a "$log"
+      [[ $rc == 0 ]] || sed 's/^/    /' "$out/case.log" | tail -n 30 >>"$log"
+    done
+    echo "gpu tests ($kernel kernels): ${#cases[@]} cases, $failed not passed" | tee -a "$log"
+  done
+  rm -f "$out/case.log"
 fi
 if [[ $what == all || $what == bench ]]; then
   for shape in "--heads 12 --window 256 --globals 64" "--heads 8 --window 128 --globals 48" \
