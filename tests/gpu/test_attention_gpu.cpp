@@ -103,6 +103,7 @@ std::string wrong_rows(const std::vector<double>& out, const test::ReferenceResu
 
 void check_case(test::AttentionCase& c, DType dtype, std::mt19937_64& rng) {
   test::fill_inputs(c, rng, dtype == DType::f16 ? round_f16 : round_bf16);
+  test::trace_case(c.describe() + (dtype == DType::f16 ? " f16" : " bf16"));
   const auto ref = test::reference_attention(c, 2e-4);
   const auto out = run_gpu(c, dtype);
   const auto cmp = test::compare(out, ref, c.head_dim);
@@ -177,8 +178,9 @@ TEST_CASE("gpu: the wgmma forward (Hopper) matches the float64 reference", "[gpu
 // compute capability 9.0 device.
 TEST_CASE("gpu: LDQA_ATTENTION_KERNEL and LDQA_ATTENTION_BACKWARD_KERNEL choose each pass's kernels", "[gpu][wgmma]") {
   const ForceWgmmaPath restore;  // saves both variables and puts them back after
+  // (sequence length, heads, head dim, pattern)
   const attention::SparseAttention d64(64, 1, 64, attention::Pattern{4, nullptr, 0});
-  const attention::SparseAttention d32(32, 1, 64, attention::Pattern{4, nullptr, 0});
+  const attention::SparseAttention d32(64, 1, 32, attention::Pattern{4, nullptr, 0});
   const std::string hopper = restore.hopper ? "wgmma" : "mma.sync";
   auto paths = [&](const attention::SparseAttention& a) {
     return std::string(a.cuda_kernel_path(attention::AttentionPass::forward)) + "/" +
