@@ -21,7 +21,9 @@ if [[ $what == all || $what == tests ]]; then
   # (or faults and poisons the CUDA context) costs that case alone, and the log names it.
   # Default kernels first, then with every head-dim-64 pass on Hopper's wgmma path.
   # LDQA_CASE_LIMIT_S: seconds per case (120); LDQA_TEST_KERNELS: which runs ("default
-  # wgmma"); LDQA_TEST_SPEC: a Catch2 test spec choosing the cases instead.
+  # wgmma"); LDQA_TEST_SPEC: a Catch2 test spec choosing the cases instead. A case that
+  # does not pass gets its log's last lines; with LDQA_TEST_TRACE=1 in the environment
+  # the grid cases name each point as it starts, so the last one named is where it hung.
   filter="~[model_gpu]"
   compgen -G "models/ldqa-small/*.safetensors" >/dev/null && filter=""
   filter=${LDQA_TEST_SPEC:-$filter}

@@ -139,6 +139,7 @@ void check_backward(test::AttentionCase& c, DType dtype, std::mt19937_64& rng) {
   auto round = dtype == DType::f16 ? round_f16 : round_bf16;
   test::fill_inputs(c, rng, round);
   const auto d_out = random_gradient(c.q.size(), rng, round);
+  test::trace_case(c.describe() + (dtype == DType::f16 ? " f16" : " bf16") + " backward");
   const auto ref = test::reference_attention(c);
   const auto got = run_backward_gpu(c, d_out, dtype);
   // delta from the output the kernel stored (16-bit), as the kernel reads it

@@ -1,5 +1,6 @@
 #include "support/support.hpp"
 
+#include <cstdio>
 #include <random>
 
 namespace ldqa::test {
@@ -11,6 +12,13 @@ uint64_t test_seed() {
     return (static_cast<uint64_t>(rd()) << 32) ^ rd();
   }();
   return seed;
+}
+
+void trace_case(const std::string& what) {
+  static const bool enabled = std::getenv("LDQA_TEST_TRACE") != nullptr;
+  if (!enabled) return;
+  std::fprintf(stderr, "case: %s\n", what.c_str());
+  std::fflush(stderr);
 }
 
 }  // namespace ldqa::test

@@ -17,6 +17,10 @@ namespace ldqa::test {
 // Seed from LDQA_TEST_SEED if set, else fresh from std::random_device (printed on failure).
 uint64_t test_seed();
 
+// With LDQA_TEST_TRACE set, writes `what` (a case about to run) to stderr, flushed: a case
+// that never returns (a kernel that hangs) is then named by the last line.
+void trace_case(const std::string& what);
+
 class TempDir {
  public:
   TempDir() {
