@@ -139,12 +139,13 @@ void check_backward(test::AttentionCase& c, DType dtype, std::mt19937_64& rng) {
   auto round = dtype == DType::f16 ? round_f16 : round_bf16;
   test::fill_inputs(c, rng, round);
   const auto d_out = random_gradient(c.q.size(), rng, round);
-  test::trace_case(c.describe() + (dtype == DType::f16 ? " f16" : " bf16") + " backward");
+  const std::string what = c.describe() + (dtype == DType::f16 ? " f16" : " bf16");
+  test::trace_case(what + " backward");
   const auto ref = test::reference_attention(c);
   const auto got = run_backward_gpu(c, d_out, dtype);
   // delta from the output the kernel stored (16-bit), as the kernel reads it
   const auto want = test::reference_attention_backward(c, d_out, &got.out);
-  INFO(c.describe() << (dtype == DType::f16 ? " f16" : " bf16") << " seed=" << test::test_seed());
+  INFO(what << " seed=" << test::test_seed());
   CHECK(test::compare(got.out, ref, c.head_dim).relative_error <= 1e-2);
   int64_t lse_mismatch = 0;
   for (std::size_t row = 0; row < ref.lse.size(); ++row)

@@ -103,11 +103,12 @@ std::string wrong_rows(const std::vector<double>& out, const test::ReferenceResu
 
 void check_case(test::AttentionCase& c, DType dtype, std::mt19937_64& rng) {
   test::fill_inputs(c, rng, dtype == DType::f16 ? round_f16 : round_bf16);
-  test::trace_case(c.describe() + (dtype == DType::f16 ? " f16" : " bf16"));
+  const std::string what = c.describe() + (dtype == DType::f16 ? " f16" : " bf16");
+  test::trace_case(what);
   const auto ref = test::reference_attention(c, 2e-4);
   const auto out = run_gpu(c, dtype);
   const auto cmp = test::compare(out, ref, c.head_dim);
-  INFO(c.describe() << (dtype == DType::f16 ? " f16" : " bf16") << " seed=" << test::test_seed());
+  INFO(what << " seed=" << test::test_seed());
   INFO((cmp.relative_error > 1e-2 ? wrong_rows(out, ref, c) : std::string("rows right")));
   CHECK(cmp.nan_count == 0);
   CHECK(cmp.relative_error <= 1e-2);
