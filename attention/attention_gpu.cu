@@ -26,6 +26,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "attention/attention_internal.hpp"
@@ -143,13 +144,36 @@ std::shared_ptr<const DevicePlan> device_plan(const SparseAttention::Impl& impl,
   return std::static_pointer_cast<const DevicePlan>(slot);
 }
 
-KernelPath kernel_path(int head_dim, AttentionPass pass) {
-#ifdef LDQA_HAVE_SM90A
-  const char* choice = std::getenv("LDQA_ATTENTION_KERNEL");
+namespace {
+
+// The environment's choice for `pass`: LDQA_ATTENTION_BACKWARD_KERNEL over
+// LDQA_ATTENTION_KERNEL for the backward; "default" where neither is set. Anything but
+// default, wgmma and mma.sync is refused, naming the variable and its value: a typo
+// would otherwise time or train the kernels one did not mean.
+const char* kernel_choice(AttentionPass pass) {
+  const char* name = "LDQA_ATTENTION_KERNEL";
+  const char* choice = std::getenv(name);
   if (pass == AttentionPass::backward) {
-    if (const char* backward = std::getenv("LDQA_ATTENTION_BACKWARD_KERNEL")) choice = backward;
+    if (const char* backward = std::getenv("LDQA_ATTENTION_BACKWARD_KERNEL")) {
+      name = "LDQA_ATTENTION_BACKWARD_KERNEL";
+      choice = backward;
+    }
   }
-  if (head_dim != 64 || choice == nullptr || std::strcmp(choice, "wgmma") != 0) return KernelPath::mma_sync;
+  if (choice == nullptr || *choice == '\0') return "default";
+  for (const char* known : {"default", "wgmma", "mma.sync"})
+    if (std::strcmp(choice, known) == 0) return known;
+  throw Error(std::string(name) + "='" + choice + "': expected default, wgmma or mma.sync");
+}
+
+}  // namespace
+
+KernelPath kernel_path(int head_dim, AttentionPass pass) {
+  const char* choice = kernel_choice(pass);
+#ifdef LDQA_HAVE_SM90A
+  // default: mma.sync for both passes until the wgmma kernels have passed the GPU suite
+  // (see common.cuh).
+  const bool wanted = std::strcmp(choice, "wgmma") == 0;
+  if (head_dim != 64 || !wanted) return KernelPath::mma_sync;
   int device = 0, major = 0, minor = 0;
   LDQA_CUDA_CHECK(cudaGetDevice(&device));
   LDQA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
@@ -157,8 +181,8 @@ KernelPath kernel_path(int head_dim, AttentionPass pass) {
   // sm_90a machine code runs on compute capability 9.0 only.
   return major == 9 && minor == 0 ? KernelPath::wgmma : KernelPath::mma_sync;
 #else
+  (void)choice;
   (void)head_dim;
-  (void)pass;
   return KernelPath::mma_sync;
 #endif
 }

@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,40 +35,18 @@ inline bool skipped_in_small_mode(const test::GridPoint& p) {
   return thinning > 0 && (p.n >= 1000 || p.index % thinning != 0);
 }
 
-// Sends this process's head-dim-64 attention, forward and backward, through Hopper's
-// wgmma kernels while alive (LDQA_ATTENTION_KERNEL=wgmma, no backward override),
-// restoring both variables after. `active` says whether the device takes that path for
-// both passes (compute capability 9.0); where it cannot, there is nothing to test, and a
-// 9.0 device that does not take it is an error the caller reports.
-struct ForceWgmmaPath {
-  struct Saved {
-    const char* name;
-    bool had = false;
-    std::string value;
-  };
-  Saved saved[2] = {{"LDQA_ATTENTION_KERNEL", false, {}}, {"LDQA_ATTENTION_BACKWARD_KERNEL", false, {}}};
-  bool active = false;
-  bool hopper = false;
-  ForceWgmmaPath() {
-    for (Saved& s : saved) {
-      if (const char* v = std::getenv(s.name)) {
-        s.had = true;
-        s.value = v;
-      }
+// Saves the named environment variables and puts them back (or unsets them) when it
+// goes: for tests that set the kernel choice.
+class SavedEnvironment {
+ public:
+  explicit SavedEnvironment(std::initializer_list<const char*> names) {
+    for (const char* name : names) {
+      const char* value = std::getenv(name);
+      saved_.push_back({name, value != nullptr, value != nullptr ? value : ""});
     }
-    setenv("LDQA_ATTENTION_KERNEL", "wgmma", 1);
-    unsetenv("LDQA_ATTENTION_BACKWARD_KERNEL");
-    int device = 0, major = 0, minor = 0;
-    CUDA_OK(cudaGetDevice(&device));
-    CUDA_OK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    CUDA_OK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-    hopper = major == 9 && minor == 0;
-    const attention::SparseAttention probe(64, 1, 64, attention::Pattern{4, nullptr, 0});
-    active = std::string(probe.cuda_kernel_path(attention::AttentionPass::forward)) == "wgmma" &&
-             std::string(probe.cuda_kernel_path(attention::AttentionPass::backward)) == "wgmma";
   }
-  ~ForceWgmmaPath() {
-    for (const Saved& s : saved) {
+  ~SavedEnvironment() {
+    for (const Saved& s : saved_) {
       if (s.had) {
         setenv(s.name, s.value.c_str(), 1);
       } else {
@@ -75,8 +54,43 @@ struct ForceWgmmaPath {
       }
     }
   }
-  ForceWgmmaPath(const ForceWgmmaPath&) = delete;
-  ForceWgmmaPath& operator=(const ForceWgmmaPath&) = delete;
+  SavedEnvironment(const SavedEnvironment&) = delete;
+  SavedEnvironment& operator=(const SavedEnvironment&) = delete;
+
+ private:
+  struct Saved {
+    const char* name;
+    bool had;
+    std::string value;
+  };
+  std::vector<Saved> saved_;
+};
+
+// Whether the current device is compute capability 9.0 (the sm_90a units' machine code).
+inline bool hopper_device() {
+  int device = 0, major = 0, minor = 0;
+  CUDA_OK(cudaGetDevice(&device));
+  CUDA_OK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  CUDA_OK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  return major == 9 && minor == 0;
+}
+
+// Sends this process's head-dim-64 attention, forward and backward, through Hopper's
+// wgmma kernels while alive (LDQA_ATTENTION_KERNEL=wgmma, no backward override),
+// restoring both variables after. `active` says whether the device takes that path for
+// both passes (compute capability 9.0); where it cannot, there is nothing to test, and a
+// 9.0 device that does not take it is an error the caller reports.
+struct ForceWgmmaPath {
+  SavedEnvironment saved{"LDQA_ATTENTION_KERNEL", "LDQA_ATTENTION_BACKWARD_KERNEL"};
+  bool active = false;
+  bool hopper = hopper_device();
+  ForceWgmmaPath() {
+    setenv("LDQA_ATTENTION_KERNEL", "wgmma", 1);
+    unsetenv("LDQA_ATTENTION_BACKWARD_KERNEL");
+    const attention::SparseAttention probe(64, 1, 64, attention::Pattern{4, nullptr, 0});
+    active = std::string(probe.cuda_kernel_path(attention::AttentionPass::forward)) == "wgmma" &&
+             std::string(probe.cuda_kernel_path(attention::AttentionPass::backward)) == "wgmma";
+  }
 };
 
 inline double round_f16(double x) { return static_cast<double>(__half2float(__float2half_rn(static_cast<float>(x)))); }

@@ -176,29 +176,40 @@ TEST_CASE("gpu: the wgmma forward (Hopper) matches the float64 reference", "[gpu
 
 // The two variables choose each pass's kernels: LDQA_ATTENTION_KERNEL both passes,
 // LDQA_ATTENTION_BACKWARD_KERNEL the backward's over it; wgmma only at head dim 64 on a
-// compute capability 9.0 device.
+// compute capability 9.0 device. A value other than default, wgmma and mma.sync is
+// refused with its name.
 TEST_CASE("gpu: LDQA_ATTENTION_KERNEL and LDQA_ATTENTION_BACKWARD_KERNEL choose each pass's kernels", "[gpu][wgmma]") {
-  const ForceWgmmaPath restore;  // saves both variables and puts them back after
+  const SavedEnvironment restore{"LDQA_ATTENTION_KERNEL", "LDQA_ATTENTION_BACKWARD_KERNEL"};
   // (sequence length, heads, head dim, pattern)
   const attention::SparseAttention d64(64, 1, 64, attention::Pattern{4, nullptr, 0});
   const attention::SparseAttention d32(64, 1, 32, attention::Pattern{4, nullptr, 0});
-  const std::string hopper = restore.hopper ? "wgmma" : "mma.sync";
+  const std::string hopper = hopper_device() ? "wgmma" : "mma.sync";
   auto paths = [&](const attention::SparseAttention& a) {
     return std::string(a.cuda_kernel_path(attention::AttentionPass::forward)) + "/" +
            a.cuda_kernel_path(attention::AttentionPass::backward);
   };
   unsetenv("LDQA_ATTENTION_KERNEL");
   unsetenv("LDQA_ATTENTION_BACKWARD_KERNEL");
+  CHECK(paths(d64) == "mma.sync/mma.sync");                  // the defaults
+  CHECK(std::string(d64.cuda_kernel_path()) == "mma.sync");  // the forward's
+  CHECK(paths(d32) == "mma.sync/mma.sync");
+  setenv("LDQA_ATTENTION_KERNEL", "default", 1);
   CHECK(paths(d64) == "mma.sync/mma.sync");
   setenv("LDQA_ATTENTION_KERNEL", "wgmma", 1);
   CHECK(paths(d64) == hopper + "/" + hopper);
   CHECK(paths(d32) == "mma.sync/mma.sync");
   setenv("LDQA_ATTENTION_BACKWARD_KERNEL", "mma.sync", 1);
   CHECK(paths(d64) == hopper + "/mma.sync");
-  unsetenv("LDQA_ATTENTION_KERNEL");
+  setenv("LDQA_ATTENTION_KERNEL", "mma.sync", 1);  // the fallback, forced
   setenv("LDQA_ATTENTION_BACKWARD_KERNEL", "wgmma", 1);
   CHECK(paths(d64) == "mma.sync/" + hopper);
-  CHECK(std::string(d64.cuda_kernel_path()) == "mma.sync");  // the forward's, by default
+  setenv("LDQA_ATTENTION_KERNEL", "wgmm", 1);  // a typo: refused, naming variable and value
+  CHECK_THROWS_WITH(d64.cuda_kernel_path(attention::AttentionPass::forward),
+                    Catch::Contains("LDQA_ATTENTION_KERNEL='wgmm'"));
+  CHECK(std::string(d64.cuda_kernel_path(attention::AttentionPass::backward)) == hopper);  // its own variable
+  setenv("LDQA_ATTENTION_BACKWARD_KERNEL", "WGMMA", 1);
+  CHECK_THROWS_WITH(d64.cuda_kernel_path(attention::AttentionPass::backward),
+                    Catch::Contains("LDQA_ATTENTION_BACKWARD_KERNEL='WGMMA'"));
 }
 
 TEST_CASE("gpu: explicit workspace (filled with garbage) gives the same result", "[gpu]") {
