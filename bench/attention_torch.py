@@ -20,7 +20,12 @@ SDPA's autograd), our gradients checked against FlexAttention's in the same run.
 Times: triton.testing.do_bench median (flushes L2 between runs). Useful TFLOP/s count
 only the pairs the pattern allows: 4*D FLOPs per pair forward, 10*D backward (the
 recomputed QK^T, then dV, dP, dQ, dK). The backward is timed alone: a retained graph,
-one .backward() per run."""
+one .backward() per run. --kernels default,wgmma times both of our kernel families
+(mma.sync, and Hopper's wgmma at head dim 64) in the same process; "time / ours" divides
+by the fastest of them, and "rel err" compares each kernel with the first one and
+FlexAttention with the first one too.
+
+    python3 bench/attention_torch.py --lib ... --kernels default,wgmma --backward-kernels default"""
 import argparse
 import json
 import os
@@ -46,6 +51,14 @@ def load(lib_path):
     import ldqa_attention
     ldqa_attention.load()
     return ldqa_attention
+
+
+def use_kernel(choice):
+    """Points our next calls at one kernel family: the library reads LDQA_ATTENTION_KERNEL
+    (and LDQA_ATTENTION_BACKWARD_KERNEL for the backward) at every call."""
+    os.environ["LDQA_ATTENTION_KERNEL"] = choice
+    os.environ["LDQA_ATTENTION_BACKWARD_KERNEL"] = choice
+    return f"ldqa (ours: {'wgmma' if choice == 'wgmma' else 'mma.sync'})"
 
 
 def ours_fn(lib, q, k, v, gmask, g, window):
@@ -118,8 +131,14 @@ def main():
                     help="heads: q, k, v contiguous [B, H, n, D]; rows: [B, H, n, D] views of one fused "
                     "[B, n, 3, H, D] projection output (and dO of [B, n, H, D]), as a model holds them; every "
                     "method gets the same tensors")
+    ap.add_argument("--kernels", default=os.environ.get("LDQA_ATTENTION_KERNEL", "default"),
+                    help="comma-separated LDQA_ATTENTION_KERNEL values to time ours with, in the same process on "
+                    "the same inputs (default: the mma.sync kernels; wgmma: Hopper's, head dim 64)")
+    ap.add_argument("--backward-kernels", help="the same for the backward (default: --kernels)")
     ap.add_argument("--json")
     args = ap.parse_args()
+    args.kernels = args.kernels.split(",")
+    args.backward_kernels = args.backward_kernels.split(",") if args.backward_kernels else args.kernels
     lib = load(args.lib)
     torch.manual_seed(20261129)
     # one compiled FlexAttention per shape (dynamic=False, as a training run compiles it)
@@ -177,8 +196,15 @@ def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, 
 
     gmask_u8 = gmask.to(torch.uint8).contiguous()
     run = ours_fn(lib, q, k, v, gmask_u8, g, w)
-    ours_out, lse = run()
-    results.append(("forward", "ldqa (ours)", do_bench(run, warmup=25, rep=200, return_mode="median"), fwd_flops, 0.0))
+    ours_out = lse = None
+    for choice in args.kernels:  # each kernel family's output against the first's
+        method = use_kernel(choice)
+        out, out_lse = run()
+        if ours_out is None:
+            ours_out, lse = out, out_lse
+        results.append(("forward", method, do_bench(run, warmup=25, rep=200, return_mode="median"), fwd_flops,
+                        rel_err(out, ours_out)))
+        del out, out_lse
     flex_out = flex(q, k, v, block_mask=block_mask)
     results.append(("forward", "FlexAttention", do_bench(lambda: flex(q, k, v, block_mask=block_mask), warmup=25,
                                                          rep=200, return_mode="median"), fwd_flops,
@@ -193,19 +219,29 @@ def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, 
         qr, kr, vr = (x.detach().clone().requires_grad_(True) for x in (q, k, v))
         ms, flex_grads = bench_backward(lambda: flex(qr, kr, vr, block_mask=block_mask), (qr, kr, vr), d_out)
         ours_bwd = ours_backward_fn(lib, q, k, v, gmask_u8, g, w, ours_out, lse, d_out)
-        ours_grads = [x.clone() for x in ours_bwd()]
-        # the largest of the three gradients' relative differences from FlexAttention's
-        err = max(rel_err(a, b) for a, b in zip(flex_grads, ours_grads))
-        results.append(("backward", "ldqa (ours)", do_bench(ours_bwd, warmup=10, rep=100, return_mode="median"),
-                        bwd_flops, 0.0))
+        first_grads = None
+        for choice in args.backward_kernels:
+            method = use_kernel(choice)
+            grads = [x.clone() for x in ours_bwd()]
+            first_grads = first_grads or grads
+            # the largest of the three gradients' relative differences from the first kernel's
+            err = max(rel_err(a, b) for a, b in zip(grads, first_grads))
+            results.append(("backward", method, do_bench(ours_bwd, warmup=10, rep=100, return_mode="median"),
+                            bwd_flops, err))
+            del grads
+        # ... and FlexAttention's from the first kernel's
+        err = max(rel_err(a, b) for a, b in zip(flex_grads, first_grads))
         results.append(("backward", "FlexAttention", ms, bwd_flops, err))
-        del flex_grads, ours_grads
+        del flex_grads, first_grads
         if 2.5 * dense_est <= args.dense_limit_s:
             ms, _ = bench_backward(lambda: F.scaled_dot_product_attention(qr, kr, vr), (qr, kr, vr), d_out)
             results.append(("backward", "SDPA dense (default backend)", ms, bwd_flops, float("nan")))
         del qr, kr, vr, d_out
     out_rows = []
-    ours_ms = {p: ms for p, m, ms, _, _ in results if m == "ldqa (ours)"}
+    ours_ms = {}  # per pass, the fastest of our kernels: what "time / ours" divides by
+    for p, m, ms, _, _ in results:
+        if m.startswith("ldqa (ours"):
+            ours_ms[p] = min(ms, ours_ms.get(p, float("inf")))
     for pass_, method, ms, flops, err in results:
         tflops = flops / (ms * 1e-3) / 1e12 if ms == ms else float("nan")
         ratio = ms / ours_ms[pass_] if ours_ms[pass_] == ours_ms[pass_] else float("nan")

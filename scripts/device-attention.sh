@@ -4,10 +4,12 @@
 # backward) and the PyTorch comparison. Logs go to $OUT.
 #   bash scripts/device-attention.sh all|tests|bench|torch [bench/attention_torch.py arguments]
 # e.g. bash scripts/device-attention.sh torch --shapes "H12 w256 g64" --n 16384 --scattered-n ""
-# tests runs the GPU tests twice, each test case in a process of its own: on the default
-# kernels, then with every head-dim-64 forward and backward on Hopper's wgmma path
-# (LDQA_ATTENTION_KERNEL=wgmma); [model_gpu] cases only where the call carried the models'
-# weights. bench times both paths. The environment's LDQA_ATTENTION_KERNEL applies to torch.
+# tests runs the GPU tests twice, each test case in a process of its own: with every pass
+# on the mma.sync kernels (LDQA_ATTENTION_KERNEL=mma.sync: the path of GPUs before Hopper,
+# forced), then with every head-dim-64 forward and backward on Hopper's wgmma path
+# (LDQA_ATTENTION_KERNEL=wgmma); each pass's default (kernel_path in attention_gpu.cu) is
+# one of the two. [model_gpu] cases only where the call carried the models' weights. bench
+# times both paths. The environment's LDQA_ATTENTION_KERNEL applies to torch.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
@@ -19,16 +21,16 @@ shift || true
 if [[ $what == all || $what == tests ]]; then
   # Every test case in a process of its own under its own time limit: a kernel that hangs
   # (or faults and poisons the CUDA context) costs that case alone, and the log names it.
-  # Default kernels first, then with every head-dim-64 pass on Hopper's wgmma path.
-  # LDQA_CASE_LIMIT_S: seconds per case (120); LDQA_TEST_KERNELS: which runs ("default
-  # wgmma"); LDQA_TEST_SPEC: a Catch2 test spec choosing the cases instead. A case that
+  # The mma.sync kernels first, then every head-dim-64 pass on Hopper's wgmma path.
+  # LDQA_CASE_LIMIT_S: seconds per case (120); LDQA_TEST_KERNELS: which runs ("mma.sync
+  # wgmma"; default too if wanted); LDQA_TEST_SPEC: a Catch2 test spec choosing the cases instead. A case that
   # does not pass gets its log's last lines; with LDQA_TEST_TRACE=1 in the environment
   # the grid cases name each point as it starts, so the last one named is where it hung.
   filter="~[model_gpu]"
   compgen -G "models/ldqa-small/*.safetensors" >/dev/null && filter=""
   filter=${LDQA_TEST_SPEC:-$filter}
   mapfile -t cases < <(.device/ldqa_gpu_tests --list-test-names-only ${filter:+"$filter"} | grep -v '^$')
-  for kernel in ${LDQA_TEST_KERNELS:-default wgmma}; do
+  for kernel in ${LDQA_TEST_KERNELS:-mma.sync wgmma}; do
     log="$out/gpu_tests_$kernel.log"
     : >"$log"
     failed=0
@@ -49,14 +51,12 @@ fi
 if [[ $what == all || $what == bench ]]; then
   for shape in "--heads 12 --window 256 --globals 64" "--heads 8 --window 128 --globals 48" \
     "--heads 6 --window 128 --globals 48"; do
-    for pass in forward backward; do
-      # shellcheck disable=SC2086 # the shape is several arguments
-      timeout 100 .device/ldqa_attention_bench --device cuda --pass $pass --batch 1,8 --n 4096,16384,65536 --reps 30 $shape
-    done
-    for pass in forward backward; do  # the same on the wgmma path (the device column says which ran)
-      # shellcheck disable=SC2086
-      LDQA_ATTENTION_KERNEL=wgmma timeout 100 .device/ldqa_attention_bench --device cuda --pass $pass --batch 1,8 \
-        --n 4096,16384,65536 --reps 30 $shape
+    for kernel in mma.sync wgmma; do  # each path (the device column says which ran)
+      for pass in forward backward; do
+        # shellcheck disable=SC2086 # the shape is several arguments
+        LDQA_ATTENTION_KERNEL=$kernel timeout 100 .device/ldqa_attention_bench --device cuda --pass $pass \
+          --batch 1,8 --n 4096,16384,65536 --reps 30 $shape
+      done
     done
   done 2>&1 | tee "$out/bench_cpp.md"
   timeout 60 .device/ldqa_attention_bench --device cuda --batch 1,8 --n 16384 --reps 30 --globals-at scattered \
