@@ -21,32 +21,42 @@ shift || true
 if [[ $what == all || $what == tests ]]; then
   # Every test case in a process of its own under its own time limit: a kernel that hangs
   # (or faults and poisons the CUDA context) costs that case alone, and the log names it.
+  # The cases spend most of their time in the float64 reference on the CPU, so
+  # LDQA_TEST_JOBS of them (8) run at once; the log lists them in order.
   # The mma.sync kernels first, then every head-dim-64 pass on Hopper's wgmma path.
   # LDQA_CASE_LIMIT_S: seconds per case (120); LDQA_TEST_KERNELS: which runs ("mma.sync
-  # wgmma"; default too if wanted); LDQA_TEST_SPEC: a Catch2 test spec choosing the cases instead. A case that
-  # does not pass gets its log's last lines; with LDQA_TEST_TRACE=1 in the environment
-  # the grid cases name each point as it starts, so the last one named is where it hung.
+  # wgmma"; default too if wanted); LDQA_TEST_SPEC: a Catch2 test spec choosing the cases
+  # instead. A case that does not pass gets its log's last lines; with LDQA_TEST_TRACE=1
+  # in the environment the grid cases name each point as it starts, so the last one named
+  # is where it hung.
   filter="~[model_gpu]"
   compgen -G "models/ldqa-small/*.safetensors" >/dev/null && filter=""
   filter=${LDQA_TEST_SPEC:-$filter}
   mapfile -t cases < <(.device/ldqa_gpu_tests --list-test-names-only ${filter:+"$filter"} | grep -v '^$')
+  cases_dir=$(mktemp -d)
+  run_case() {  # kernel, index, name: the verdict line in $cases_dir/INDEX.verdict
+    local start=$SECONDS rc verdict
+    LDQA_ATTENTION_KERNEL=$1 timeout "${LDQA_CASE_LIMIT_S:-120}" .device/ldqa_gpu_tests "$3" -r compact \
+      >"$cases_dir/$2.log" 2>&1
+    rc=$?
+    case $rc in 0) verdict=passed ;; 124) verdict="TIMED OUT" ;; *) verdict="FAILED ($rc)" ;; esac
+    printf '%-9s %4ds  %s\n' "$verdict" $((SECONDS - start)) "$3" >"$cases_dir/$2.verdict"
+    [[ $rc == 0 ]] || sed 's/^/    /' "$cases_dir/$2.log" | tail -n 30 >>"$cases_dir/$2.verdict"
+  }
   for kernel in ${LDQA_TEST_KERNELS:-mma.sync wgmma}; do
     log="$out/gpu_tests_$kernel.log"
-    : >"$log"
-    failed=0
-    for name in "${cases[@]}"; do
-      start=$SECONDS
-      LDQA_ATTENTION_KERNEL=$kernel timeout "${LDQA_CASE_LIMIT_S:-120}" .device/ldqa_gpu_tests "$name" \
-        -r compact >"$out/case.log" 2>&1
-      rc=$?
-      case $rc in 0) verdict=passed ;; 124) verdict="TIMED OUT" ;; *) verdict="FAILED ($rc)" ;; esac
-      [[ $rc == 0 ]] || failed=$((failed + 1))
-      printf '%-9s %4ds  %s\n' "$verdict" $((SECONDS - start)) "$name" | tee -a "$log"
-      [[ $rc == 0 ]] || sed 's/^/    /' "$out/case.log" | tail -n 30 >>"$log"
+    start=$SECONDS
+    for i in "${!cases[@]}"; do
+      while (($(jobs -rp | wc -l) >= ${LDQA_TEST_JOBS:-8})); do wait -n; done
+      run_case "$kernel" "$i" "${cases[$i]}" &
     done
-    echo "gpu tests ($kernel kernels): ${#cases[@]} cases, $failed not passed" | tee -a "$log"
+    wait
+    for i in "${!cases[@]}"; do cat "$cases_dir/$i.verdict"; done >"$log"
+    failed=$(grep -cv '^passed\|^    ' "$log")
+    echo "gpu tests ($kernel kernels): ${#cases[@]} cases, $failed not passed, $((SECONDS - start)) s" >>"$log"
+    cat "$log"
   done
-  rm -f "$out/case.log"
+  rm -rf "$cases_dir"
 fi
 if [[ $what == all || $what == bench ]]; then
   for shape in "--heads 12 --window 256 --globals 64" "--heads 8 --window 128 --globals 48" \
