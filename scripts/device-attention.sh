@@ -24,7 +24,8 @@ if [[ $what == all || $what == tests ]]; then
   # The cases spend most of their time in the float64 reference on the CPU, so
   # LDQA_TEST_JOBS of them (8) run at once; the log lists them in order.
   # The mma.sync kernels first, then every head-dim-64 pass on Hopper's wgmma path.
-  # LDQA_CASE_LIMIT_S: seconds per case (120); LDQA_TEST_KERNELS: which runs ("mma.sync
+  # LDQA_CASE_LIMIT_S: seconds per case (300: the wgmma backward's sweep alone takes
+  # over 115 s, about 150 s beside other cases); LDQA_TEST_KERNELS: which runs ("mma.sync
   # wgmma"; default too if wanted); LDQA_TEST_SPEC: a Catch2 test spec choosing the cases
   # instead. A case that does not pass gets its log's last lines; with LDQA_TEST_TRACE=1
   # in the environment the grid cases name each point as it starts, so the last one named
@@ -36,13 +37,17 @@ if [[ $what == all || $what == tests ]]; then
   cases_dir=$(mktemp -d)
   run_case() {  # kernel, index, name: the verdict line in $cases_dir/INDEX.verdict
     local start=$SECONDS rc verdict
-    LDQA_ATTENTION_KERNEL=$1 timeout "${LDQA_CASE_LIMIT_S:-120}" .device/ldqa_gpu_tests "$3" -r compact \
+    LDQA_ATTENTION_KERNEL=$1 timeout "${LDQA_CASE_LIMIT_S:-300}" .device/ldqa_gpu_tests "$3" -r compact \
       >"$cases_dir/$2.log" 2>&1
     rc=$?
     case $rc in 0) verdict=passed ;; 124) verdict="TIMED OUT" ;; *) verdict="FAILED ($rc)" ;; esac
     printf '%-9s %4ds  %s\n' "$verdict" $((SECONDS - start)) "$3" >"$cases_dir/$2.verdict"
     [[ $rc == 0 ]] || sed 's/^/    /' "$cases_dir/$2.log" | tail -n 30 >>"$cases_dir/$2.verdict"
   }
+  # Cases still running when this script is stopped (a `timeout` around it) go with it:
+  # left behind, they would share the GPU and CPUs with whatever the call runs next.
+  trap 'pkill -f "timeout [0-9]+ \.device/ldqa_gpu_tests" 2>/dev/null' EXIT
+  trap 'exit 143' TERM INT
   for kernel in ${LDQA_TEST_KERNELS:-mma.sync wgmma}; do
     log="$out/gpu_tests_$kernel.log"
     start=$SECONDS
