@@ -20,12 +20,13 @@ SDPA's autograd), our gradients checked against FlexAttention's in the same run.
 Times: triton.testing.do_bench median (flushes L2 between runs). Useful TFLOP/s count
 only the pairs the pattern allows: 4*D FLOPs per pair forward, 10*D backward (the
 recomputed QK^T, then dV, dP, dQ, dK). The backward is timed alone: a retained graph,
-one .backward() per run. --kernels default,wgmma times both of our kernel families
+one .backward() per run. --kernels mma.sync,wgmma times both of our kernel families
 (mma.sync, and Hopper's wgmma at head dim 64) in the same process; "time / ours" divides
 by the fastest of them, and "rel err" compares each kernel with the first one and
-FlexAttention with the first one too.
+FlexAttention with the first one too. Rows print as they are measured (ours first), and
+--json is rewritten after every point, so a run cut short keeps what it measured.
 
-    python3 bench/attention_torch.py --lib ... --kernels default,wgmma --backward-kernels default"""
+    python3 bench/attention_torch.py --lib ... --kernels mma.sync,wgmma --backward-kernels mma.sync"""
 import argparse
 import json
 import os
@@ -133,7 +134,7 @@ def main():
                     "method gets the same tensors")
     ap.add_argument("--kernels", default=os.environ.get("LDQA_ATTENTION_KERNEL", "default"),
                     help="comma-separated LDQA_ATTENTION_KERNEL values to time ours with, in the same process on "
-                    "the same inputs (default: the mma.sync kernels; wgmma: Hopper's, head dim 64)")
+                    "the same inputs (default, wgmma or mma.sync; see attention/cuda/common.cuh)")
     ap.add_argument("--backward-kernels", help="the same for the backward (default: --kernels)")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -163,9 +164,9 @@ def main():
                 for n in [int(x) for x in lengths.split(",")]:
                     rows += bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, n)
                     torch.cuda.empty_cache()
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(gemm_tflops=gemm, rows=rows), f, indent=1)
+                    if args.json:  # after every point: a run cut short keeps what it measured
+                        with open(args.json, "w") as f:
+                            json.dump(dict(gemm_tflops=gemm, rows=rows), f, indent=1)
 
 
 def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, n):
@@ -192,69 +193,73 @@ def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, 
     pairs = useful_pairs(gmask, w) * heads
     fwd_flops, bwd_flops = 4.0 * args.d * pairs, 10.0 * args.d * pairs
     dense_est = 4.0 * args.d * n * n * bsz * heads / 400e12
-    results = []  # (pass, method, ms, flops, err)
+    out_rows = []
+    ours_ms = {}  # per pass, the fastest of our kernels: what "time / ours" divides by
+
+    def emit(pass_, method, ms, flops, err):
+        """One row, printed at once: FlexAttention compiles for minutes per shape, and a run
+        cut short keeps what it measured."""
+        tflops = flops / (ms * 1e-3) / 1e12 if ms == ms else float("nan")
+        ratio = ms / ours_ms[pass_]
+        out_rows.append(dict(placement=placement, shape=shape_name, batch=bsz, n=n, heads=heads, head_dim=args.d,
+                             window=w, globals=g, pass_=pass_, method=method, ms=ms, useful_tflops=tflops,
+                             share_of_gemm=tflops / gemm, time_over_ours=ratio, rel_err_vs_ours=err))
+        print(f"| {shape_name} | {bsz} | {n} | {pass_} | {method} | {ms:.3f} | {tflops:.1f} | "
+              f"{100 * tflops / gemm:.1f} | {ratio:.2f} | {err:.1e} |", flush=True)
+
+    def emit_ours(pass_, mine):  # (method, ms, flops, err) of each of our kernels
+        ours_ms[pass_] = min(ms for _, ms, _, _ in mine)
+        for row in mine:
+            emit(pass_, *row)
 
     gmask_u8 = gmask.to(torch.uint8).contiguous()
     run = ours_fn(lib, q, k, v, gmask_u8, g, w)
     ours_out = lse = None
+    mine = []
     for choice in args.kernels:  # each kernel family's output against the first's
         method = use_kernel(choice)
         out, out_lse = run()
         if ours_out is None:
             ours_out, lse = out, out_lse
-        results.append(("forward", method, do_bench(run, warmup=25, rep=200, return_mode="median"), fwd_flops,
-                        rel_err(out, ours_out)))
+        mine.append((method, do_bench(run, warmup=25, rep=200, return_mode="median"), fwd_flops,
+                     rel_err(out, ours_out)))
         del out, out_lse
+    emit_ours("forward", mine)
     flex_out = flex(q, k, v, block_mask=block_mask)
-    results.append(("forward", "FlexAttention", do_bench(lambda: flex(q, k, v, block_mask=block_mask), warmup=25,
-                                                         rep=200, return_mode="median"), fwd_flops,
-                    rel_err(flex_out, ours_out)))
+    emit("forward", "FlexAttention", do_bench(lambda: flex(q, k, v, block_mask=block_mask), warmup=25, rep=200,
+                                              return_mode="median"), fwd_flops, rel_err(flex_out, ours_out))
+    del flex_out
     if dense_est <= args.dense_limit_s:
-        results.append(("forward", "SDPA dense (default backend)",
-                        do_bench(lambda: F.scaled_dot_product_attention(q, k, v), warmup=10, rep=100,
-                                 return_mode="median"), fwd_flops, float("nan")))
+        emit("forward", "SDPA dense (default backend)",
+             do_bench(lambda: F.scaled_dot_product_attention(q, k, v), warmup=10, rep=100, return_mode="median"),
+             fwd_flops, float("nan"))
+    else:
+        print(f"| {shape_name} | {bsz} | {n} | forward | SDPA dense | skipped: ~{dense_est * 1e3:.0f} ms a call "
+              f"at 400 TFLOP/s | | | | |", flush=True)
     if args.backward:
         d_out = torch.randn_like(q) if args.layout == "heads" else torch.randn(
             bsz, n, heads, args.d, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
-        qr, kr, vr = (x.detach().clone().requires_grad_(True) for x in (q, k, v))
-        ms, flex_grads = bench_backward(lambda: flex(qr, kr, vr, block_mask=block_mask), (qr, kr, vr), d_out)
         ours_bwd = ours_backward_fn(lib, q, k, v, gmask_u8, g, w, ours_out, lse, d_out)
         first_grads = None
+        mine = []
         for choice in args.backward_kernels:
             method = use_kernel(choice)
             grads = [x.clone() for x in ours_bwd()]
             first_grads = first_grads or grads
             # the largest of the three gradients' relative differences from the first kernel's
             err = max(rel_err(a, b) for a, b in zip(grads, first_grads))
-            results.append(("backward", method, do_bench(ours_bwd, warmup=10, rep=100, return_mode="median"),
-                            bwd_flops, err))
+            mine.append((method, do_bench(ours_bwd, warmup=10, rep=100, return_mode="median"), bwd_flops, err))
             del grads
-        # ... and FlexAttention's from the first kernel's
-        err = max(rel_err(a, b) for a, b in zip(flex_grads, first_grads))
-        results.append(("backward", "FlexAttention", ms, bwd_flops, err))
+        emit_ours("backward", mine)
+        qr, kr, vr = (x.detach().clone().requires_grad_(True) for x in (q, k, v))
+        ms, flex_grads = bench_backward(lambda: flex(qr, kr, vr, block_mask=block_mask), (qr, kr, vr), d_out)
+        # FlexAttention's gradients against our first kernel's
+        emit("backward", "FlexAttention", ms, bwd_flops, max(rel_err(a, b) for a, b in zip(flex_grads, first_grads)))
         del flex_grads, first_grads
         if 2.5 * dense_est <= args.dense_limit_s:
             ms, _ = bench_backward(lambda: F.scaled_dot_product_attention(qr, kr, vr), (qr, kr, vr), d_out)
-            results.append(("backward", "SDPA dense (default backend)", ms, bwd_flops, float("nan")))
+            emit("backward", "SDPA dense (default backend)", ms, bwd_flops, float("nan"))
         del qr, kr, vr, d_out
-    out_rows = []
-    ours_ms = {}  # per pass, the fastest of our kernels: what "time / ours" divides by
-    for p, m, ms, _, _ in results:
-        if m.startswith("ldqa (ours"):
-            ours_ms[p] = min(ms, ours_ms.get(p, float("inf")))
-    for pass_, method, ms, flops, err in results:
-        tflops = flops / (ms * 1e-3) / 1e12 if ms == ms else float("nan")
-        ratio = ms / ours_ms[pass_] if ours_ms[pass_] == ours_ms[pass_] else float("nan")
-        row = dict(placement=placement, shape=shape_name, batch=bsz, n=n, heads=heads, head_dim=args.d, window=w,
-                   globals=g, pass_=pass_, method=method, ms=ms, useful_tflops=tflops, share_of_gemm=tflops / gemm,
-                   time_over_ours=ratio, rel_err_vs_ours=err)
-        out_rows.append(row)
-        shown_ms = f"{ms:.3f}"
-        print(f"| {shape_name} | {bsz} | {n} | {pass_} | {method} | {shown_ms} | {tflops:.1f} | "
-              f"{100 * tflops / gemm:.1f} | {ratio:.2f} | {err:.1e} |", flush=True)
-    if dense_est > args.dense_limit_s:
-        print(f"| {shape_name} | {bsz} | {n} | forward | SDPA dense | skipped: ~{dense_est * 1e3:.0f} ms a call "
-              f"at 400 TFLOP/s | | | | |", flush=True)
     return out_rows
 
 
