@@ -93,6 +93,11 @@ struct ForceWgmmaPath {
   }
 };
 
+// A case's description with its dtype: what a test prints (trace, INFO) for one run.
+inline std::string describe(const test::AttentionCase& c, DType dtype) {
+  return c.describe() + (dtype == DType::f16 ? " f16" : " bf16");
+}
+
 inline double round_f16(double x) { return static_cast<double>(__half2float(__float2half_rn(static_cast<float>(x)))); }
 inline double round_bf16(double x) {
   return static_cast<double>(__bfloat162float(__float2bfloat16_rn(static_cast<float>(x))));

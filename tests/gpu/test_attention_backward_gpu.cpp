@@ -139,7 +139,7 @@ void check_backward(test::AttentionCase& c, DType dtype, std::mt19937_64& rng) {
   auto round = dtype == DType::f16 ? round_f16 : round_bf16;
   test::fill_inputs(c, rng, round);
   const auto d_out = random_gradient(c.q.size(), rng, round);
-  const std::string what = c.describe() + (dtype == DType::f16 ? " f16" : " bf16");
+  const std::string what = describe(c, dtype);
   test::trace_case(what + " backward");
   const auto ref = test::reference_attention(c);
   const auto got = run_backward_gpu(c, d_out, dtype);

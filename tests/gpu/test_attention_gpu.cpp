@@ -103,7 +103,7 @@ std::string wrong_rows(const std::vector<double>& out, const test::ReferenceResu
 
 void check_case(test::AttentionCase& c, DType dtype, std::mt19937_64& rng) {
   test::fill_inputs(c, rng, dtype == DType::f16 ? round_f16 : round_bf16);
-  const std::string what = c.describe() + (dtype == DType::f16 ? " f16" : " bf16");
+  const std::string what = describe(c, dtype);
   test::trace_case(what);
   const auto ref = test::reference_attention(c, 2e-4);
   const auto out = run_gpu(c, dtype);
