@@ -23,15 +23,19 @@ recomputed QK^T, then dV, dP, dQ, dK). The backward is timed alone: a retained g
 one .backward() per run. --kernels mma.sync,wgmma times both of our kernel families
 (mma.sync, and Hopper's wgmma at head dim 64) in the same process; "time / ours" divides
 by the fastest of them, and "rel err" compares each kernel with the first one and
-FlexAttention with the first one too. Rows print as they are measured (ours first), and
---json is rewritten after every point, so a run cut short keeps what it measured.
+FlexAttention with the first one too. Rows print as they are measured (ours first, both
+passes, then FlexAttention, whose block mask and kernels compile for minutes per shape;
+stderr says how long), and --json is rewritten after every point, so a run cut short
+keeps what it measured.
 
     python3 bench/attention_torch.py --lib ... --kernels mma.sync,wgmma --backward-kernels mma.sync"""
 import argparse
+import faulthandler
 import json
 import os
 import pathlib
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +63,7 @@ def use_kernel(choice):
     (and LDQA_ATTENTION_BACKWARD_KERNEL for the backward) at every call."""
     os.environ["LDQA_ATTENTION_KERNEL"] = choice
     os.environ["LDQA_ATTENTION_BACKWARD_KERNEL"] = choice
-    return f"ldqa (ours: {'wgmma' if choice == 'wgmma' else 'mma.sync'})"
+    return f"ldqa (ours: {choice})"  # "default": wgmma at head dim 64 on compute capability 9.0
 
 
 def ours_fn(lib, q, k, v, gmask, g, window):
@@ -137,7 +141,12 @@ def main():
                     "the same inputs (default, wgmma or mma.sync; see attention/cuda/common.cuh)")
     ap.add_argument("--backward-kernels", help="the same for the backward (default: --kernels)")
     ap.add_argument("--json")
+    ap.add_argument("--stack-every-s", type=float, default=0,
+                    help="print every thread's Python stack to stderr every so many seconds (0: never): where a "
+                    "run that prints nothing is stuck")
     args = ap.parse_args()
+    if args.stack_every_s > 0:
+        faulthandler.dump_traceback_later(args.stack_every_s, repeat=True, file=sys.stderr)
     args.kernels = args.kernels.split(",")
     args.backward_kernels = args.backward_kernels.split(",") if args.backward_kernels else args.kernels
     lib = load(args.lib)
@@ -147,6 +156,9 @@ def main():
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, 256)
     flex = torch.compile(flex_attention, dynamic=False)
+    # The backward is timed by rerunning one retained graph, which a compiled backward with
+    # donated buffers refuses (at 64k it chose them).
+    torch._functorch.config.donated_buffer = False
     gemm = gemm_tflops()
     print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}; bf16 GEMM 8192^3: {gemm:.0f} TFLOP/s; "
           f"q/k/v layout: {args.layout} (the backward's FlexAttention/SDPA leaves are contiguous clones)",
@@ -169,6 +181,31 @@ def main():
                             json.dump(dict(gemm_tflops=gemm, rows=rows), f, indent=1)
 
 
+def progress(message):
+    """A timestamped line on stderr: where a slow run spends its time (compilations)."""
+    print(f"# [{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def flex_block_mask(placement, gmask, w, g):
+    """FlexAttention's cheapest block mask for the pattern: for a prefix, a mask_mod without
+    tensor lookups and one mask shared by the batch; for scattered globals, lookups in gmask
+    and one mask per sequence. Compiled (torch.compile(create_block_mask)), so that the
+    n x n mask is never materialised (at 64k it would take tens of GB)."""
+    bsz, n = gmask.shape
+    if placement == "prefix":
+        def mask_mod(b, h, qi, kv):
+            return ((qi - kv).abs() <= w) | (kv < g) | (qi < g)
+        batch = None
+    else:
+        def mask_mod(b, h, qi, kv):
+            return ((qi - kv).abs() <= w) | gmask[b, kv] | gmask[b, qi]
+        batch = bsz
+    start = time.monotonic()
+    block_mask = torch.compile(create_block_mask)(mask_mod, batch, None, n, n, device="cuda")
+    progress(f"block mask ({placement}, B={bsz}, n={n}): {time.monotonic() - start:.0f} s")
+    return block_mask
+
+
 def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, n):
     shape = (bsz, heads, n, args.d)
     if args.layout == "rows":
@@ -179,17 +216,9 @@ def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, 
     gmask = torch.zeros(bsz, n, dtype=torch.bool, device="cuda")
     if placement == "prefix":
         gmask[:, :g] = True
-
-        def mask_mod(b, h, qi, kv):  # no tensor lookups; one block mask for the batch
-            return ((qi - kv).abs() <= w) | (kv < g) | (qi < g)
-        block_mask = create_block_mask(mask_mod, None, None, n, n, device="cuda", _compile=True)
     else:
         for s in range(bsz):
             gmask[s, torch.randperm(n, device="cuda")[:g]] = True
-
-        def mask_mod(b, h, qi, kv):
-            return ((qi - kv).abs() <= w) | gmask[b, kv] | gmask[b, qi]
-        block_mask = create_block_mask(mask_mod, bsz, None, n, n, device="cuda", _compile=True)
     pairs = useful_pairs(gmask, w) * heads
     fwd_flops, bwd_flops = 4.0 * args.d * pairs, 10.0 * args.d * pairs
     dense_est = 4.0 * args.d * n * n * bsz * heads / 400e12
@@ -212,6 +241,8 @@ def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, 
         for row in mine:
             emit(pass_, *row)
 
+    # Ours first, both passes (no compilation), then FlexAttention (whose compilation takes
+    # minutes per shape) and SDPA: a run cut short keeps our rows.
     gmask_u8 = gmask.to(torch.uint8).contiguous()
     run = ours_fn(lib, q, k, v, gmask_u8, g, w)
     ours_out = lse = None
@@ -225,7 +256,26 @@ def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, 
                      rel_err(out, ours_out)))
         del out, out_lse
     emit_ours("forward", mine)
+    first_grads = None
+    if args.backward:
+        d_out = torch.randn_like(q) if args.layout == "heads" else torch.randn(
+            bsz, n, heads, args.d, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
+        ours_bwd = ours_backward_fn(lib, q, k, v, gmask_u8, g, w, ours_out, lse, d_out)
+        mine = []
+        for choice in args.backward_kernels:
+            method = use_kernel(choice)
+            grads = [x.clone() for x in ours_bwd()]
+            first_grads = first_grads or grads
+            # the largest of the three gradients' relative differences from the first kernel's
+            err = max(rel_err(a, b) for a, b in zip(grads, first_grads))
+            mine.append((method, do_bench(ours_bwd, warmup=10, rep=100, return_mode="median"), bwd_flops, err))
+            del grads
+        emit_ours("backward", mine)
+    block_mask = flex_block_mask(placement, gmask, w, g)
+    start = time.monotonic()
     flex_out = flex(q, k, v, block_mask=block_mask)
+    torch.cuda.synchronize()
+    progress(f"FlexAttention forward's first call (compilation): {time.monotonic() - start:.0f} s")
     emit("forward", "FlexAttention", do_bench(lambda: flex(q, k, v, block_mask=block_mask), warmup=25, rep=200,
                                               return_mode="median"), fwd_flops, rel_err(flex_out, ours_out))
     del flex_out
@@ -237,22 +287,10 @@ def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, 
         print(f"| {shape_name} | {bsz} | {n} | forward | SDPA dense | skipped: ~{dense_est * 1e3:.0f} ms a call "
               f"at 400 TFLOP/s | | | | |", flush=True)
     if args.backward:
-        d_out = torch.randn_like(q) if args.layout == "heads" else torch.randn(
-            bsz, n, heads, args.d, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
-        ours_bwd = ours_backward_fn(lib, q, k, v, gmask_u8, g, w, ours_out, lse, d_out)
-        first_grads = None
-        mine = []
-        for choice in args.backward_kernels:
-            method = use_kernel(choice)
-            grads = [x.clone() for x in ours_bwd()]
-            first_grads = first_grads or grads
-            # the largest of the three gradients' relative differences from the first kernel's
-            err = max(rel_err(a, b) for a, b in zip(grads, first_grads))
-            mine.append((method, do_bench(ours_bwd, warmup=10, rep=100, return_mode="median"), bwd_flops, err))
-            del grads
-        emit_ours("backward", mine)
         qr, kr, vr = (x.detach().clone().requires_grad_(True) for x in (q, k, v))
+        start = time.monotonic()
         ms, flex_grads = bench_backward(lambda: flex(qr, kr, vr, block_mask=block_mask), (qr, kr, vr), d_out)
+        progress(f"FlexAttention backward (compilation and timing): {time.monotonic() - start:.0f} s")
         # FlexAttention's gradients against our first kernel's
         emit("backward", "FlexAttention", ms, bwd_flops, max(rel_err(a, b) for a, b in zip(flex_grads, first_grads)))
         del flex_grads, first_grads
