@@ -46,7 +46,9 @@ if [[ $what == all || $what == tests ]]; then
   }
   # Cases still running when this script is stopped (a `timeout` around it) go with it:
   # left behind, they would share the GPU and CPUs with whatever the call runs next.
-  trap 'pkill -f "timeout [0-9]+ \.device/ldqa_gpu_tests" 2>/dev/null' EXIT
+  # Only this script's own cases: each job's `timeout` (which passes the signal on to its
+  # case); a pattern over all processes would also stop another run's cases.
+  trap 'for job in $(jobs -p); do pkill -P "$job" 2>/dev/null; done' EXIT
   trap 'exit 143' TERM INT
   for kernel in ${LDQA_TEST_KERNELS:-mma.sync wgmma}; do
     log="$out/gpu_tests_$kernel.log"

@@ -6,6 +6,7 @@
 # ends in minutes. Logs go to $OUT/sanitize_<tool>.log; exits non-zero when a tool
 # reports an error or a test fails.
 #   bash scripts/device-sanitize.sh [memcheck racecheck synccheck]
+# LDQA_SANITIZE_LIMIT_S: seconds per tool (540); a tool cut by it reports exit 124.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
@@ -17,7 +18,7 @@ tools=("$@")
 status=0
 for tool in "${tools[@]}"; do
   start=$(date +%s)
-  timeout 540 compute-sanitizer --tool "$tool" --error-exitcode 3 --print-limit 20 \
+  timeout "${LDQA_SANITIZE_LIMIT_S:-540}" compute-sanitizer --tool "$tool" --error-exitcode 3 --print-limit 20 \
     .device/ldqa_gpu_tests -r compact "[attention],[layout],[topk],[backward]~[long]" >"$out/sanitize_$tool.log" 2>&1
   rc=$?
   echo "$tool: exit $rc after $(($(date +%s) - start)) s; $(grep -E 'ERROR SUMMARY|Passed|Failed' "$out/sanitize_$tool.log" | tr '\n' ' ')"
