@@ -216,10 +216,10 @@ class SparseAttention {
   static bool cuda_available();
   // The kernels run_cuda (forward) or backward_cuda (backward) takes for the window/layout
   // + global rows on the current device: "wgmma" (Hopper's warpgroup MMA: compute
-  // capability 9.0, head dim 64, a build with the sm_90a units; the forward's default
-  // there, the backward's where the environment asks: LDQA_ATTENTION_KERNEL=wgmma for
-  // both passes, LDQA_ATTENTION_BACKWARD_KERNEL for the backward alone), "mma.sync"
-  // (every other case, and where a variable says mma.sync), or "none" without CUDA. Either variable
+  // capability 9.0, head dim 64, a build with the sm_90a units; both passes' default
+  // there), "mma.sync" (every other case, and where a variable says mma.sync:
+  // LDQA_ATTENTION_KERNEL for both passes, LDQA_ATTENTION_BACKWARD_KERNEL for the
+  // backward alone), or "none" without CUDA. Either variable
   // set to anything but default, wgmma or mma.sync throws ldqa::Error naming it (here
   // and at run_cuda / backward_cuda).
   const char* cuda_kernel_path(AttentionPass pass = AttentionPass::forward) const;

@@ -7,9 +7,9 @@
 //   3. global:   global query rows against every key, split over key ranges so a few
 //                global rows still fill the GPU; 4. combine the splits.
 // With top_k, a separate exact kernel replaces 2-4 (one CTA per query row, radix select).
-// At head dim 64 on Hopper, 2 and 3 run their GEMMs as wgmma instead (kernel_path: the
-// forward's default there), and the backward's dQ and dK/dV kernels may (opt-in with
-// LDQA_ATTENTION_KERNEL=wgmma, the backward's alone with LDQA_ATTENTION_BACKWARD_KERNEL).
+// At head dim 64 on Hopper, 2 and 3 run their GEMMs as wgmma instead, and so do the
+// backward's dQ and dK/dV kernels (kernel_path: the default there; LDQA_ATTENTION_KERNEL
+// =mma.sync forces the fallback, LDQA_ATTENTION_BACKWARD_KERNEL the backward's alone).
 // Given AttentionInputs::lse, 2 and 4 also write each row's log-sum-exp for the backward
 // (attention_gpu_backward.cu). This file is the host side: the preparation pass, the
 // device plan, the split geometry, the workspace and the dispatch over dtype x head dim;
@@ -170,11 +170,8 @@ const char* kernel_choice(AttentionPass pass) {
 KernelPath kernel_path(int head_dim, AttentionPass pass) {
   const char* choice = kernel_choice(pass);
 #ifdef LDQA_HAVE_SM90A
-  // default: wgmma for the forward (1.35-1.47x the mma.sync forward on the H200, and the
-  // GPU suite passes on it), mma.sync for the backward (see common.cuh).
-  const bool wanted =
-      std::strcmp(choice, "wgmma") == 0 || (std::strcmp(choice, "default") == 0 && pass == AttentionPass::forward);
-  if (head_dim != 64 || !wanted) return KernelPath::mma_sync;
+  // default: wgmma for both passes (see common.cuh for the measurements).
+  if (head_dim != 64 || std::strcmp(choice, "mma.sync") == 0) return KernelPath::mma_sync;
   int device = 0, major = 0, minor = 0;
   LDQA_CUDA_CHECK(cudaGetDevice(&device));
   LDQA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));

@@ -283,14 +283,14 @@ class StreamWorkspace {
 
 // Which kernels run the forward's local and global rows (pass forward) or the backward's
 // dQ and dK/dV (pass backward). wgmma: Hopper's warpgroup MMA (sm_90a), head dim 64, on a
-// compute capability 9.0 device in a build with the sm_90a units (LDQA_HAVE_SM90A): by
-// default the forward's (1.35-1.47x the mma.sync forward on the H200; the GPU suite passes
-// with it), and where the environment asks, LDQA_ATTENTION_KERNEL=wgmma (both passes) or
-// LDQA_ATTENTION_BACKWARD_KERNEL=wgmma (the backward's, over the former). The wgmma
-// backward stays opt-in until its test has run to the end and it has been timed.
-// mma.sync otherwise, and wherever a variable says mma.sync (the path of GPUs before
-// Hopper, forced). Values other than default, wgmma and mma.sync throw ldqa::Error
-// naming the variable.
+// compute capability 9.0 device in a build with the sm_90a units (LDQA_HAVE_SM90A), for
+// both passes by default: the forward is 1.35-1.47x the mma.sync forward (H200 and H100),
+// the backward 1.33-1.38x the mma.sync backward with the same gradients (H100,
+// 2026-12-05, docs/bench/attention.md), and the GPU suite passes on both. mma.sync
+// otherwise, and wherever a variable says mma.sync (the path of GPUs before Hopper,
+// forced): LDQA_ATTENTION_KERNEL for both passes, LDQA_ATTENTION_BACKWARD_KERNEL for the
+// backward's over the former. Values other than default, wgmma and mma.sync throw
+// ldqa::Error naming the variable.
 enum class KernelPath { mma_sync, wgmma };
 KernelPath kernel_path(int head_dim, AttentionPass pass);
 // The wgmma path's kernels (cuda/*_wgmma_<dtype>_hd64.cu): the forward's local- and

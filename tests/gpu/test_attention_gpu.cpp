@@ -176,7 +176,7 @@ TEST_CASE("gpu: the wgmma forward (Hopper) matches the float64 reference", "[gpu
 
 // The two variables choose each pass's kernels: LDQA_ATTENTION_KERNEL both passes,
 // LDQA_ATTENTION_BACKWARD_KERNEL the backward's over it; wgmma only at head dim 64 on a
-// compute capability 9.0 device, where it is the forward's default. A value other than
+// compute capability 9.0 device, where it is both passes' default. A value other than
 // default, wgmma and mma.sync is refused with its name.
 TEST_CASE("gpu: LDQA_ATTENTION_KERNEL and LDQA_ATTENTION_BACKWARD_KERNEL choose each pass's kernels", "[gpu][wgmma]") {
   const SavedEnvironment restore{"LDQA_ATTENTION_KERNEL", "LDQA_ATTENTION_BACKWARD_KERNEL"};
@@ -190,11 +190,14 @@ TEST_CASE("gpu: LDQA_ATTENTION_KERNEL and LDQA_ATTENTION_BACKWARD_KERNEL choose 
   };
   unsetenv("LDQA_ATTENTION_KERNEL");
   unsetenv("LDQA_ATTENTION_BACKWARD_KERNEL");
-  CHECK(paths(d64) == hopper + "/mma.sync");             // the defaults
+  CHECK(paths(d64) == hopper + "/" + hopper);            // the defaults
   CHECK(std::string(d64.cuda_kernel_path()) == hopper);  // the forward's
   CHECK(paths(d32) == "mma.sync/mma.sync");
   setenv("LDQA_ATTENTION_KERNEL", "default", 1);
+  CHECK(paths(d64) == hopper + "/" + hopper);
+  setenv("LDQA_ATTENTION_BACKWARD_KERNEL", "mma.sync", 1);  // the backward's fallback alone
   CHECK(paths(d64) == hopper + "/mma.sync");
+  unsetenv("LDQA_ATTENTION_BACKWARD_KERNEL");
   setenv("LDQA_ATTENTION_KERNEL", "wgmma", 1);
   CHECK(paths(d64) == hopper + "/" + hopper);
   CHECK(paths(d32) == "mma.sync/mma.sync");
