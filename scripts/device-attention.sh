@@ -24,8 +24,8 @@ if [[ $what == all || $what == tests ]]; then
   # The cases spend most of their time in the float64 reference on the CPU, so
   # LDQA_TEST_JOBS of them (8) run at once; the log lists them in order.
   # The mma.sync kernels first, then every head-dim-64 pass on Hopper's wgmma path.
-  # LDQA_CASE_LIMIT_S: seconds per case (300: the wgmma backward's sweep alone takes
-  # over 115 s, about 150 s beside other cases); LDQA_TEST_KERNELS: which runs ("mma.sync
+  # LDQA_CASE_LIMIT_S: seconds per case (300; the longest, a backward grid, took up to
+  # 119 s on the H100 beside other cases); LDQA_TEST_KERNELS: which runs ("mma.sync
   # wgmma"; default too if wanted); LDQA_TEST_SPEC: a Catch2 test spec choosing the cases
   # instead. A case that does not pass gets its log's last lines; with LDQA_TEST_TRACE=1
   # in the environment the grid cases name each point as it starts, so the last one named

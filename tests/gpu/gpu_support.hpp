@@ -91,6 +91,17 @@ struct ForceWgmmaPath {
     active = std::string(probe.cuda_kernel_path(attention::AttentionPass::forward)) == "wgmma" &&
              std::string(probe.cuda_kernel_path(attention::AttentionPass::backward)) == "wgmma";
   }
+  // Whether a case has a wgmma path to test: on a compute capability 9.0 device this
+  // build must take it; elsewhere the case says so, and nothing may claim wgmma.
+  bool applies() const {
+    if (!hopper) {
+      WARN("not a compute capability 9.0 device: no wgmma path to test");
+      CHECK(!active);
+      return false;
+    }
+    REQUIRE(active);
+    return true;
+  }
 };
 
 // A case's description with its dtype: what a test prints (trace, INFO) for one run.

@@ -151,21 +151,26 @@ TEST_CASE("gpu top-k attention is exact", "[gpu][topk]") {
 // on a compute capability 9.0 device the build must take it (the sm_90a units are built
 // by default), elsewhere the case has nothing to run. The whole binary can also run with
 // LDQA_ATTENTION_KERNEL=wgmma set, which sends every head-dim-64 forward and backward
-// (the encoder's included) through it.
-TEST_CASE("gpu: the wgmma forward (Hopper) matches the float64 reference", "[gpu][attention][wgmma]") {
+// (the encoder's included) through it. One case per grid, so that a parallel run
+// (scripts/device-attention.sh tests) runs them side by side: each grid spends tens of
+// seconds in the float64 reference.
+TEST_CASE("gpu: the wgmma forward (Hopper) matches the float64 reference on the window+global grid",
+          "[gpu][attention][wgmma]") {
   const ForceWgmmaPath force;
-  if (!force.hopper) {
-    WARN("not a compute capability 9.0 device: no wgmma path to test");
-    CHECK(!force.active);
-    return;
-  }
-  REQUIRE(force.active);  // a 9.0 device with this build must take it
-  std::mt19937_64 rng(test::test_seed() + 6);
+  if (!force.applies()) return;
+  std::mt19937_64 rng(test::test_seed() + 8);
   test::sweep_window_global(rng, 4, 15, [&](const test::GridPoint& p) {
     if (skipped_in_small_mode(p)) return;
     auto c = test::make_case(p, 64, rng);
     check_case(c, p.index % 2 ? DType::f16 : DType::bf16, rng);
   });
+}
+
+TEST_CASE("gpu: the wgmma forward (Hopper) matches the float64 reference on the block-sparse layouts",
+          "[gpu][layout][wgmma]") {
+  const ForceWgmmaPath force;
+  if (!force.applies()) return;
+  std::mt19937_64 rng(test::test_seed() + 9);
   test::sweep_layouts(rng, 1, [&](test::GridPoint p) {
     if (skipped_in_small_mode(p)) return;
     p.padding = p.index % 3 == 0 ? "mask" : "none";
