@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Issue 11 §4 on the GPU machine: training through our attention op against training
 # through FlexAttention, same seed, data and masks, one arm after the other on the GPU
-# alone. Needs the corpus and the checkpoint staged (scripts/device-pretrain.sh stage)
-# and the op's library (.device/libldqa_attention_capi.so from .device.tar.xz).
+# alone. Two ways to start, chosen by what is there:
+# - from the pretraining checkpoint and the tokenised corpus, staged over several calls
+#   (scripts/device-pretrain.sh stage: $STAGE/pretrained, $STAGE/corpus-ids, $STAGE/data);
+# - otherwise from scratch (random weights, ldqa-base's architecture), in one call, on
+#   the tokenised corpus slice and SQuAD files scripts/stage-train-ab.sh put in
+#   .stage-ab/ (carried);
+#   throughput and loss agreement need no trained weights.
+# The op's library comes from .device.tar.xz (.device/libldqa_attention_capi.so).
 #   bash scripts/device-train-ab.sh start [STEPS]   detached: for each attention, MLM at
 #        512 tokens for STEPS steps (default 300; the loss curves compared), MLM at 2048
 #        for 100 steps, and fine-tuning on 4096-token windows only for 150 steps
@@ -18,19 +24,35 @@ tok=models/ldqa-base-pretrained/tokenizer.model
 case ${1:?start} in
   start)
     mkdir -p "$work/tab"
+    if compgen -G "$stage/pretrained/*.safetensors" >/dev/null && [[ -d $stage/corpus-ids ]]; then
+      data=$stage/data
+      from="--resume $stage/pretrained"
+      corpus="--corpus-ids $stage/corpus-ids"
+    elif [[ -d .stage-ab/corpus-ids && -d .stage-ab/data/squad ]]; then
+      data=$PWD/.stage-ab/data
+      # ldqa-base's architecture (the checkpoint's "model" section), new weights
+      config=$(python3 -c 'import json; print(json.dumps(json.load(open("models/ldqa-base-pretrained/config.json"))["model"]))')
+      from="--config '$config'"
+      corpus="--corpus-ids $PWD/.stage-ab/corpus-ids"
+    else
+      echo "nothing to train from: neither $stage/pretrained + $stage/corpus-ids (scripts/device-pretrain.sh stage)" \
+        "nor a carried .stage-ab/ (scripts/stage-train-ab.sh)" >&2
+      exit 2
+    fi
     # One arm after the other (a shared GPU would time neither); --compile as a session would.
     script=$(
       cat <<EOF
 set -x
 for attention in ldqa flex; do
-  python3 train/train.py --data $stage/data --tokenizer $tok --corpus-ids $stage/corpus-ids \
-    --resume $stage/pretrained --out $work/tab-\$attention-mlm512 --attention \$attention --compile --seed 11 \
+  python3 train/train.py --data $data --tokenizer $tok $corpus \
+    $from --out $work/tab-\$attention-mlm512 --attention \$attention --compile --seed 11 \
     --pretrain-steps $steps --pretrain-long-minutes 0 --skip-finetune --log-every 10
-  python3 train/train.py --data $stage/data --tokenizer $tok --corpus-ids $stage/corpus-ids \
-    --resume $stage/pretrained --out $work/tab-\$attention-mlm2048 --attention \$attention --compile --seed 11 \
+  python3 train/train.py --data $data --tokenizer $tok $corpus \
+    $from --out $work/tab-\$attention-mlm2048 --attention \$attention --compile --seed 11 \
     --pretrain-len 2048 --pretrain-batch 64 --pretrain-steps 100 --pretrain-long-minutes 0 --skip-finetune --log-every 10
-  # fine-tuning from the pretrained checkpoint (models/ldqa-base exceeds one call's carry)
-  python3 train/train.py --data $stage/data --tokenizer $tok --resume $stage/pretrained --pretrain-minutes 0 \
+  # fine-tuning from the pretrained checkpoint, or new weights (models/ldqa-base exceeds
+  # one call's carry)
+  python3 train/train.py --data $data --tokenizer $tok $from --pretrain-minutes 0 \
     --pretrain-long-minutes 0 --out $work/tab-\$attention-ft4096 --attention \$attention --compile --seed 11 \
     --para-batch 0 --long-share 1 --finetune-steps 150 --eval-settings none --log-every 10
 done
