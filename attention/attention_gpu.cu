@@ -352,12 +352,14 @@ std::size_t cuda_workspace_bytes(const SparseAttention::Impl& impl, int batch, i
 void run_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, void* stream_ptr, void* workspace,
               std::size_t /*workspace_bytes: checked by SparseAttention::run_cuda*/) {
   auto stream = static_cast<cudaStream_t>(stream_ptr);
+  const KernelPath path = kernel_path(impl.head_dim, AttentionPass::forward);  // first: it may throw
   int device = 0;
   LDQA_CUDA_CHECK(cudaGetDevice(&device));
   const std::shared_ptr<const DevicePlan> held = device_plan(impl, device);  // alive for this call
   const DevicePlan& plan = *held;
   const int max_global = in.global_mask == nullptr ? 0 : (in.max_global < 0 ? impl.seq_len : in.max_global);
-  const Geometry g = geometry(impl, in.batch, max_global);
+  Geometry g = geometry(impl, in.batch, max_global);
+  g.path = path;
   const WorkspaceLayout w = workspace_layout(impl, in.batch, g);
   StreamWorkspace taken(workspace, w.total, stream);
   unsigned char* ws = taken.get();

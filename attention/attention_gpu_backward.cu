@@ -78,13 +78,15 @@ std::size_t cuda_backward_workspace_bytes(const SparseAttention::Impl& impl, int
 void backward_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, const AttentionGradients& grad,
                    void* stream_ptr, void* workspace, std::size_t /*checked by SparseAttention*/) {
   auto stream = static_cast<cudaStream_t>(stream_ptr);
+  const KernelPath path = kernel_path(impl.head_dim, AttentionPass::backward);  // first: it may throw
   int device = 0;
   LDQA_CUDA_CHECK(cudaGetDevice(&device));
   const std::shared_ptr<const DevicePlan> held = device_plan(impl, device);
   const DevicePlan& plan = *held;
   const bool has_globals = in.global_mask != nullptr;
   const int max_global = has_globals ? (in.max_global < 0 ? impl.seq_len : in.max_global) : 0;
-  const Geometry g = geometry(impl, in.batch, max_global);
+  Geometry g = geometry(impl, in.batch, max_global);
+  g.path = path;
   const BackwardLayout w = backward_layout(impl, in.batch, g);
   StreamWorkspace taken(workspace, w.total, stream);
   unsigned char* ws = taken.get();

@@ -44,7 +44,7 @@ void launch_backward(const Params& p, const Geometry& g, bool has_globals, cudaS
   delta_kernel<T, D><<<dim3((p.n + 255) / 256, p.heads, p.batch), 256, 0, stream>>>(p);
   LDQA_CUDA_CHECK(cudaGetLastError());
 #ifdef LDQA_HAVE_SM90A
-  if (D == 64 && kernel_path(D, AttentionPass::backward) == KernelPath::wgmma) {
+  if (D == 64 && g.path == KernelPath::wgmma) {
     if constexpr (std::is_same_v<T, __half>) {
       launch_gradients_wgmma_fp16(p, g, has_globals, stream);
     } else {

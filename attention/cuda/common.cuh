@@ -237,8 +237,24 @@ int multiprocessors();
 // calls stay capturable in a CUDA graph.
 void allow_dynamic_smem_once(const void* kernel, int bytes);
 
+// Which kernels run the forward's local and global rows (pass forward) or the backward's
+// dQ and dK/dV (pass backward). wgmma: Hopper's warpgroup MMA (sm_90a), head dim 64, on a
+// compute capability 9.0 device in a build with the sm_90a units (LDQA_HAVE_SM90A), for
+// both passes by default: the forward is 1.23-1.57x the mma.sync forward (H200 and H100),
+// the backward 1.19-1.38x the mma.sync backward with the same gradients (H100,
+// 2026-12-05, docs/bench/attention.md), and the GPU suite passes on both. mma.sync
+// otherwise, and wherever a variable says mma.sync (the path of GPUs before Hopper,
+// forced): LDQA_ATTENTION_KERNEL for both passes, LDQA_ATTENTION_BACKWARD_KERNEL for the
+// backward's over the former. Values other than default, wgmma and mma.sync throw
+// ldqa::Error naming the variable.
+enum class KernelPath { mma_sync, wgmma };
+KernelPath kernel_path(int head_dim, AttentionPass pass);
+
 struct Geometry {
   int max_global, splits, tiles_per_split;
+  // The kernels this call takes: kernel_path, asked once per call before anything is
+  // allocated or launched (a bad variable throws there), by run_cuda / backward_cuda.
+  KernelPath path = KernelPath::mma_sync;
 };
 // Splits of the tiles a global-row tile walks: enough CTAs to fill the GPU twice, each
 // split at least four tiles long.
@@ -281,18 +297,6 @@ class StreamWorkspace {
   cudaStream_t stream_;
 };
 
-// Which kernels run the forward's local and global rows (pass forward) or the backward's
-// dQ and dK/dV (pass backward). wgmma: Hopper's warpgroup MMA (sm_90a), head dim 64, on a
-// compute capability 9.0 device in a build with the sm_90a units (LDQA_HAVE_SM90A), for
-// both passes by default: the forward is 1.35-1.47x the mma.sync forward (H200 and H100),
-// the backward 1.33-1.38x the mma.sync backward with the same gradients (H100,
-// 2026-12-05, docs/bench/attention.md), and the GPU suite passes on both. mma.sync
-// otherwise, and wherever a variable says mma.sync (the path of GPUs before Hopper,
-// forced): LDQA_ATTENTION_KERNEL for both passes, LDQA_ATTENTION_BACKWARD_KERNEL for the
-// backward's over the former. Values other than default, wgmma and mma.sync throw
-// ldqa::Error naming the variable.
-enum class KernelPath { mma_sync, wgmma };
-KernelPath kernel_path(int head_dim, AttentionPass pass);
 // The wgmma path's kernels (cuda/*_wgmma_<dtype>_hd64.cu): the forward's local- and
 // global-row kernels; the backward's dQ and dK/dV kernels (not delta, not the merge).
 void launch_attend_wgmma_bf16(const Params& p, const Geometry& g, int batch, int heads, int num_tiles,

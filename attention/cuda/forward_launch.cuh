@@ -38,7 +38,7 @@ void launch_forward(const Params& p, const Geometry& g, int batch, int heads, in
     return;
   }
 #ifdef LDQA_HAVE_SM90A
-  if (D == 64 && kernel_path(D, AttentionPass::forward) == KernelPath::wgmma) {
+  if (D == 64 && g.path == KernelPath::wgmma) {
     if constexpr (std::is_same_v<T, __half>) {
       launch_attend_wgmma_fp16(p, g, batch, heads, num_tiles, stream);
     } else {

@@ -6,11 +6,13 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "attention/attention.hpp"
 #include "gpu/gpu_support.hpp"
@@ -218,6 +220,50 @@ TEST_CASE("gpu: LDQA_ATTENTION_KERNEL and LDQA_ATTENTION_BACKWARD_KERNEL choose 
   setenv("LDQA_ATTENTION_BACKWARD_KERNEL", "WGMMA", 1);
   CHECK_THROWS_WITH(d64.cuda_kernel_path(attention::AttentionPass::backward),
                     Catch::Contains("LDQA_ATTENTION_BACKWARD_KERNEL='WGMMA'"));
+}
+
+// A bad kernel variable is refused before the call writes anything: the explicit
+// workspace, the output and the gradients keep their bytes (the preparation pass, the
+// first launch, would have written the workspace's flag rows).
+TEST_CASE("gpu: a bad kernel variable is refused before the call writes anything", "[gpu][errors]") {
+  const SavedEnvironment restore{"LDQA_ATTENTION_KERNEL", "LDQA_ATTENTION_BACKWARD_KERNEL"};
+  const SparseAttention attn(100, 2, 64, attention::Pattern{8, nullptr, 0});
+  const std::size_t tensor = std::size_t{100} * 2 * 64 * 2;  // one bf16 [1, 2, 100, 64]
+  const std::size_t ws_bytes = std::max(attn.cuda_workspace_bytes(1, 0), attn.cuda_backward_workspace_bytes(1, 0));
+  DeviceBuffer buf(6 * tensor), lse(100 * 2 * sizeof(float)), ws(ws_bytes);
+  REQUIRE(cudaMemset(buf.ptr, 0x3C, 6 * tensor) == cudaSuccess);  // bf16 0x3C3C: 0.0115
+  REQUIRE(cudaMemset(lse.ptr, 0x3C, 100 * 2 * sizeof(float)) == cudaSuccess);
+  REQUIRE(cudaMemset(ws.ptr, 0xA5, ws_bytes) == cudaSuccess);
+  auto untouched = [](const DeviceBuffer& b, std::size_t bytes, unsigned char byte) {
+    std::vector<unsigned char> host(bytes);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    REQUIRE(cudaMemcpy(host.data(), b.ptr, bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
+    return std::all_of(host.begin(), host.end(), [byte](unsigned char x) { return x == byte; });
+  };
+  auto* base = static_cast<unsigned char*>(buf.ptr);
+  AttentionInputs in;
+  in.batch = 1;
+  in.dtype = DType::bf16;
+  in.q = in.k = in.v = base;
+  in.out = base + tensor;
+  in.lse = static_cast<float*>(lse.ptr);
+  unsetenv("LDQA_ATTENTION_BACKWARD_KERNEL");
+  setenv("LDQA_ATTENTION_KERNEL", "fastest", 1);
+  CHECK_THROWS_WITH(attn.run_cuda(in, nullptr, ws.ptr, ws_bytes), Catch::Contains("LDQA_ATTENTION_KERNEL='fastest'"));
+  CHECK(untouched(ws, ws_bytes, 0xA5));
+  CHECK(untouched(buf, 6 * tensor, 0x3C));
+  CHECK(untouched(lse, 100 * 2 * sizeof(float), 0x3C));
+  unsetenv("LDQA_ATTENTION_KERNEL");
+  setenv("LDQA_ATTENTION_BACKWARD_KERNEL", "fastest", 1);
+  AttentionGradients g;
+  g.d_out = base + 2 * tensor;
+  g.d_q = base + 3 * tensor;
+  g.d_k = base + 4 * tensor;
+  g.d_v = base + 5 * tensor;
+  CHECK_THROWS_WITH(attn.backward_cuda(in, g, nullptr, ws.ptr, ws_bytes),
+                    Catch::Contains("LDQA_ATTENTION_BACKWARD_KERNEL='fastest'"));
+  CHECK(untouched(ws, ws_bytes, 0xA5));
+  CHECK(untouched(buf, 6 * tensor, 0x3C));
 }
 
 TEST_CASE("gpu: explicit workspace (filled with garbage) gives the same result", "[gpu]") {
