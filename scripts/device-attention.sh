@@ -2,13 +2,15 @@
 # Runs on the GPU machine (the `device` tool), from binaries built here and carried in
 # .device/ (scripts/stage-device.sh): the GPU tests, the C++ benchmark (forward and
 # backward) and the PyTorch comparison. Logs go to $OUT.
-#   bash scripts/device-attention.sh all|tests|bench|torch [bench/attention_torch.py arguments]
+#   bash scripts/device-attention.sh all|tests|op|bench|torch [bench/attention_torch.py arguments]
 # e.g. bash scripts/device-attention.sh torch --shapes "H12 w256 g64" --n 16384 --scattered-n ""
 # tests runs the GPU tests twice, each test case in a process of its own: with every pass
 # on the mma.sync kernels (LDQA_ATTENTION_KERNEL=mma.sync: the path of GPUs before Hopper,
 # forced), then with every head-dim-64 forward and backward on Hopper's wgmma path
 # (LDQA_ATTENTION_KERNEL=wgmma); each pass's default (kernel_path in attention_gpu.cu) is
-# one of the two. [model_gpu] cases only where the call carried the models' weights. bench
+# one of the two. [model_gpu] cases only where the call carried the models' weights. op
+# runs the PyTorch op's GPU tests (tests/gpu/test_attention_op_gpu.py: opcheck, compile,
+# the encoder through the op against FlexAttention's path) on the default kernels. bench
 # times both paths. The environment's LDQA_ATTENTION_KERNEL applies to torch.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +66,11 @@ if [[ $what == all || $what == tests ]]; then
     cat "$log"
   done
   rm -rf "$cases_dir"
+fi
+if [[ $what == all || $what == op ]]; then
+  LDQA_ATTENTION_LIB=.device/libldqa_attention_capi.so timeout 400 python3 tests/gpu/test_attention_op_gpu.py -v \
+    2>&1 | tee "$out/op_tests.log"
+  echo "op tests exit: ${PIPESTATUS[0]}" | tee -a "$out/op_tests.log"
 fi
 if [[ $what == all || $what == bench ]]; then
   for shape in "--heads 12 --window 256 --globals 64" "--heads 8 --window 128 --globals 48" \
