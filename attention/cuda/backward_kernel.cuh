@@ -165,7 +165,7 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlock
   const bool overflowed = p.overflow[b] != 0;
 
   QueryWalk walk;  // the forward's
-  if (!query_walk<kGlobalRows>(p, h, global_count, walk)) return;
+  if (!query_walk<kGlobalRows>(p, blockIdx.x, h, global_count, walk)) return;
   const int q_first = walk.q_first, split = walk.split, steps = walk.steps, listed = walk.listed;
   const int32_t* row_keys = walk.row_keys;
   const uint64_t* row_bits = walk.row_bits;

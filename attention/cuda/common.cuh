@@ -160,7 +160,7 @@ __device__ __forceinline__ const uint8_t* sequence_flags(const Params& p, int b)
   return p.flags + static_cast<std::size_t>(b) * flag_stride(p.n);
 }
 
-// What a query-major kernel (the forward, dQ) walks. Local rows: query tile blockIdx.x
+// What a query-major kernel (the forward, dQ) walks. Local rows: query tile x
 // over its listed key tiles (row_keys, row_bits: `listed` of them), then the global keys
 // outside them, a tile's worth per step. Global rows: 64 global rows by slot from q_first
 // against split `split` of the key tiles.
@@ -171,17 +171,18 @@ struct QueryWalk {
   const uint64_t* row_bits = nullptr;
 };
 
-// This CTA's walk; false when it has no global rows to take (nothing to do).
+// The walk of CTA x (along the tiles) of head h; false when it has no global rows to take
+// (nothing to do).
 template <bool kGlobalRows>
-__device__ __forceinline__ bool query_walk(const Params& p, int h, int global_count, QueryWalk& w) {
+__device__ __forceinline__ bool query_walk(const Params& p, int x, int h, int global_count, QueryWalk& w) {
   if constexpr (kGlobalRows) {
-    w.q_first = (blockIdx.x / p.splits) * kTile;
-    w.split = blockIdx.x % p.splits;
+    w.q_first = (x / p.splits) * kTile;
+    w.split = x % p.splits;
     if (w.q_first >= global_count) return false;
     w.steps = max(0, min(p.num_tiles, (w.split + 1) * p.tiles_per_split) - w.split * p.tiles_per_split);
   } else {
-    w.q_first = blockIdx.x * kTile;
-    const int prow = (h % p.plan_heads) * p.num_tiles + blockIdx.x;
+    w.q_first = x * kTile;
+    const int prow = (h % p.plan_heads) * p.num_tiles + x;
     w.row_keys = p.key_tile + p.row_ptr[prow];
     w.row_bits = p.layout_bits + p.row_ptr[prow];
     w.listed = p.row_ptr[prow + 1] - p.row_ptr[prow];

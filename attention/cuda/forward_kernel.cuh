@@ -17,7 +17,7 @@
 namespace ldqa::attention::detail::gpu {
 
 // 2./3. The attention kernel, four warps, each 16 query rows of a 64-row tile.
-// kGlobalRows = false: the local rows of query tile blockIdx.x over its listed key tiles,
+// kGlobalRows = false: the local rows of query tile x over its listed key tiles,
 // then the global keys outside them; true: up to 64 global rows (by slot) against one
 // split of the key tiles, writing partial results.
 // Two shared buffers and one barrier per step: the barrier that publishes step s also
@@ -38,7 +38,9 @@ struct ForwardTraits {
   // CTAs per SM the registers must allow: at D <= 64 four (128 registers, a 32-byte
   // spill) beat three (168, none) on the H200 in 11 of 12 benchmark rows by 1-18 %
   // (three won H12 n = 4k B = 1 by 9 %); D = 128 needs its 221.
-  // wgmma: four as well (ptxas: 116 registers, no spill); not yet measured against three.
+  // wgmma: four as well (ptxas: 123 registers, no spill); not yet measured against three.
+  // The one-launch local + global kernel (attend_all_kernel) at bf16 D = 64: mma.sync 128
+  // registers and a 36-byte spill, where the local rows' own kernel had none (ptxas, nvcc 13).
   static constexpr int kMinBlocks = kWgmma ? 4 : (D <= 64 ? 4 : 2);
   // mma.sync: q, then two k and two v tiles (padded rows), then two stages of key flags.
   // wgmma: up to 1 KB to align, two k and two v swizzled tiles, then q and the flags.
@@ -53,8 +55,10 @@ struct ForwardTraits {
   }
 };
 
-template <typename T, int D, bool kGlobalRows, bool kWgmma = false>
-__global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks) attend_kernel(Params p) {
+// One CTA of the attention kernel: query tile (local rows) or global-row tile x split
+// (global rows) x of head h, sequence b.
+template <typename T, int D, bool kGlobalRows, bool kWgmma>
+__device__ __forceinline__ void attend_cta(const Params& p, int x, int h, int b) {
   static_assert(!kWgmma || D == 64, "the wgmma path is written for head dim 64");
   using Op = Ops<T>;
   using Tr = ForwardTraits<D, kWgmma>;
@@ -78,7 +82,6 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
   }
   key_flag_s = reinterpret_cast<uint8_t*>(kWgmma ? q_s + Tr::kTileHalves : v_s + 2 * Tr::kTileHalves);
 
-  const int h = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = lane / 4, tig = lane % 4;
   const std::size_t base = head_base(p, b, h);
@@ -88,7 +91,7 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
   const bool overflowed = p.overflow[b] != 0;
 
   QueryWalk walk;
-  if (!query_walk<kGlobalRows>(p, h, global_count, walk)) return;
+  if (!query_walk<kGlobalRows>(p, x, h, global_count, walk)) return;
   const int q_first = walk.q_first, split = walk.split, steps = walk.steps, listed = walk.listed;
   const int32_t* row_keys = walk.row_keys;
   const uint64_t* row_bits = walk.row_bits;
@@ -366,6 +369,30 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
         *reinterpret_cast<uint32_t*>(dst + dt * 8 + tig * 2) = packed;
       }
     }
+  }
+}
+
+// The local rows alone (no globals): CTA (query tile, head, sequence).
+template <typename T, int D, bool kWgmma = false>
+__global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks) attend_kernel(Params p) {
+  attend_cta<T, D, false, kWgmma>(p, blockIdx.x, blockIdx.y, blockIdx.z);
+}
+
+// Local and global rows in one launch, so that neither waits for the other (the global
+// rows' CTAs, run after the local ones, were a serial tail: at B = 8 a few hundred CTAs
+// of ~86 key tiles each). A 1-D grid: first the global rows' `global_ctas` CTAs of every
+// head and sequence (global-row tile x split; the longest walks, dispatched first), then
+// every local query tile.
+template <typename T, int D, bool kWgmma = false>
+__global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks)
+    attend_all_kernel(Params p, int global_ctas) {
+  const int i = static_cast<int>(blockIdx.x);
+  const int global_total = global_ctas * p.heads * p.batch;
+  if (i < global_total) {
+    attend_cta<T, D, true, kWgmma>(p, i % global_ctas, (i / global_ctas) % p.heads, i / (global_ctas * p.heads));
+  } else {
+    const int j = i - global_total;
+    attend_cta<T, D, false, kWgmma>(p, j % p.num_tiles, (j / p.num_tiles) % p.heads, j / (p.num_tiles * p.heads));
   }
 }
 

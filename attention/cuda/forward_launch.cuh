@@ -1,7 +1,7 @@
 // The forward's launch sequence for one dtype and head dim (after launch_prepare): the
-// local-row kernel, then, with globals, the global-row kernel over key splits and their
-// merge; or the top-k kernel alone. Each forward_<dtype>_hd<D>.cu instantiates it once;
-// forward_wgmma_<dtype>_hd64.cu (sm_90a) instantiates launch_attend's wgmma path, which
+// attention kernel (local rows, and with globals the global rows over key splits, in one
+// launch), then with globals the merge of the splits; or the top-k kernel alone. Each forward_<dtype>_hd<D>.cu
+// instantiates it once; forward_wgmma_<dtype>_hd64.cu (sm_90a) instantiates launch_attend's wgmma path, which
 // launch_forward takes where kernel_path says so.
 #pragma once
 
@@ -9,23 +9,29 @@
 
 #include "attention/cuda/forward_kernel.cuh"
 #include "device/cuda_check.hpp"
+#include "ldqa/error.hpp"
 
 namespace ldqa::attention::detail::gpu {
 
-// The local-row kernel and, with globals, the global-row kernel, of one path: mma.sync
-// (every GPU) or wgmma (kWgmma: the sm_90a units, forward_wgmma_*.cu, only).
+// The attention kernel of one path, mma.sync (every GPU) or wgmma (kWgmma: the sm_90a
+// units, forward_wgmma_*.cu, only): the local rows alone, or with globals local and
+// global rows in one launch (attend_all_kernel).
 template <typename T, int D, bool kWgmma>
 void launch_attend(const Params& p, const Geometry& g, int batch, int heads, int num_tiles, cudaStream_t stream) {
   constexpr int smem = static_cast<int>(ForwardTraits<D, kWgmma>::kBytes);
-  const auto local_kernel = &attend_kernel<T, D, false, kWgmma>;
-  const auto global_kernel = &attend_kernel<T, D, true, kWgmma>;
-  allow_dynamic_smem_once(reinterpret_cast<const void*>(local_kernel), smem);
-  allow_dynamic_smem_once(reinterpret_cast<const void*>(global_kernel), smem);
-  local_kernel<<<dim3(num_tiles, heads, batch), kThreads, smem, stream>>>(p);
-  LDQA_CUDA_CHECK(cudaGetLastError());
-  if (p.global_mask == nullptr) return;
-  const int row_tiles = (g.max_global + kTile - 1) / kTile;
-  global_kernel<<<dim3(row_tiles * g.splits, heads, batch), kThreads, smem, stream>>>(p);
+  if (p.global_mask == nullptr) {
+    const auto local_kernel = &attend_kernel<T, D, kWgmma>;
+    allow_dynamic_smem_once(reinterpret_cast<const void*>(local_kernel), smem);
+    local_kernel<<<dim3(num_tiles, heads, batch), kThreads, smem, stream>>>(p);
+    LDQA_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
+  const auto all_kernel = &attend_all_kernel<T, D, kWgmma>;
+  allow_dynamic_smem_once(reinterpret_cast<const void*>(all_kernel), smem);
+  const int global_ctas = (g.max_global + kTile - 1) / kTile * g.splits;  // per head and sequence
+  const long long ctas = static_cast<long long>(global_ctas + num_tiles) * heads * batch;
+  if (ctas > 2147483647LL) fail("attention: ", ctas, " CTAs exceed one launch's grid (2^31 - 1); split the batch");
+  all_kernel<<<static_cast<unsigned>(ctas), kThreads, smem, stream>>>(p, global_ctas);
   LDQA_CUDA_CHECK(cudaGetLastError());
 }
 
