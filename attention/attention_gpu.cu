@@ -5,7 +5,8 @@
 //   2. local:    one CTA per (query tile, head, sequence), listed key tiles then the
 //                global keys outside them;
 //   3. global:   global query rows against every key, split over key ranges so a few
-//                global rows still fill the GPU; 4. combine the splits.
+//                global rows still fill the GPU, in the same launch as 2 (its CTAs
+//                first); 4. combine the splits.
 // With top_k, a separate exact kernel replaces 2-4 (one CTA per query row, radix select).
 // At head dim 64 on Hopper, 2 and 3 run their GEMMs as wgmma instead, and so do the
 // backward's dQ and dK/dV kernels (kernel_path: the default there; LDQA_ATTENTION_KERNEL

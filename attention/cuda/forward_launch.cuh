@@ -1,8 +1,9 @@
 // The forward's launch sequence for one dtype and head dim (after launch_prepare): the
 // attention kernel (local rows, and with globals the global rows over key splits, in one
-// launch), then with globals the merge of the splits; or the top-k kernel alone. Each forward_<dtype>_hd<D>.cu
-// instantiates it once; forward_wgmma_<dtype>_hd64.cu (sm_90a) instantiates launch_attend's wgmma path, which
-// launch_forward takes where kernel_path says so.
+// launch), then with globals the merge of the splits; or the top-k kernel alone. Each
+// forward_<dtype>_hd<D>.cu instantiates it once; forward_wgmma_<dtype>_hd64.cu (sm_90a)
+// instantiates launch_attend's wgmma path, which launch_forward takes where kernel_path
+// says so.
 #pragma once
 
 #include <type_traits>
