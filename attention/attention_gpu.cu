@@ -217,6 +217,13 @@ Geometry geometry(const SparseAttention::Impl& impl, int batch, int max_global) 
   return g;
 }
 
+RowsGrid rows_grid(const Params& p, const Geometry& g) {
+  const int global_ctas = (g.max_global + kTile - 1) / kTile * g.splits;
+  const long long ctas = static_cast<long long>(global_ctas + p.num_tiles) * p.heads * p.batch;
+  if (ctas > 2147483647LL) fail("attention: ", ctas, " CTAs exceed one launch's grid (2^31 - 1); split the batch");
+  return RowsGrid{global_ctas, static_cast<unsigned>(ctas)};
+}
+
 ListLayout list_layout(int batch, int n, const Geometry& g) {
   ListLayout l{};
   l.global_index = align256(static_cast<std::size_t>(batch) * flag_stride(n));

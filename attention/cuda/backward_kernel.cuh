@@ -142,8 +142,10 @@ __global__ void delta_kernel(Params p) {
 // 3. dQ. kGlobalRows = false: the local rows of a 64-row tile (global rows there get
 // 0 here; theirs comes from the global pass); true: up to 64 global rows (by slot)
 // against one split of the key tiles, into fp32 partials.
-template <typename T, int D, bool kGlobalRows, bool kWgmma = false>
-__global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlocks) dq_kernel(Params p) {
+// One CTA: query tile (local rows) or global-row tile x split (global rows) x of head h,
+// sequence b.
+template <typename T, int D, bool kGlobalRows, bool kWgmma>
+__device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
   static_assert(!kWgmma || D == 64, "the wgmma path is written for head dim 64");
   using Sm = BackwardSmem<D, kWgmma>;
   constexpr int kRow = Sm::kRow;
@@ -155,7 +157,6 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlock
   T* do_s = q_s + Sm::kTileElems;                                           // [64][kRow]
   uint8_t* key_flag_s = reinterpret_cast<uint8_t*>(do_s + Sm::kTileElems);  // [kStages][64]
 
-  const int h = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = lane / 4, tig = lane % 4;
   const std::size_t base = head_base(p, b, h);
@@ -165,7 +166,7 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlock
   const bool overflowed = p.overflow[b] != 0;
 
   QueryWalk walk;  // the forward's
-  if (!query_walk<kGlobalRows>(p, blockIdx.x, h, global_count, walk)) return;
+  if (!query_walk<kGlobalRows>(p, x, h, global_count, walk)) return;
   const int q_first = walk.q_first, split = walk.split, steps = walk.steps, listed = walk.listed;
   const int32_t* row_keys = walk.row_keys;
   const uint64_t* row_bits = walk.row_bits;
@@ -383,6 +384,30 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlock
         for (int dt = 0; dt < D / 8; ++dt) store_row_pair<T, D>(dst_g + dt * 8 + tig * 2, fill, fill);
       }
     }
+  }
+}
+
+// dQ of the local rows (CTA (query tile, head, sequence)) or of the global rows (CTA
+// (global-row tile x split, head, sequence)).
+template <typename T, int D, bool kGlobalRows, bool kWgmma = false>
+__global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlocks) dq_kernel(Params p) {
+  dq_cta<T, D, kGlobalRows, kWgmma>(p, blockIdx.x, blockIdx.y, blockIdx.z);
+}
+
+// dQ of local and global rows in one launch, as the forward's attend_all_kernel: a 1-D
+// grid, the global rows' `global_ctas` CTAs of every head and sequence first. The wgmma
+// path's only (ptxas, bf16 D = 64: 159 registers, no spill); on the mma.sync path the
+// one kernel would spill 188 bytes where the two spill 4 and none.
+template <typename T, int D, bool kWgmma = false>
+__global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlocks)
+    dq_all_kernel(Params p, int global_ctas) {
+  const int i = static_cast<int>(blockIdx.x);
+  const int global_total = global_ctas * p.heads * p.batch;
+  if (i < global_total) {
+    dq_cta<T, D, true, kWgmma>(p, i % global_ctas, (i / global_ctas) % p.heads, i / (global_ctas * p.heads));
+  } else {
+    const int j = i - global_total;
+    dq_cta<T, D, false, kWgmma>(p, j % p.num_tiles, (j / p.num_tiles) % p.heads, j / (p.num_tiles * p.heads));
   }
 }
 

@@ -1,7 +1,8 @@
 // The backward's launch sequence for one dtype and head dim (after launch_prepare):
-// delta, the dQ and dK/dV kernels of one path (launch_gradients: local rows' dQ; with
-// globals the global rows' dQ and the gathered dK/dV partials; then dK/dV), then with
-// globals the merge of the global rows' dQ splits. Each backward_<dtype>_hd<D>.cu
+// delta, the dQ and dK/dV kernels of one path (launch_gradients: dQ of the local rows
+// and, with globals, of the global rows (one launch on the wgmma path), then the
+// gathered dK/dV partials; then dK/dV), then with globals the merge of the global rows'
+// dQ splits. Each backward_<dtype>_hd<D>.cu
 // instantiates launch_backward once; backward_wgmma_<dtype>_hd64.cu (sm_90a) the wgmma
 // path of launch_gradients, which launch_backward takes where kernel_path says so.
 #pragma once
@@ -18,21 +19,35 @@ void launch_gradients(const Params& p, const Geometry& g, bool has_globals, cuda
   constexpr std::size_t dq_smem = BackwardSmem<D, kWgmma>::kDqBytes;
   constexpr std::size_t dkv_smem = BackwardSmem<D, kWgmma>::kDkvBytes;
   const auto dq_local = &dq_kernel<T, D, false, kWgmma>;
-  const auto dq_global = &dq_kernel<T, D, true, kWgmma>;
   const auto dkdv_local = &dkdv_kernel<T, D, false, kWgmma>;
-  const auto dkdv_gathered = &dkdv_kernel<T, D, true, kWgmma>;
-  allow_dynamic_smem_once(reinterpret_cast<const void*>(dq_local), static_cast<int>(dq_smem));
-  allow_dynamic_smem_once(reinterpret_cast<const void*>(dq_global), static_cast<int>(dq_smem));
   allow_dynamic_smem_once(reinterpret_cast<const void*>(dkdv_local), static_cast<int>(dkv_smem));
-  allow_dynamic_smem_once(reinterpret_cast<const void*>(dkdv_gathered), static_cast<int>(dkv_smem));
   const dim3 per_tile(p.num_tiles, p.heads, p.batch);
-  dq_local<<<per_tile, kThreads, dq_smem, stream>>>(p);
-  LDQA_CUDA_CHECK(cudaGetLastError());
   if (has_globals) {
-    const dim3 per_global_tile(((g.max_global + kTile - 1) / kTile) * g.splits, p.heads, p.batch);
-    dq_global<<<per_global_tile, kThreads, dq_smem, stream>>>(p);
-    LDQA_CUDA_CHECK(cudaGetLastError());
+    // dQ of local and global rows (wgmma: in one launch, the global rows' CTAs first),
+    // then the gathered dK/dV partials of the global keys, which dkdv_local adds in.
+    const auto dkdv_gathered = &dkdv_kernel<T, D, true, kWgmma>;
+    allow_dynamic_smem_once(reinterpret_cast<const void*>(dkdv_gathered), static_cast<int>(dkv_smem));
+    const RowsGrid grid = rows_grid(p, g);
+    const dim3 per_global_tile(grid.global_ctas, p.heads, p.batch);
+    if constexpr (kWgmma) {
+      const auto dq_all = &dq_all_kernel<T, D, kWgmma>;
+      allow_dynamic_smem_once(reinterpret_cast<const void*>(dq_all), static_cast<int>(dq_smem));
+      dq_all<<<grid.ctas, kThreads, dq_smem, stream>>>(p, grid.global_ctas);
+      LDQA_CUDA_CHECK(cudaGetLastError());
+    } else {
+      const auto dq_global = &dq_kernel<T, D, true, kWgmma>;
+      allow_dynamic_smem_once(reinterpret_cast<const void*>(dq_local), static_cast<int>(dq_smem));
+      allow_dynamic_smem_once(reinterpret_cast<const void*>(dq_global), static_cast<int>(dq_smem));
+      dq_local<<<per_tile, kThreads, dq_smem, stream>>>(p);
+      LDQA_CUDA_CHECK(cudaGetLastError());
+      dq_global<<<per_global_tile, kThreads, dq_smem, stream>>>(p);
+      LDQA_CUDA_CHECK(cudaGetLastError());
+    }
     dkdv_gathered<<<per_global_tile, kThreads, dkv_smem, stream>>>(p);
+    LDQA_CUDA_CHECK(cudaGetLastError());
+  } else {
+    allow_dynamic_smem_once(reinterpret_cast<const void*>(dq_local), static_cast<int>(dq_smem));
+    dq_local<<<per_tile, kThreads, dq_smem, stream>>>(p);
     LDQA_CUDA_CHECK(cudaGetLastError());
   }
   dkdv_local<<<per_tile, kThreads, dkv_smem, stream>>>(p);

@@ -261,6 +261,15 @@ struct Geometry {
 // split at least four tiles long.
 Geometry geometry(const SparseAttention::Impl& impl, int batch, int max_global);
 
+// The 1-D grid of a launch that runs local and global rows together (attend_all_kernel,
+// dq_all_kernel): the global rows' CTAs per head and sequence (global-row tiles x
+// splits), and all CTAs; throws ldqa::Error past CUDA's 2^31 - 1.
+struct RowsGrid {
+  int global_ctas;
+  unsigned ctas;
+};
+RowsGrid rows_grid(const Params& p, const Geometry& g);
+
 inline std::size_t align256(std::size_t x) { return (x + 255) / 256 * 256; }
 
 // Both workspaces start with the flag rows (at 0), the global list and the per-sequence

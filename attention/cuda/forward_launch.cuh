@@ -10,7 +10,6 @@
 
 #include "attention/cuda/forward_kernel.cuh"
 #include "device/cuda_check.hpp"
-#include "ldqa/error.hpp"
 
 namespace ldqa::attention::detail::gpu {
 
@@ -29,10 +28,8 @@ void launch_attend(const Params& p, const Geometry& g, int batch, int heads, int
   }
   const auto all_kernel = &attend_all_kernel<T, D, kWgmma>;
   allow_dynamic_smem_once(reinterpret_cast<const void*>(all_kernel), smem);
-  const int global_ctas = (g.max_global + kTile - 1) / kTile * g.splits;  // per head and sequence
-  const long long ctas = static_cast<long long>(global_ctas + num_tiles) * heads * batch;
-  if (ctas > 2147483647LL) fail("attention: ", ctas, " CTAs exceed one launch's grid (2^31 - 1); split the batch");
-  all_kernel<<<static_cast<unsigned>(ctas), kThreads, smem, stream>>>(p, global_ctas);
+  const RowsGrid grid = rows_grid(p, g);
+  all_kernel<<<grid.ctas, kThreads, smem, stream>>>(p, grid.global_ctas);
   LDQA_CUDA_CHECK(cudaGetLastError());
 }
 
