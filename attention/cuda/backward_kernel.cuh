@@ -401,14 +401,9 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlock
 template <typename T, int D, bool kWgmma = false>
 __global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlocks)
     dq_all_kernel(Params p, int global_ctas) {
-  const int i = static_cast<int>(blockIdx.x);
-  const int global_total = global_ctas * p.heads * p.batch;
-  if (i < global_total) {
-    dq_cta<T, D, true, kWgmma>(p, i % global_ctas, (i / global_ctas) % p.heads, i / (global_ctas * p.heads));
-  } else {
-    const int j = i - global_total;
-    dq_cta<T, D, false, kWgmma>(p, j % p.num_tiles, (j / p.num_tiles) % p.heads, j / (p.num_tiles * p.heads));
-  }
+  rows_cta(
+      p, global_ctas, [&](int x, int h, int b) { dq_cta<T, D, true, kWgmma>(p, x, h, b); },
+      [&](int x, int h, int b) { dq_cta<T, D, false, kWgmma>(p, x, h, b); });
 }
 
 // The key splits of each global row's dQ, summed in split order: one warp per (row,

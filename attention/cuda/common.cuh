@@ -171,6 +171,23 @@ struct QueryWalk {
   const uint64_t* row_bits = nullptr;
 };
 
+// CTA blockIdx.x of a one-launch grid of local and global rows (rows_grid): the first
+// global_ctas x heads x batch CTAs call global_rows(x, h, b), the others local_rows(x, h,
+// b). Two branches with their own divisions, not one with a selected divisor: that one
+// doubles the mma.sync forward's spill (ptxas, bf16 D64: 76 bytes of loads against 40).
+template <class GlobalRows, class LocalRows>
+__device__ __forceinline__ void rows_cta(const Params& p, int global_ctas, GlobalRows global_rows,
+                                         LocalRows local_rows) {
+  const int i = static_cast<int>(blockIdx.x);
+  const int global_total = global_ctas * p.heads * p.batch;
+  if (i < global_total) {
+    global_rows(i % global_ctas, (i / global_ctas) % p.heads, i / (global_ctas * p.heads));
+  } else {
+    const int j = i - global_total;
+    local_rows(j % p.num_tiles, (j / p.num_tiles) % p.heads, j / (p.num_tiles * p.heads));
+  }
+}
+
 // The walk of CTA x (along the tiles) of head h; false when it has no global rows to take
 // (nothing to do).
 template <bool kGlobalRows>

@@ -386,14 +386,9 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
 template <typename T, int D, bool kWgmma = false>
 __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks)
     attend_all_kernel(Params p, int global_ctas) {
-  const int i = static_cast<int>(blockIdx.x);
-  const int global_total = global_ctas * p.heads * p.batch;
-  if (i < global_total) {
-    attend_cta<T, D, true, kWgmma>(p, i % global_ctas, (i / global_ctas) % p.heads, i / (global_ctas * p.heads));
-  } else {
-    const int j = i - global_total;
-    attend_cta<T, D, false, kWgmma>(p, j % p.num_tiles, (j / p.num_tiles) % p.heads, j / (p.num_tiles * p.heads));
-  }
+  rows_cta(
+      p, global_ctas, [&](int x, int h, int b) { attend_cta<T, D, true, kWgmma>(p, x, h, b); },
+      [&](int x, int h, int b) { attend_cta<T, D, false, kWgmma>(p, x, h, b); });
 }
 
 // 4. Merge the key splits of each global row: one warp per (row, head, sequence).
