@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The table of scripts/device-train-ab.sh: for each run folder (train.py --out, named
-tab-ATTENTION-KIND), training throughput after the first logged step (compilation and
+tab-ATTENTION-KIND) and each phase it logged steps of, training throughput after the first logged step (compilation and
 warm-up excluded), MFU, and how far the loss curves of the two attentions are apart at
 the same steps (same seed, data and masks: they differ only by the attention's rounding).
 
@@ -19,8 +19,11 @@ import re
 def read_log(folder):
     records = [json.loads(line) for line in (pathlib.Path(folder) / "train_log.jsonl").read_text().splitlines() if line]
     start = next(r for r in records if r.get("phase") == "start")
-    steps = [r for r in records if "step" in r and "tokens_per_s" in r and "elapsed" in r]
-    return start, steps
+    phases = {}  # one run may hold several phases (pretrain-short, pretrain-long, finetune)
+    for r in records:
+        if "step" in r and "tokens_per_s" in r and "elapsed" in r:
+            phases.setdefault(r["phase"], []).append(r)
+    return start, phases
 
 
 def rate(steps):
@@ -46,7 +49,10 @@ def main():
         m = re.search(r"tab-([a-z]+)-(\w+)$", pathlib.Path(folder).name)
         if not m or not (pathlib.Path(folder) / "train_log.jsonl").exists():
             continue
-        runs[(m.group(2), m.group(1))] = read_log(folder)
+        start, phases = read_log(folder)
+        for phase, steps in phases.items():
+            kind = m.group(2) if len(phases) == 1 else f"{m.group(2)} {phase}"
+            runs[(kind, m.group(1))] = (start, steps)
     print("| run | attention | steps | tokens/s | MFU | final loss | ours / this |")
     print("|---|---|---|---|---|---|---|")
     for kind in sorted({k for k, _ in runs}):

@@ -12,6 +12,12 @@
 #   bash scripts/device-train-ab.sh start [STEPS]   detached: for each attention, MLM at
 #        512 tokens for STEPS steps (default 300; the loss curves compared), MLM at 2048
 #        for 100 steps, and fine-tuning on 4096-token windows only for 150 steps
+#   bash scripts/device-train-ab.sh quick [STEPS]   detached, for a session with little device
+#        time left: ONE process per attention (one start-up, one corpus load), phase after
+#        phase: MLM at 512 for STEPS steps (default 300), MLM at 2048 for 0.5 minutes, then
+#        fine-tuning on 4096-token windows for 60 steps (the first 30 SQuAD articles, no
+#        evaluation); bench/train_ab.py tells the phases apart. AB_LONG_MINUTES and
+#        AB_FINETUNE_STEPS (0: no fine-tuning) shorten it further
 #   bash scripts/device-pretrain.sh wait 540        poll (the same runs folder)
 #   python3 bench/train_ab.py $WORK/tab-*           the table: tokens/s, MFU, loss agreement
 set -uo pipefail
@@ -21,8 +27,9 @@ work=${WORK:-/tmp/ldqa/work}
 stage=${STAGE:-/tmp/ldqa/stage}
 steps=${2:-300}
 tok=models/ldqa-base-pretrained/tokenizer.model
-case ${1:?start} in
-  start)
+mode=${1:?start or quick}
+case $mode in
+  start | quick)
     mkdir -p "$work/tab"
     if compgen -G "$stage/pretrained/*.safetensors" >/dev/null && [[ -d $stage/corpus-ids ]]; then
       data=$stage/data
@@ -40,6 +47,20 @@ case ${1:?start} in
       exit 2
     fi
     # One arm after the other (a shared GPU would time neither); --compile as a session would.
+    if [[ $mode == quick ]]; then
+      finetune="--para-batch 0 --long-share 1 --finetune-steps ${AB_FINETUNE_STEPS:-60} --limit-articles 30 --eval-settings none"
+      [[ ${AB_FINETUNE_STEPS:-60} == 0 ]] && finetune=--skip-finetune
+      script=$(
+        cat <<EOF
+set -x
+for attention in ldqa flex; do
+  python3 train/train.py --data $data --tokenizer $tok $corpus \
+    $from --out $work/tab-\$attention-all --attention \$attention --compile --seed 11 \
+    --pretrain-steps $steps --pretrain-long-minutes ${AB_LONG_MINUTES:-0.5} --log-every 10 $finetune
+done
+EOF
+      )
+    else
     script=$(
       cat <<EOF
 set -x
@@ -58,12 +79,13 @@ for attention in ldqa flex; do
 done
 EOF
     )
+    fi
     setsid nohup bash -c "$script" >"$work/tab/run.out" 2>&1 </dev/null &
     echo "$!" >"$work/tab/pid"
     echo "started: pid $!, log $work/tab/run.out"
     ;;
   *)
-    echo "usage: $0 start [STEPS]" >&2
+    echo "usage: $0 start|quick [STEPS]" >&2
     exit 2
     ;;
 esac
