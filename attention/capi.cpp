@@ -184,4 +184,8 @@ long long ldqa_attention_workspace_bytes(const LdqaAttentionShape* s, int pass) 
   return bytes;
 }
 
+// 1 when this library has CUDA kernels and a CUDA device is usable, else 0: what
+// train.py's --attention auto asks before it trains through this library on the GPU.
+int ldqa_attention_cuda_available() { return SparseAttention::cuda_available() ? 1 : 0; }
+
 }  // extern "C"

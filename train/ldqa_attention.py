@@ -74,6 +74,20 @@ def load():
     return _lib
 
 
+def cuda_available():
+    """Whether training can go through this op on the GPU: the library is found, was built
+    with CUDA kernels and sees a device (False, not an error, where any of that is
+    missing: train.py's --attention auto then takes FlexAttention)."""
+    try:
+        lib = load()
+        has_cuda = lib.ldqa_attention_cuda_available
+    except (OSError, AttributeError):  # not found / not loadable; a library from before the call
+        return False
+    has_cuda.restype = ctypes.c_int
+    has_cuda.argtypes = []
+    return has_cuda() == 1
+
+
 def _ptr(t):
     return None if t is None else ctypes.c_void_p(t.data_ptr())
 

@@ -631,8 +631,8 @@ def main():
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--attention", choices=("auto", "ldqa", "flex", "dense"), default="auto",
                     help="attention path (model.py): ldqa = our kernels as a PyTorch op (train/ldqa_attention.py), "
-                    "flex = FlexAttention, dense = the masked reference; auto = flex on CUDA (today's faster path: "
-                    "docs/bench/attention.md), dense on the CPU")
+                    "flex = FlexAttention, dense = the masked reference; auto = ldqa on CUDA where its library "
+                    "was built with CUDA (else flex), dense on the CPU")
     ap.add_argument("--init", help="skip pretraining: continue fine-tuning this exported model folder")
     ap.add_argument("--objective", choices=("mlm", "electra"), default="mlm",
                     help="pretraining objective of a new model (a resumed one keeps its own)")
@@ -662,7 +662,7 @@ def main():
     torch.manual_seed(args.seed)
     device = DIST.device
     if args.attention == "auto":
-        args.attention = "flex" if device.type == "cuda" and HAVE_FLEX else "dense"
+        args.attention = auto_attention(device)
     if args.attention == "flex" and not (device.type == "cuda" and HAVE_FLEX):
         raise SystemExit("--attention flex needs CUDA and torch >= 2.5 (FlexAttention)")
     if device.type == "cuda":
@@ -763,6 +763,19 @@ def main():
         {k: {q: p["text"] for q, p in v.items()} for k, v in results.items() if k.endswith("_predictions")}))
     log(dict(phase="eval", event="done", seconds=time.time() - t_start))
     finish(model, args)
+
+
+def auto_attention(device):
+    """--attention auto: our op on CUDA (issue 11's A/B, docs/bench/training.md: 1.67x
+    FlexAttention's MLM throughput at 512 tokens, 1.93x at 2048), FlexAttention where the
+    op's library has no CUDA (or is not built), the dense reference on the CPU (our op
+    runs there too, in float32, but only as fast as the masked matmuls)."""
+    if device.type != "cuda":
+        return "dense"
+    import ldqa_attention
+    if ldqa_attention.cuda_available():
+        return "ldqa"
+    return "flex" if HAVE_FLEX else "dense"
 
 
 def finish(model, args):

@@ -27,6 +27,11 @@ def on_gpu(seed, dtype=torch.bfloat16):
 
 
 class OpOnCuda(unittest.TestCase):
+    def test_auto_attention_takes_the_op(self):
+        self.assertTrue(ldqa_attention.cuda_available())
+        import train
+        self.assertEqual(train.auto_attention(torch.device("cuda")), "ldqa")
+
     def test_opcheck(self):
         self.assertTrue(ldqa_attention.HAVE_CUSTOM_OP)
         _, cuda, is_global, valid, _ = on_gpu(1)

@@ -188,6 +188,33 @@ class AttentionOpTest(unittest.TestCase):
             ldqa_attention.sparse_attention(q, k, v, window=-5)
 
 
+class AutoAttentionTest(unittest.TestCase):
+    """train.py --attention auto: our op on CUDA where its library has CUDA kernels, else
+    FlexAttention; dense on the CPU. tests/gpu/test_attention_op_gpu.py checks the CUDA side."""
+
+    def test_no_library_means_no_cuda_path(self):
+        import os
+        saved_lib, saved_env = ldqa_attention._lib, os.environ.get("LDQA_ATTENTION_LIB")
+        try:
+            ldqa_attention._lib = None
+            os.environ["LDQA_ATTENTION_LIB"] = "/nonexistent/libldqa_attention_capi.so"
+            self.assertFalse(ldqa_attention.cuda_available())  # an answer, not an exception
+        finally:
+            ldqa_attention._lib = saved_lib
+            if saved_env is None:
+                os.environ.pop("LDQA_ATTENTION_LIB", None)
+            else:
+                os.environ["LDQA_ATTENTION_LIB"] = saved_env
+
+    def test_without_a_gpu_auto_is_dense(self):
+        if torch.cuda.is_available():
+            self.skipTest("a GPU: tests/gpu/test_attention_op_gpu.py")
+        ldqa_attention.load().ldqa_attention_cuda_available  # the C face has the call (else AttributeError)
+        self.assertFalse(ldqa_attention.cuda_available())
+        import train
+        self.assertEqual(train.auto_attention(torch.device("cpu")), "dense")
+
+
 class EncoderThroughOpTest(unittest.TestCase):
     def test_encoder_matches_dense_path(self):
         torch.manual_seed(4)
