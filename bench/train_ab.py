@@ -71,15 +71,20 @@ def main():
             print(f"| {kind} | {attention} | {steps[-1]['step'] if steps else 0} | "
                   f"{r:,.0f} | {100 * mfu:.1f} % | {loss_of(steps[-1]):.4f} | {ratio} |" if r else
                   f"| {kind} | {attention} | {len(steps)} logged | – | – | – | |")
-        reference = "flex" if (kind, "flex") in runs else "dense"  # dense: a CPU dry run
-        if (kind, "ldqa") in runs and (kind, reference) in runs:
-            ours = {s["step"]: loss_of(s) for s in runs[(kind, "ldqa")][1]}
-            theirs = {s["step"]: loss_of(s) for s in runs[(kind, reference)][1]}
-            common = sorted(set(ours) & set(theirs))
+        # ours against Flex (dense on a CPU dry run); where both are there, Flex against
+        # dense too: two correct attentions apart only by rounding, the spread to judge by
+        pairs = [("ldqa", "flex" if (kind, "flex") in runs else "dense"), ("flex", "dense")]
+        for a, b in pairs:
+            if (kind, a) not in runs or (kind, b) not in runs or a == b:
+                continue
+            first = {s["step"]: loss_of(s) for s in runs[(kind, a)][1]}
+            second = {s["step"]: loss_of(s) for s in runs[(kind, b)][1]}
+            common = sorted(set(first) & set(second))
             if common:
-                diffs = [abs(ours[s] - theirs[s]) for s in common]
-                print(f"|   | loss curves vs {reference}, {len(common)} common logged steps | | | | "
-                      f"max abs diff {max(diffs):.4f}, mean {sum(diffs) / len(diffs):.4f} | |")
+                diffs = [first[s] - second[s] for s in common]
+                print(f"|   | loss curves, {a} - {b}, {len(common)} common logged steps | | | | "
+                      f"max abs diff {max(map(abs, diffs)):.4f}, mean abs {sum(map(abs, diffs)) / len(diffs):.4f}, "
+                      f"mean {sum(diffs) / len(diffs):+.4f} | |")
 
 
 if __name__ == "__main__":

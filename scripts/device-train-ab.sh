@@ -17,7 +17,10 @@
 #        phase: MLM at 512 for STEPS steps (default 300), MLM at 2048 for 0.5 minutes, then
 #        fine-tuning on 4096-token windows for 60 steps (the first 30 SQuAD articles, no
 #        evaluation); bench/train_ab.py tells the phases apart. AB_LONG_MINUTES and
-#        AB_FINETUNE_STEPS (0: no fine-tuning) shorten it further
+#        AB_FINETUNE_STEPS (0: no fine-tuning) shorten it further; AB_ARMS (default
+#        "ldqa flex") adds arms: "ldqa flex dense" gives the spread of two correct
+#        attentions that differ only in rounding (FlexAttention against the dense masked
+#        path), against which ours-vs-Flex is judged
 #   bash scripts/device-pretrain.sh wait 540        poll (the same runs folder)
 #   python3 bench/train_ab.py $WORK/tab-*           the table: tokens/s, MFU, loss agreement
 set -uo pipefail
@@ -53,10 +56,14 @@ case $mode in
       script=$(
         cat <<EOF
 set -x
-for attention in ldqa flex; do
+for attention in ${AB_ARMS:-ldqa flex}; do
+  phases="--pretrain-long-minutes ${AB_LONG_MINUTES:-0.5} $finetune"
+  # dense, the rounding control: the 512-token phase only (its 2048-token scores, kept
+  # for the backward of eight layers, would not fit)
+  [[ \$attention == dense ]] && phases="--pretrain-long-minutes 0 --skip-finetune"
   python3 train/train.py --data $data --tokenizer $tok $corpus \
     $from --out $work/tab-\$attention-all --attention \$attention --compile --seed 11 \
-    --pretrain-steps $steps --pretrain-long-minutes ${AB_LONG_MINUTES:-0.5} --log-every 10 $finetune
+    --pretrain-steps $steps --log-every 10 \$phases
 done
 EOF
       )
