@@ -70,6 +70,9 @@ def load():
         lib.ldqa_attention_backward.argtypes = [shape] + [p] * 21 + [ctypes.c_char_p, ctypes.c_int]
         lib.ldqa_attention_workspace_bytes.restype = ctypes.c_longlong
         lib.ldqa_attention_workspace_bytes.argtypes = [shape, ctypes.c_int]
+        if hasattr(lib, "ldqa_attention_cuda_available"):  # absent from libraries before it
+            lib.ldqa_attention_cuda_available.restype = ctypes.c_int
+            lib.ldqa_attention_cuda_available.argtypes = []
         _lib = lib
     return _lib
 
@@ -80,12 +83,11 @@ def cuda_available():
     missing: train.py's --attention auto then takes FlexAttention)."""
     try:
         lib = load()
-        has_cuda = lib.ldqa_attention_cuda_available
-    except (OSError, AttributeError):  # not found / not loadable; a library from before the call
+    except OSError:  # not found or not loadable
         return False
-    has_cuda.restype = ctypes.c_int
-    has_cuda.argtypes = []
-    return has_cuda() == 1
+    if not hasattr(lib, "ldqa_attention_cuda_available"):  # a library from before the call
+        return False
+    return lib.ldqa_attention_cuda_available() == 1
 
 
 def _ptr(t):
