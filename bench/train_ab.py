@@ -75,7 +75,7 @@ def main():
         # dense too: two correct attentions apart only by rounding, the spread to judge by
         pairs = [("ldqa", "flex" if (kind, "flex") in runs else "dense"), ("flex", "dense")]
         for a, b in pairs:
-            if (kind, a) not in runs or (kind, b) not in runs or a == b:
+            if (kind, a) not in runs or (kind, b) not in runs:
                 continue
             first = {s["step"]: loss_of(s) for s in runs[(kind, a)][1]}
             second = {s["step"]: loss_of(s) for s in runs[(kind, b)][1]}
