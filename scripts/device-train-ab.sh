@@ -50,6 +50,14 @@ case $mode in
       exit 2
     fi
     # One arm after the other (a shared GPU would time neither); --compile as a session would.
+    # train_py NAME ARGS...: the train.py line every run shares, for the script below
+    # (\$attention is the script's loop variable, expanded when the script runs).
+    train_py() {
+      local name=$1
+      shift
+      echo "python3 train/train.py --data $data --tokenizer $tok --out $work/tab-\$attention-$name" \
+        "--attention \$attention --compile --seed 11 --log-every 10 $*"
+    }
     if [[ $mode == quick ]]; then
       finetune="--para-batch 0 --long-share 1 --finetune-steps ${AB_FINETUNE_STEPS:-60} --limit-articles 30 --eval-settings none"
       [[ ${AB_FINETUNE_STEPS:-60} == 0 ]] && finetune=--skip-finetune
@@ -61,31 +69,25 @@ for attention in ${AB_ARMS:-ldqa flex}; do
   # dense, the rounding control: the 512-token phase only (its 2048-token scores, kept
   # for the backward of eight layers, would not fit)
   [[ \$attention == dense ]] && phases="--pretrain-long-minutes 0 --skip-finetune"
-  python3 train/train.py --data $data --tokenizer $tok $corpus \
-    $from --out $work/tab-\$attention-all --attention \$attention --compile --seed 11 \
-    --pretrain-steps $steps --log-every 10 \$phases
+  $(train_py all "$corpus $from --pretrain-steps $steps \$phases")
 done
 EOF
       )
     else
-    script=$(
-      cat <<EOF
+      script=$(
+        cat <<EOF
 set -x
 for attention in ldqa flex; do
-  python3 train/train.py --data $data --tokenizer $tok $corpus \
-    $from --out $work/tab-\$attention-mlm512 --attention \$attention --compile --seed 11 \
-    --pretrain-steps $steps --pretrain-long-minutes 0 --skip-finetune --log-every 10
-  python3 train/train.py --data $data --tokenizer $tok $corpus \
-    $from --out $work/tab-\$attention-mlm2048 --attention \$attention --compile --seed 11 \
-    --pretrain-len 2048 --pretrain-batch 64 --pretrain-steps 100 --pretrain-long-minutes 0 --skip-finetune --log-every 10
+  $(train_py mlm512 "$corpus $from --pretrain-steps $steps --pretrain-long-minutes 0 --skip-finetune")
+  $(train_py mlm2048 "$corpus $from --pretrain-len 2048 --pretrain-batch 64 --pretrain-steps 100" \
+    "--pretrain-long-minutes 0 --skip-finetune")
   # fine-tuning from the pretrained checkpoint, or new weights (models/ldqa-base exceeds
   # one call's carry)
-  python3 train/train.py --data $data --tokenizer $tok $from --pretrain-minutes 0 \
-    --pretrain-long-minutes 0 --out $work/tab-\$attention-ft4096 --attention \$attention --compile --seed 11 \
-    --para-batch 0 --long-share 1 --finetune-steps 150 --eval-settings none --log-every 10
+  $(train_py ft4096 "$from --pretrain-minutes 0 --pretrain-long-minutes 0 --para-batch 0 --long-share 1" \
+    "--finetune-steps 150 --eval-settings none")
 done
 EOF
-    )
+      )
     fi
     setsid nohup bash -c "$script" >"$work/tab/run.out" 2>&1 </dev/null &
     echo "$!" >"$work/tab/pid"
