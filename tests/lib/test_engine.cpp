@@ -48,17 +48,17 @@ struct Samples {
   }
 };
 
+// Each file type of the samples, a question without an answer there and a blank one
+// (an error) between them: more readers than questions would not test the order. Kept
+// short: under the sanitizers every question costs ~20 s (3 readers, 2 cores).
 const std::vector<std::string> kQuestions = {"When was the lighthouse built?",
                                              "Who is the chief executive of the ferry company?",
-                                             "How much water does the tank hold?",
-                                             "In which year was the museum founded?",
-                                             "Who was the first keeper?",
                                              "What is the capital of Peru?",
-                                             "How tall is the tower?",
-                                             "How often should the machine be descaled?",
-                                             "What did the company take delivery of?",
                                              "   ",
+                                             "In which year was the museum founded?",
+                                             "How much water does the tank hold?",
                                              "Who became keeper after Thomas Marsh died?"};
+constexpr std::size_t kBlankQuestion = 3;
 
 }  // namespace
 
@@ -90,7 +90,7 @@ TEST_CASE("ask_many over several CPU readers answers as ask() does, in order", "
     for (std::size_t i = 0; i < kQuestions.size(); ++i) {
       INFO(kQuestions[i]);
       CHECK(got[i].asked);
-      CHECK(got[i].error.empty() == (i != 9));
+      CHECK(got[i].error.empty() == (i != kBlankQuestion));
       REQUIRE(got[i].result.answers.size() == expected[i].answers.size());
       for (std::size_t k = 0; k < expected[i].answers.size(); ++k) {
         CHECK(got[i].result.answers[k].text == expected[i].answers[k].text);
