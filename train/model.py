@@ -89,10 +89,13 @@ def local_mask_dense(valid, is_global, window):
 
 
 def masked_attention(q, k, v, mask):
-    """Dense reference: rows with no allowed key give zeros."""
-    scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    """Dense reference: rows with no allowed key give zeros. The scores stay float32, as in
+    FlexAttention's and our kernels (a bf16 q @ k^T would round every logit to 8 bits
+    before the softmax: a rounding neither of them has, which made this path a loose
+    control for theirs)."""
+    scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
     scores = scores.masked_fill(~mask, float("-inf"))
-    probs = torch.softmax(scores.float(), dim=-1).nan_to_num(0.0).to(v.dtype)
+    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0).to(v.dtype)
     return probs @ v
 
 
