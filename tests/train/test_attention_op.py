@@ -4,7 +4,8 @@ its output and all six gradients against a float64 dense reference written here 
 attention.hpp's definition (random inputs, odd length, padding with holes, two prefix
 lengths), strided views (a [B, n, H, D] buffer, q/k/v as blocks of one fused
 projection, padded rows: read in place, not copied), q_global of the global prefix's rows
-only, the no-globals case, argument errors, and the encoder of
+only, the no-globals case, argument errors, the dense path's float32 scores under bf16
+inputs, and the encoder of
 train/model.py through the op against its dense path (output and every parameter's
 gradient), and train.py pretraining a tiny model through the op (--attention ldqa, its
 start-up check against the dense path included) ending where the dense path ends. The
@@ -213,6 +214,29 @@ class AutoAttentionTest(unittest.TestCase):
         self.assertFalse(ldqa_attention.cuda_available())
         import train
         self.assertEqual(train.auto_attention(torch.device("cpu")), "dense")
+
+
+class DenseReferenceTest(unittest.TestCase):
+    def test_bf16_inputs_keep_float32_scores(self):
+        """The dense path (the training A/B's rounding control, and Flex's global rows) in
+        bf16 is within bf16's rounding of its own output: logits of magnitude ~30 rounded
+        to bf16 (spacing 0.125) before the softmax would miss by several percent."""
+        import model
+        g = torch.Generator().manual_seed(21)
+        b, h, n, d = 2, 3, 97, 32
+        q, k, v = (torch.empty(b, h, n, d).uniform_(-1, 1, generator=g) for _ in range(3))
+        q = q * 12  # logits with a spread of tens: the softmax is sharp, rounding shows
+        valid = torch.ones(b, n, dtype=torch.bool)
+        valid[1, 80:] = False
+        mask = model.local_mask_dense(valid, torch.arange(n)[None, :] < torch.tensor([[3], [0]]), 20)
+        got = model.masked_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask).double()
+        qd, kd, vd = (x.bfloat16().double() for x in (q, k, v))  # the same bf16 inputs, exactly
+        s = (qd @ kd.transpose(-1, -2)) / d ** 0.5
+        want = torch.softmax(s.masked_fill(~mask, float("-inf")), -1).nan_to_num(0.0) @ vd
+        rows = valid[:, None, :, None].expand_as(want)
+        err = ((got - want).abs()[rows].max() / want.abs()[rows].max()).item()
+        # the probabilities and the output rounded to bf16 (2^-9 each, relative), float32 sums
+        self.assertLess(err, 1e-2)
 
 
 class EncoderThroughOpTest(unittest.TestCase):
