@@ -228,11 +228,11 @@ class DenseReferenceTest(unittest.TestCase):
         q = q * 12  # logits with a spread of tens: the softmax is sharp, rounding shows
         valid = torch.ones(b, n, dtype=torch.bool)
         valid[1, 80:] = False
-        mask = model.local_mask_dense(valid, torch.arange(n)[None, :] < torch.tensor([[3], [0]]), 20)
+        is_global = (torch.arange(n)[None, :] < torch.tensor([[3], [0]])) & valid
+        mask = model.local_mask_dense(valid, is_global, 20)
         got = model.masked_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask).double()
         qd, kd, vd = (x.bfloat16().double() for x in (q, k, v))  # the same bf16 inputs, exactly
-        s = (qd @ kd.transpose(-1, -2)) / d ** 0.5
-        want = torch.softmax(s.masked_fill(~mask, float("-inf")), -1).nan_to_num(0.0) @ vd
+        want = reference(qd, kd, vd, None, None, None, is_global, valid, 20)
         rows = valid[:, None, :, None].expand_as(want)
         err = ((got - want).abs()[rows].max() / want.abs()[rows].max()).item()
         # the probabilities and the output rounded to bf16 (2^-9 each, relative), float32 sums
