@@ -161,9 +161,9 @@ const char* kernel_choice(AttentionPass pass) {
     }
   }
   if (choice == nullptr || *choice == '\0') return "default";
-  for (const char* known : {"default", "wgmma", "wgmma128", "mma.sync"})
+  for (const char* known : {"default", "wgmma", "mma.sync"})
     if (std::strcmp(choice, known) == 0) return known;
-  throw Error(std::string(name) + "='" + choice + "': expected default, wgmma, wgmma128 or mma.sync");
+  throw Error(std::string(name) + "='" + choice + "': expected default, wgmma or mma.sync");
 }
 
 }  // namespace
@@ -178,10 +178,7 @@ KernelPath kernel_path(int head_dim, AttentionPass pass) {
   LDQA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   LDQA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
   // sm_90a machine code runs on compute capability 9.0 only.
-  if (major != 9 || minor != 0) return KernelPath::mma_sync;
-  // wgmma128: the forward's 128-row CTAs; the backward has one wgmma path.
-  return pass == AttentionPass::forward && std::strcmp(choice, "wgmma128") == 0 ? KernelPath::wgmma_128
-                                                                                : KernelPath::wgmma;
+  return major == 9 && minor == 0 ? KernelPath::wgmma : KernelPath::mma_sync;
 #else
   (void)choice;
   (void)head_dim;
@@ -220,10 +217,9 @@ Geometry geometry(const SparseAttention::Impl& impl, int batch, int max_global) 
   return g;
 }
 
-RowsGrid rows_grid(const Params& p, const Geometry& g, int row_tiles) {
-  const int global_ctas = ((g.max_global + kTile - 1) / kTile * g.splits + row_tiles - 1) / row_tiles;
-  const int local_ctas = (p.num_tiles + row_tiles - 1) / row_tiles;
-  const long long ctas = static_cast<long long>(global_ctas + local_ctas) * p.heads * p.batch;
+RowsGrid rows_grid(const Params& p, const Geometry& g) {
+  const int global_ctas = (g.max_global + kTile - 1) / kTile * g.splits;
+  const long long ctas = static_cast<long long>(global_ctas + p.num_tiles) * p.heads * p.batch;
   if (ctas > 2147483647LL) fail("attention: ", ctas, " CTAs exceed one launch's grid (2^31 - 1); split the batch");
   return RowsGrid{global_ctas, static_cast<unsigned>(ctas)};
 }
@@ -349,15 +345,7 @@ void launch_dtype(const Params& p, const Geometry& g, int batch, int heads, int 
 }  // namespace
 
 const char* cuda_kernel_path(int head_dim, AttentionPass pass) {
-  switch (gpu::kernel_path(head_dim, pass)) {
-    case gpu::KernelPath::wgmma:
-      return "wgmma";
-    case gpu::KernelPath::wgmma_128:
-      return "wgmma128";
-    case gpu::KernelPath::mma_sync:
-      break;
-  }
-  return "mma.sync";
+  return gpu::kernel_path(head_dim, pass) == gpu::KernelPath::wgmma ? "wgmma" : "mma.sync";
 }
 
 bool cuda_available() {

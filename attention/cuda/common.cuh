@@ -173,10 +173,9 @@ struct QueryWalk {
 
 // CTA blockIdx.x of a one-launch grid of local and global rows (rows_grid): the first
 // global_ctas x heads x batch CTAs call global_rows(x, h, b), the others local_rows(x, h,
-// b), x over the query tiles kRowTiles at a time. Two branches with their own divisions,
-// not one with a selected divisor: that one doubles the mma.sync forward's spill (ptxas,
-// bf16 D64: 76 bytes of loads against 40).
-template <int kRowTiles = 1, class GlobalRows, class LocalRows>
+// b). Two branches with their own divisions, not one with a selected divisor: that one
+// doubles the mma.sync forward's spill (ptxas, bf16 D64: 76 bytes of loads against 40).
+template <class GlobalRows, class LocalRows>
 __device__ __forceinline__ void rows_cta(const Params& p, int global_ctas, GlobalRows global_rows,
                                          LocalRows local_rows) {
   const int i = static_cast<int>(blockIdx.x);
@@ -185,8 +184,7 @@ __device__ __forceinline__ void rows_cta(const Params& p, int global_ctas, Globa
     global_rows(i % global_ctas, (i / global_ctas) % p.heads, i / (global_ctas * p.heads));
   } else {
     const int j = i - global_total;
-    const int local_ctas = kRowTiles == 1 ? p.num_tiles : (p.num_tiles + kRowTiles - 1) / kRowTiles;
-    local_rows(j % local_ctas, (j / local_ctas) % p.heads, j / (local_ctas * p.heads));
+    local_rows(j % p.num_tiles, (j / p.num_tiles) % p.heads, j / (p.num_tiles * p.heads));
   }
 }
 
@@ -265,11 +263,9 @@ void allow_dynamic_smem_once(const void* kernel, int bytes);
 // 2026-12-05, docs/bench/attention.md), and the GPU suite passes on both. mma.sync
 // otherwise, and wherever a variable says mma.sync (the path of GPUs before Hopper,
 // forced): LDQA_ATTENTION_KERNEL for both passes, LDQA_ATTENTION_BACKWARD_KERNEL for the
-// backward's over the former. wgmma128 (opt-in until a device has tested and timed it):
-// the forward on the wgmma path with 128-row CTAs (two warpgroups sharing each K/V tile,
-// attend_pair_kernel), the backward as wgmma. Values other than default, wgmma, wgmma128
-// and mma.sync throw ldqa::Error naming the variable.
-enum class KernelPath { mma_sync, wgmma, wgmma_128 };
+// backward's over the former. Values other than default, wgmma and mma.sync throw
+// ldqa::Error naming the variable.
+enum class KernelPath { mma_sync, wgmma };
 KernelPath kernel_path(int head_dim, AttentionPass pass);
 
 struct Geometry {
@@ -283,15 +279,13 @@ struct Geometry {
 Geometry geometry(const SparseAttention::Impl& impl, int batch, int max_global);
 
 // The 1-D grid of a launch that runs local and global rows together (attend_all_kernel,
-// dq_all_kernel; row_tiles 2: attend_all_pair_kernel, whose CTAs take two query tiles or
-// two global-row tile x splits each): the global rows' CTAs per head and sequence
-// (global-row tiles x splits, / row_tiles), and all CTAs; throws ldqa::Error past CUDA's
-// 2^31 - 1.
+// dq_all_kernel): the global rows' CTAs per head and sequence (global-row tiles x
+// splits), and all CTAs; throws ldqa::Error past CUDA's 2^31 - 1.
 struct RowsGrid {
   int global_ctas;
   unsigned ctas;
 };
-RowsGrid rows_grid(const Params& p, const Geometry& g, int row_tiles = 1);
+RowsGrid rows_grid(const Params& p, const Geometry& g);
 
 inline std::size_t align256(std::size_t x) { return (x + 255) / 256 * 256; }
 

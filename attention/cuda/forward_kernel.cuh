@@ -8,7 +8,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <climits>
 #include <cmath>
 #include <cstdint>
 
@@ -56,189 +55,46 @@ struct ForwardTraits {
   }
 };
 
-// The wgmma path's 128-row CTAs (attend_pair_kernel, attend_all_pair_kernel): two
-// warpgroups, the registers of two one-warpgroup CTAs each, two CTAs per SM.
-struct PairTraits {
-  using Tile = ForwardTraits<64, true>;
-  static constexpr int kMinBlocks = 2;
-  // One warpgroup's walk on its own (a global-row tile): two K and two V stages, Q and
-  // two rows of flags, rounded up to the 1 KB that keeps the next team's tiles aligned.
-  static constexpr std::size_t kTeamBytes =
-      (4 * wgmma::kTileBytes + Tile::kTileHalves * 2 + 2 * kTile + wgmma::kAtomBytes - 1) / wgmma::kAtomBytes *
-      wgmma::kAtomBytes;
-  // Two query tiles on one walk: the stages once, two Q tiles, two rows of flags a stage.
-  static constexpr std::size_t kLocalBytes =
-      wgmma::kAtomBytes + 4 * wgmma::kTileBytes + 2 * Tile::kTileHalves * 2 + 2 * 2 * kTile;
-  // With globals: the larger of the local rows' and two teams' (after the 1 KB to align).
-  static constexpr std::size_t kAllBytes =
-      kLocalBytes > wgmma::kAtomBytes + 2 * kTeamBytes ? kLocalBytes : wgmma::kAtomBytes + 2 * kTeamBytes;
-};
-
-// What one step of a walk loads and who computes it: a key tile (tile >= 0), or the
-// global keys from slot gathered_first (tile -1); and per row tile of the CTA its entry
-// in that tile's list of key tiles (tile_plan.hpp), -1 where the tile is not listed there
-// (that row tile sits the step out).
-template <int kRowTiles>
-struct StepSource {
-  int tile = -1, gathered_first = 0;
-  int entry[kRowTiles];
-};
-
-// a[i] for a register array and a warp-uniform i, without the local-memory copy that a
-// dynamic index into a register array costs.
-template <typename V, int N>
-__device__ __forceinline__ V pick(const V (&a)[N], int i) {
-  static_assert(N == 1 || N == 2, "one or two row tiles");
-  if constexpr (N == 1) {
-    return a[0];
-  } else {
-    return i == 0 ? a[0] : a[1];
-  }
-}
-
-// The barrier of a team of threads that run one attend_cta: 0, the whole CTA
-// (__syncthreads); otherwise named barrier `barrier` of one warpgroup (the global rows'
-// halves of a two-warpgroup CTA).
-__device__ __forceinline__ void team_sync(int barrier) {
-  if (barrier == 0) {
-    __syncthreads();
-  } else {
-    asm volatile("bar.sync %0, %1;\n" ::"r"(barrier), "n"(kThreads) : "memory");
-  }
-}
-
-// 1 KB-aligned shared memory for the wgmma path's swizzled tiles (the dynamic shared
-// memory is only 16-byte aligned; ForwardTraits' sizes include the 1 KB slack).
-__device__ __forceinline__ unsigned char* atom_aligned(unsigned char* smem) {
-  const uint32_t misalign = smem_addr(smem) % wgmma::kAtomBytes;
-  return smem + (misalign == 0 ? 0 : wgmma::kAtomBytes - misalign);
-}
-
-// One team of the attention kernel on `smem` (its own shared memory): kRowTiles
-// consecutive query tiles x * kRowTiles... (local rows), or global-row tile x split x
-// (global rows), of head h, sequence b. tid: the thread's index in the team (unsigned, as
-// threadIdx: a signed one costs the divisions and remainders by 32, 8 and 4 their sign
-// fix-ups); barrier:
-// team_sync's.
-// kRowTiles = 2 (the wgmma path's local rows only): two warpgroups, one per query tile,
-// share every K/V tile they load. Adjacent query tiles' windows overlap in all but one
-// tile each way, so the pair loads ~10 key tiles for 128 rows where two one-tile CTAs
-// load 18: about half the L2 traffic, which at B = 8 ran at ~4 TB/s (docs/bench/attention.md).
-// The step list is the union of both tiles' sorted lists (merged as the walk goes),
-// then the gathered globals; a row tile sits out the steps its list lacks.
-template <typename T, int D, bool kGlobalRows, bool kWgmma, int kRowTiles = 1>
-__device__ __forceinline__ void attend_cta(const Params& p, int x, int h, int b, unsigned tid, unsigned char* smem,
-                                           int barrier) {
+// One CTA of the attention kernel: query tile (local rows) or global-row tile x split
+// (global rows) x of head h, sequence b.
+template <typename T, int D, bool kGlobalRows, bool kWgmma>
+__device__ __forceinline__ void attend_cta(const Params& p, int x, int h, int b) {
   static_assert(!kWgmma || D == 64, "the wgmma path is written for head dim 64");
-  static_assert(kRowTiles == 1 || (kRowTiles == 2 && kWgmma && !kGlobalRows),
-                "two row tiles per CTA: the wgmma path's local rows only");
   using Op = Ops<T>;
   using Tr = ForwardTraits<D, kWgmma>;
   constexpr int kRow = Tr::kRow;
   constexpr uint32_t kStageBytes = Tr::kTileHalves * 2;
-  constexpr int kTeam = kThreads * kRowTiles;
-  constexpr int kCopies = kTile * Tr::kChunks / kTeam;  // K/V chunks per thread per tile
-  constexpr int kRowsPerCopy = kTeam / Tr::kChunks;     // rows between a thread's chunks
-  constexpr int kQCopies = kRowTiles * kTile / kRowsPerCopy;
-  T* q_s;               // [kRowTiles * 64][kRow]
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* q_s;               // [64][kRow]
   T* k_s;               // [2] stages of 64 rows: padded (mma.sync) or swizzled (wgmma)
   T* v_s;               // likewise
-  uint8_t* key_flag_s;  // [2 stages][kRowTiles][64]
+  uint8_t* key_flag_s;  // [2][64]
   if constexpr (kWgmma) {
-    unsigned char* base = atom_aligned(smem);
+    const uint32_t misalign = smem_addr(smem_raw) % wgmma::kAtomBytes;
+    unsigned char* base = smem_raw + (misalign == 0 ? 0 : wgmma::kAtomBytes - misalign);
     k_s = reinterpret_cast<T*>(base);
     v_s = reinterpret_cast<T*>(base + 2 * wgmma::kTileBytes);
     q_s = reinterpret_cast<T*>(base + 4 * wgmma::kTileBytes);
   } else {
-    q_s = reinterpret_cast<T*>(smem);
+    q_s = reinterpret_cast<T*>(smem_raw);
     k_s = q_s + Tr::kTileHalves;
     v_s = k_s + 2 * Tr::kTileHalves;
   }
-  key_flag_s = reinterpret_cast<uint8_t*>(kWgmma ? q_s + kRowTiles * Tr::kTileHalves : v_s + 2 * Tr::kTileHalves);
+  key_flag_s = reinterpret_cast<uint8_t*>(kWgmma ? q_s + Tr::kTileHalves : v_s + 2 * Tr::kTileHalves);
 
-  const int warp = tid / 32, lane = tid % 32;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = lane / 4, tig = lane % 4;
-  // This warp's query tile and its 16 rows in it.
-  const int row_tile = kRowTiles == 1 ? 0 : warp / 4, tile_warp = kRowTiles == 1 ? warp : warp % 4;
   const std::size_t base = head_base(p, b, h);
   const uint8_t* flags = sequence_flags(p, b);
   const int32_t* globals = p.global_index + static_cast<std::size_t>(b) * p.max_global;
   const int global_count = p.global_count[b];
   const bool overflowed = p.overflow[b] != 0;
 
-  // Each row tile's walk (query_walk); a second tile past the last has none.
-  QueryWalk walks[kRowTiles];
-  if constexpr (kGlobalRows) {
-    if (!query_walk<true>(p, x, h, global_count, walks[0])) return;
-  } else {
-#pragma unroll
-    for (int r = 0; r < kRowTiles; ++r) {
-      const int tile = x * kRowTiles + r;
-      if (kRowTiles == 1 || tile < p.num_tiles) {
-        query_walk<false>(p, tile, h, global_count, walks[r]);
-      } else {
-        walks[r].q_first = tile * kTile;
-      }
-    }
-  }
-  const int q_first = walks[0].q_first;  // the CTA's first row (local) or slot (global)
-  int listed[kRowTiles];
-  const int32_t* row_keys[kRowTiles];
-  const uint64_t* row_bits[kRowTiles];
-#pragma unroll
-  for (int r = 0; r < kRowTiles; ++r) {
-    listed[r] = walks[r].listed;
-    row_keys[r] = walks[r].row_keys;
-    row_bits[r] = walks[r].row_bits;
-  }
-  // This warp's row tile: its first row and layout bits.
-  const int my_first = q_first + row_tile * kTile;
-  const uint64_t* my_bits = pick(row_bits, row_tile);
-  const bool my_rows_exist = kGlobalRows || my_first < p.n;
-
-  // The walk, one step ahead of the GEMMs: global rows, split `split`'s tiles in order;
-  // local rows, the union of the row tiles' lists in ascending order, then the gathered
-  // global keys. next(i, s) fills s with step i (the one after the last filled), false
-  // past the last. One row tile reads step i straight from its list (the kernel's code
-  // as before the pairs: the same SASS); two merge theirs as they go.
-  const int steps = walks[0].steps;  // one row tile (two: unknown until merged)
-  int at[kRowTiles] = {};
-  int gathered_taken = 0;
-  const int gathered_steps = (global_count + kTile - 1) / kTile;
-  auto next = [&](int i, StepSource<kRowTiles>& s) -> bool {
-    if constexpr (kGlobalRows) {
-      if (i >= steps) return false;
-      s.tile = walks[0].split * p.tiles_per_split + i;
-      s.entry[0] = i;
-      return true;
-    } else if constexpr (kRowTiles == 1) {
-      if (i >= steps) return false;
-      s.tile = i < listed[0] ? row_keys[0][i] : -1;
-      s.gathered_first = (i - listed[0]) * kTile;
-      s.entry[0] = i;
-      return true;
-    } else {
-      int heads[kRowTiles];
-      int tile = INT_MAX;
-#pragma unroll
-      for (int r = 0; r < kRowTiles; ++r) {
-        heads[r] = at[r] < listed[r] ? row_keys[r][at[r]] : INT_MAX;
-        tile = min(tile, heads[r]);
-      }
-      if (tile != INT_MAX) {
-        s.tile = tile;
-#pragma unroll
-        for (int r = 0; r < kRowTiles; ++r) s.entry[r] = heads[r] == tile ? at[r]++ : -1;
-        return true;
-      }
-      if (gathered_taken >= gathered_steps) return false;
-      s.tile = -1;
-      s.gathered_first = gathered_taken++ * kTile;
-#pragma unroll
-      for (int r = 0; r < kRowTiles; ++r) s.entry[r] = -1;
-      return true;
-    }
-  };
+  QueryWalk walk;
+  if (!query_walk<kGlobalRows>(p, x, h, global_count, walk)) return;
+  const int q_first = walk.q_first, split = walk.split, steps = walk.steps, listed = walk.listed;
+  const int32_t* row_keys = walk.row_keys;
+  const uint64_t* row_bits = walk.row_bits;
 
   const TensorStrides& q_st = kGlobalRows ? p.st_qg : p.st_q;
   const TensorStrides& k_st = kGlobalRows ? p.st_kg : p.st_k;
@@ -248,14 +104,14 @@ __device__ __forceinline__ void attend_cta(const Params& p, int x, int h, int b,
   const T* v_src = head_rows(static_cast<const T*>(kGlobalRows ? p.vg : p.v), v_st, b, h);
 
   // This thread copies chunk column copy_col of rows copy_row + c * kRowsPerCopy.
-  const int copy_row = tid / Tr::kChunks, copy_col = (tid % Tr::kChunks) * 8;
+  const int copy_row = threadIdx.x / Tr::kChunks, copy_col = (threadIdx.x % Tr::kChunks) * 8;
   const int copy_smem = copy_row * kRow + copy_col;              // in the padded q tile
   const int copy_smem_kv = Tr::copy_offset(copy_row, copy_col);  // in a K/V stage
 
   // Query rows -> shared (zero rows past the end); they travel in step 0's copy group.
 #pragma unroll
-  for (int c = 0; c < kQCopies; ++c) {
-    const int r = copy_row + c * kRowsPerCopy;
+  for (int c = 0; c < Tr::kCopies; ++c) {
+    const int r = copy_row + c * Tr::kRowsPerCopy;
     int pos = -1;
     if constexpr (kGlobalRows) {
       if (q_first + r < global_count) pos = globals[q_first + r];
@@ -263,52 +119,54 @@ __device__ __forceinline__ void attend_cta(const Params& p, int x, int h, int b,
       if (q_first + r < p.n) pos = q_first + r;
     }
     const T* src = pos >= 0 ? q_src + row_at(pos, q_st) + copy_col : q_src;
-    cp_async16(q_s + copy_smem + c * kRowsPerCopy * kRow, src, pos >= 0 ? 16 : 0);
+    cp_async16(q_s + copy_smem + c * Tr::kRowsPerCopy * kRow, src, pos >= 0 ? 16 : 0);
   }
 
-  // Issues the copies of step `s` into buffer `buf`: the key and value tiles and the
-  // keys' flags, one row of flags per row tile (cp.async from the kTile-aligned flag rows,
-  // so that no plain load stalls the step).
-  auto issue = [&](const StepSource<kRowTiles>& s, int buf) {
+  // Issues the copies of step s into buffer `buf`: the key and value tiles and the keys'
+  // flags (cp.async from the kTile-aligned flag rows, so that no plain load stalls the step).
+  auto issue = [&](int s, int buf) {
+    int tile = -1, gathered_first = -1;
+    if constexpr (kGlobalRows) {
+      tile = split * p.tiles_per_split + s;
+    } else if (s < listed) {
+      tile = row_keys[s];
+    } else {
+      gathered_first = (s - listed) * kTile;
+    }
     T* k_dst = k_s + buf * Tr::kStageHalves + copy_smem_kv;
     T* v_dst = v_s + buf * Tr::kStageHalves + copy_smem_kv;
-    uint8_t* flag_dst = key_flag_s + buf * kRowTiles * kTile;
-    if (s.tile >= 0) {
-      const int rows_left = p.n - s.tile * kTile;
-      const int first_row = s.tile * kTile + copy_row;
+    if (tile >= 0) {
+      const int rows_left = p.n - tile * kTile;
+      const int first_row = tile * kTile + copy_row;
 #pragma unroll
-      for (int c = 0; c < kCopies; ++c) {
-        const bool inside = copy_row + c * kRowsPerCopy < rows_left;
-        const int row = inside ? first_row + c * kRowsPerCopy : 0;
-        cp_async16(k_dst + c * kRowsPerCopy * Tr::kCopyRowHalves, k_src + row_at(row, k_st) + copy_col,
+      for (int c = 0; c < Tr::kCopies; ++c) {
+        const bool inside = copy_row + c * Tr::kRowsPerCopy < rows_left;
+        const int row = inside ? first_row + c * Tr::kRowsPerCopy : 0;
+        cp_async16(k_dst + c * Tr::kRowsPerCopy * Tr::kCopyRowHalves, k_src + row_at(row, k_st) + copy_col,
                    inside ? 16 : 0);
-        cp_async16(v_dst + c * kRowsPerCopy * Tr::kCopyRowHalves, v_src + row_at(row, v_st) + copy_col,
+        cp_async16(v_dst + c * Tr::kRowsPerCopy * Tr::kCopyRowHalves, v_src + row_at(row, v_st) + copy_col,
                    inside ? 16 : 0);
       }
-      if (tid < 4 * kRowTiles) {
-        const int flag_tile = kRowTiles == 1 ? 0 : static_cast<int>(tid / 4);
-        copy_tile_flags(flag_dst + flag_tile * kTile, flags, s.tile, p.n, tid % 4);
-      }
+      if (threadIdx.x < 4) copy_tile_flags(key_flag_s + buf * kTile, flags, tile, p.n, threadIdx.x);
     } else {
 #pragma unroll
-      for (int c = 0; c < kCopies; ++c) {
-        const int r = copy_row + c * kRowsPerCopy;
-        const int pos = s.gathered_first + r < global_count ? globals[s.gathered_first + r] : -1;
+      for (int c = 0; c < Tr::kCopies; ++c) {
+        const int r = copy_row + c * Tr::kRowsPerCopy;
+        const int pos = gathered_first + r < global_count ? globals[gathered_first + r] : -1;
         const int row = pos >= 0 ? pos : 0;
-        cp_async16(k_dst + c * kRowsPerCopy * Tr::kCopyRowHalves, k_src + row_at(row, k_st) + copy_col,
+        cp_async16(k_dst + c * Tr::kRowsPerCopy * Tr::kCopyRowHalves, k_src + row_at(row, k_st) + copy_col,
                    pos >= 0 ? 16 : 0);
-        cp_async16(v_dst + c * kRowsPerCopy * Tr::kCopyRowHalves, v_src + row_at(row, v_st) + copy_col,
+        cp_async16(v_dst + c * Tr::kRowsPerCopy * Tr::kCopyRowHalves, v_src + row_at(row, v_st) + copy_col,
                    pos >= 0 ? 16 : 0);
       }
-      if (tid < kTile * kRowTiles) {
-        const int r = static_cast<int>(tid % kTile), flag_tile = kRowTiles == 1 ? 0 : static_cast<int>(tid / kTile);
-        const int32_t* keys = pick(row_keys, flag_tile);
+      if (threadIdx.x < kTile) {
+        const int r = threadIdx.x;
         uint8_t f = 0;
         // A global key inside a listed tile was already seen there: count it once.
-        if (s.gathered_first + r < global_count &&
-            !tile_listed(keys, keys + pick(listed, flag_tile), globals[s.gathered_first + r] / kTile))
+        if (gathered_first + r < global_count &&
+            !tile_listed(row_keys, row_keys + listed, globals[gathered_first + r] / kTile))
           f = kValid | kGlobal;
-        flag_dst[flag_tile * kTile + r] = f;
+        key_flag_s[buf * kTile + r] = f;
       }
     }
     cp_async_commit();
@@ -324,163 +182,150 @@ __device__ __forceinline__ void attend_cta(const Params& p, int x, int h, int b,
   // Fixed per thread: where its ldmatrix rows start in the K and V buffers.
   const uint32_t k_addr = smem_addr(k_s) + ((lane % 8) * kRow + (lane / 8) * 8) * 2;
   const uint32_t v_addr = smem_addr(v_s) + (((lane % 8) + ((lane / 8) % 2) * 8) * kRow + (lane / 16) * 8) * 2;
-  const int my_rows = my_first + tile_warp * 16 + group;  // this thread's rows: my_rows and my_rows + 8
+  const int my_rows = q_first + warp * 16 + group;  // this thread's rows: my_rows and my_rows + 8
 
-  StepSource<kRowTiles> step, following;
-  bool more = next(0, step);
-  if (more) issue(step, 0);
+  if (steps > 0) issue(0, 0);
   cp_async_commit();  // the query copies, committed even without a step: the last wait covers them
-  for (int s = 0; kRowTiles == 1 ? s < steps : more; ++s) {
+  for (int s = 0; s < steps; ++s) {
     const int buf = s & 1;
     cp_async_wait<0>();
     if constexpr (kWgmma) wgmma::fence_shared_for_async();  // this thread's copies, before the barrier
-    team_sync(barrier);
-    const bool more_after = next(s + 1, following);
-    if (more_after) issue(following, buf ^ 1);
-    // This step's key tile and this row tile's entry for it: one row tile reads them
-    // from its list again (fewer registers live across the step than a copy of them).
-    const bool gathered = !kGlobalRows && (kRowTiles == 1 ? s >= listed[0] : step.tile < 0);
-    const int entry = kRowTiles == 1 ? s : pick(step.entry, row_tile);
-    const int step_tile = kRowTiles == 1 ? (kGlobalRows || gathered ? -1 : row_keys[0][s]) : step.tile;
-    // A row tile sits out a listed key tile its own list lacks (two row tiles only).
-    const bool sits_out = kRowTiles > 1 && (!my_rows_exist || (!gathered && entry < 0));
-    if (!sits_out) {
-      // Q's fragments: once (mma.sync), or at every step on the wgmma path, which must not
-      // keep a register A operand across steps: ptxas (nvcc 13.0, sm_90a) put the step's
-      // P into the registers of Q's fragments, so fragments loaded once were the previous
-      // P from step 1 on (seen in the SASS; every forward of more than one step was
-      // wrong; see wgmma.cuh). Four ldmatrix per warp per step.
-      if (kWgmma || s == 0) {
+    __syncthreads();
+    if (s + 1 < steps) issue(s + 1, buf ^ 1);
+    // Q's fragments: once (mma.sync), or at every step on the wgmma path, which must not
+    // keep a register A operand across steps: ptxas (nvcc 13.0, sm_90a) put the step's
+    // P into the registers of Q's fragments, so fragments loaded once were the previous
+    // P from step 1 on (seen in the SASS; every forward of more than one step was
+    // wrong; see wgmma.cuh). Four ldmatrix per warp per step.
+    if (kWgmma || s == 0) {
 #pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-          const int r = row_tile * kTile + tile_warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
-          ldmatrix_x4(q_frag[kk], q_s + r * kRow + kk * 16 + (lane / 16) * 8);
-        }
+      for (int kk = 0; kk < D / 16; ++kk) {
+        const int r = warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
+        ldmatrix_x4(q_frag[kk], q_s + r * kRow + kk * 16 + (lane / 16) * 8);
       }
-      const uint8_t* kf = key_flag_s + (buf * kRowTiles + row_tile) * kTile;
-      const int key_first = (!kGlobalRows && !gathered) ? step_tile * kTile : 0;
-      // Whether this warp's 16 rows need no mask for this step: every key valid and, for a
-      // listed tile, the window covering every (row, key) pair.
-      const uint64_t valid = columns_with(kf, kValid, lane);
-      bool full = valid == ~0ull;
+    }
+    const uint8_t* kf = key_flag_s + buf * kTile;
+    const bool gathered = !kGlobalRows && s >= listed;
+    const int key_first = (!kGlobalRows && !gathered) ? row_keys[s] * kTile : 0;
+    // Whether this warp's 16 rows need no mask for this step: every key valid and, for a
+    // listed tile, the window covering every (row, key) pair.
+    const uint64_t valid = columns_with(kf, kValid, lane);
+    bool full = valid == ~0ull;
+    if (!kGlobalRows && !gathered) {
+      full = full && window_covers(q_first + warp * 16, 16, key_first, kTile, p.window);
+    }
+    // The keys each of this thread's two rows may see, as column masks (tile_plan.hpp):
+    // the valid ones, and of a listed tile those in the window, global or allowed by the
+    // layout. Worked out per row before the GEMM (fewer registers live), one bit test per
+    // score after it. The wgmma path only: in the mma.sync kernel (128 registers for four
+    // CTAs per SM) they made ptxas spill 36/36 bytes (stores/loads; 0/0 without), so it
+    // keeps the test per score until a device has timed both.
+    uint32_t mine = ~0u;
+    if (kWgmma && !full) {
+      uint64_t allowed[2] = {valid, valid};
       if (!kGlobalRows && !gathered) {
-        full = full && window_covers(my_first + tile_warp * 16, 16, key_first, kTile, p.window);
-      }
-      // The keys each of this thread's two rows may see, as column masks (tile_plan.hpp):
-      // the valid ones, and of a listed tile those in the window, global or allowed by the
-      // layout. Worked out per row before the GEMM (fewer registers live), one bit test per
-      // score after it. The wgmma path only: in the mma.sync kernel (128 registers for four
-      // CTAs per SM) they made ptxas spill 36/36 bytes (stores/loads; 0/0 without), so it
-      // keeps the test per score until a device has timed both.
-      uint32_t mine = ~0u;
-      if (kWgmma && !full) {
-        uint64_t allowed[2] = {valid, valid};
-        if (!kGlobalRows && !gathered) {
-          const uint64_t global = columns_with(kf, kGlobal, lane);
-          const uint64_t bits = my_bits[entry];
+        const uint64_t global = columns_with(kf, kGlobal, lane);
+        const uint64_t bits = row_bits[s];
 #pragma unroll
-          for (int r = 0; r < 2; ++r) {
-            const int i = my_rows + r * 8;
-            allowed[r] &=
-                window_columns(i, key_first, p.window) | global | layout_columns(bits, p.layout_block, i % kTile, true);
-          }
-        }
-        mine = thread_columns(allowed[0], allowed[1], tig);
-      }
-      // S = Q K^T for this warp's 16 rows x 64 keys, unscaled.
-      float s_acc[8][4];
-      if constexpr (kWgmma) {
-        wgmma::gemm_abt<T>(s_acc, q_frag, smem_addr(k_s) + buf * wgmma::kTileBytes);
-      } else {
-        const uint32_t k_stage = k_addr + buf * kStageBytes;
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-          s_acc[nt][0] = s_acc[nt][1] = s_acc[nt][2] = s_acc[nt][3] = 0.f;
-#pragma unroll
-          for (int kk = 0; kk < D / 16; kk += 2) {
-            uint32_t kb[4];
-            ldmatrix_x4(kb, k_stage + (nt * 8 * kRow + kk * 16) * 2);
-            Op::mma(s_acc[nt], q_frag[kk], kb[0], kb[1]);
-            Op::mma(s_acc[nt], q_frag[kk + 1], kb[2], kb[3]);
-          }
+        for (int r = 0; r < 2; ++r) {
+          const int i = my_rows + r * 8;
+          allowed[r] &=
+              window_columns(i, key_first, p.window) | global | layout_columns(bits, p.layout_block, i % kTile, true);
         }
       }
-      if (!full) {
-        const uint64_t bits = (kWgmma || kGlobalRows || gathered) ? 0 : my_bits[entry];  // mma.sync's per-score test
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            bool ok;
-            if constexpr (kWgmma) {
-              ok = thread_allows(mine, nt, e);
-            } else {
-              const int col = nt * 8 + tig * 2 + (e & 1);
-              const uint8_t f = kf[col];
-              ok = (f & kValid) != 0;
-              if (ok && !kGlobalRows && !gathered)
-                ok = local_allows(my_rows + (e >> 1) * 8, key_first + col, f, p.window, bits, p.layout_block);
-            }
-            if (!ok) s_acc[nt][e] = -INFINITY;
-          }
-        }
-      }
-      // The online softmax update (the scale is positive, so the unscaled maximum is the
-      // scaled one's).
-      float tile_max[2] = {-INFINITY, -INFINITY};
+      mine = thread_columns(allowed[0], allowed[1], tig);
+    }
+    // S = Q K^T for this warp's 16 rows x 64 keys, unscaled.
+    float s_acc[8][4];
+    if constexpr (kWgmma) {
+      wgmma::gemm_abt<T>(s_acc, q_frag, smem_addr(k_s) + buf * wgmma::kTileBytes);
+    } else {
+      const uint32_t k_stage = k_addr + buf * kStageBytes;
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
-        tile_max[0] = fmaxf(tile_max[0], fmaxf(s_acc[nt][0], s_acc[nt][1]));
-        tile_max[1] = fmaxf(tile_max[1], fmaxf(s_acc[nt][2], s_acc[nt][3]));
-      }
-      float correction[2];
+        s_acc[nt][0] = s_acc[nt][1] = s_acc[nt][2] = s_acc[nt][3] = 0.f;
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-        tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-        const float new_max = fmaxf(row_max[r], tile_max[r] * scale_log2);
-        const float use = new_max == -INFINITY ? 0.f : new_max;  // all masked so far: keep zeros
-        correction[r] = fast_exp2(row_max[r] - use);
-        row_max[r] = new_max;
-        row_sum[r] *= correction[r];
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-          s_acc[nt][2 * r] = fast_exp2(fmaf(s_acc[nt][2 * r], scale_log2, -use));
-          s_acc[nt][2 * r + 1] = fast_exp2(fmaf(s_acc[nt][2 * r + 1], scale_log2, -use));
-          row_sum[r] += s_acc[nt][2 * r] + s_acc[nt][2 * r + 1];
-        }
-      }
-#pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt) {
-        o_acc[dt][0] *= correction[0];
-        o_acc[dt][1] *= correction[0];
-        o_acc[dt][2] *= correction[1];
-        o_acc[dt][3] *= correction[1];
-      }
-      // O += P V: P's accumulator layout is already the A-operand layout.
-      if constexpr (kWgmma) {
-        wgmma::gemm_mb<T>(o_acc, s_acc, smem_addr(v_s) + buf * wgmma::kTileBytes);
-      } else {
-        const uint32_t v_stage = v_addr + buf * kStageBytes;
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          uint32_t a[4];
-          a[0] = Op::pack(s_acc[2 * kk][0], s_acc[2 * kk][1]);
-          a[1] = Op::pack(s_acc[2 * kk][2], s_acc[2 * kk][3]);
-          a[2] = Op::pack(s_acc[2 * kk + 1][0], s_acc[2 * kk + 1][1]);
-          a[3] = Op::pack(s_acc[2 * kk + 1][2], s_acc[2 * kk + 1][3]);
-#pragma unroll
-          for (int dt = 0; dt < D / 8; dt += 2) {
-            uint32_t vb[4];
-            ldmatrix_x4_trans(vb, v_stage + (kk * 16 * kRow + dt * 8) * 2);
-            Op::mma(o_acc[dt], a, vb[0], vb[1]);
-            Op::mma(o_acc[dt + 1], a, vb[2], vb[3]);
-          }
+        for (int kk = 0; kk < D / 16; kk += 2) {
+          uint32_t kb[4];
+          ldmatrix_x4(kb, k_stage + (nt * 8 * kRow + kk * 16) * 2);
+          Op::mma(s_acc[nt], q_frag[kk], kb[0], kb[1]);
+          Op::mma(s_acc[nt], q_frag[kk + 1], kb[2], kb[3]);
         }
       }
     }
-    step = following;
-    more = more_after;
+    if (!full) {
+      const uint64_t bits = (kWgmma || kGlobalRows || gathered) ? 0 : row_bits[s];  // mma.sync's per-score test
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          bool ok;
+          if constexpr (kWgmma) {
+            ok = thread_allows(mine, nt, e);
+          } else {
+            const int col = nt * 8 + tig * 2 + (e & 1);
+            const uint8_t f = kf[col];
+            ok = (f & kValid) != 0;
+            if (ok && !kGlobalRows && !gathered)
+              ok = local_allows(my_rows + (e >> 1) * 8, key_first + col, f, p.window, bits, p.layout_block);
+          }
+          if (!ok) s_acc[nt][e] = -INFINITY;
+        }
+      }
+    }
+    // The online softmax update (the scale is positive, so the unscaled maximum is the
+    // scaled one's).
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      tile_max[0] = fmaxf(tile_max[0], fmaxf(s_acc[nt][0], s_acc[nt][1]));
+      tile_max[1] = fmaxf(tile_max[1], fmaxf(s_acc[nt][2], s_acc[nt][3]));
+    }
+    float correction[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      const float new_max = fmaxf(row_max[r], tile_max[r] * scale_log2);
+      const float use = new_max == -INFINITY ? 0.f : new_max;  // all masked so far: keep zeros
+      correction[r] = fast_exp2(row_max[r] - use);
+      row_max[r] = new_max;
+      row_sum[r] *= correction[r];
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        s_acc[nt][2 * r] = fast_exp2(fmaf(s_acc[nt][2 * r], scale_log2, -use));
+        s_acc[nt][2 * r + 1] = fast_exp2(fmaf(s_acc[nt][2 * r + 1], scale_log2, -use));
+        row_sum[r] += s_acc[nt][2 * r] + s_acc[nt][2 * r + 1];
+      }
+    }
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      o_acc[dt][0] *= correction[0];
+      o_acc[dt][1] *= correction[0];
+      o_acc[dt][2] *= correction[1];
+      o_acc[dt][3] *= correction[1];
+    }
+    // O += P V: P's accumulator layout is already the A-operand layout.
+    if constexpr (kWgmma) {
+      wgmma::gemm_mb<T>(o_acc, s_acc, smem_addr(v_s) + buf * wgmma::kTileBytes);
+    } else {
+      const uint32_t v_stage = v_addr + buf * kStageBytes;
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        uint32_t a[4];
+        a[0] = Op::pack(s_acc[2 * kk][0], s_acc[2 * kk][1]);
+        a[1] = Op::pack(s_acc[2 * kk][2], s_acc[2 * kk][3]);
+        a[2] = Op::pack(s_acc[2 * kk + 1][0], s_acc[2 * kk + 1][1]);
+        a[3] = Op::pack(s_acc[2 * kk + 1][2], s_acc[2 * kk + 1][3]);
+#pragma unroll
+        for (int dt = 0; dt < D / 8; dt += 2) {
+          uint32_t vb[4];
+          ldmatrix_x4_trans(vb, v_stage + (kk * 16 * kRow + dt * 8) * 2);
+          Op::mma(o_acc[dt], a, vb[0], vb[1]);
+          Op::mma(o_acc[dt + 1], a, vb[2], vb[3]);
+        }
+      }
+    }
   }
   cp_async_wait<0>();
 
@@ -492,24 +337,23 @@ __device__ __forceinline__ void attend_cta(const Params& p, int x, int h, int b,
   T* out = head_rows(static_cast<T*>(p.out), p.st_out, b, h);
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const int local_row = tile_warp * 16 + group + r * 8;
+    const int local_row = warp * 16 + group + r * 8;
     if constexpr (kGlobalRows) {
       const int slot = q_first + local_row;
       if (slot >= global_count) continue;
-      const int split = walks[0].split;
-      const std::size_t at_ml = ((static_cast<std::size_t>(b) * p.heads + h) * p.max_global + slot) * p.splits + split;
-      float* acc = p.partial_acc + at_ml * D;
+      const std::size_t at = ((static_cast<std::size_t>(b) * p.heads + h) * p.max_global + slot) * p.splits + split;
+      float* acc = p.partial_acc + at * D;
 #pragma unroll
       for (int dt = 0; dt < D / 8; ++dt) {
         acc[dt * 8 + tig * 2] = o_acc[dt][2 * r];
         acc[dt * 8 + tig * 2 + 1] = o_acc[dt][2 * r + 1];
       }
       if (tig == 0) {
-        p.partial_ml[at_ml * 2] = row_max[r];
-        p.partial_ml[at_ml * 2 + 1] = row_sum[r];
+        p.partial_ml[at * 2] = row_max[r];
+        p.partial_ml[at * 2 + 1] = row_sum[r];
       }
     } else {
-      const int i = my_first + local_row;
+      const int i = q_first + local_row;
       if (i >= p.n) continue;
       const uint8_t f = flags[i];
       if ((f & kGlobal) && !overflowed) continue;  // written by the global pass
@@ -528,16 +372,10 @@ __device__ __forceinline__ void attend_cta(const Params& p, int x, int h, int b,
   }
 }
 
-// The kernels' dynamic shared memory (16-byte aligned).
-__device__ __forceinline__ unsigned char* dynamic_smem() {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  return smem_raw;
-}
-
 // The local rows alone (no globals): CTA (query tile, head, sequence).
 template <typename T, int D, bool kWgmma = false>
 __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks) attend_kernel(Params p) {
-  attend_cta<T, D, false, kWgmma>(p, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x, dynamic_smem(), 0);
+  attend_cta<T, D, false, kWgmma>(p, blockIdx.x, blockIdx.y, blockIdx.z);
 }
 
 // Local and global rows in one launch, so that neither waits for the other (the global
@@ -548,33 +386,9 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
 template <typename T, int D, bool kWgmma = false>
 __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks)
     attend_all_kernel(Params p, int global_ctas) {
-  unsigned char* smem = dynamic_smem();
   rows_cta(
-      p, global_ctas, [&](int x, int h, int b) { attend_cta<T, D, true, kWgmma>(p, x, h, b, threadIdx.x, smem, 0); },
-      [&](int x, int h, int b) { attend_cta<T, D, false, kWgmma>(p, x, h, b, threadIdx.x, smem, 0); });
-}
-
-// The wgmma path with 128-row CTAs (two warpgroups; PairTraits): local rows two query
-// tiles per CTA sharing their K/V tiles; global rows (attend_all_pair_kernel) one
-// global-row tile x split per warpgroup, each warpgroup on its own half of the shared
-// memory with its own named barrier (1, 2), exactly the one-warpgroup walk.
-template <typename T>
-__global__ void __launch_bounds__(2 * kThreads, PairTraits::kMinBlocks) attend_pair_kernel(Params p) {
-  attend_cta<T, 64, false, true, 2>(p, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x, dynamic_smem(), 0);
-}
-
-template <typename T>
-__global__ void __launch_bounds__(2 * kThreads, PairTraits::kMinBlocks)
-    attend_all_pair_kernel(Params p, int global_ctas) {
-  unsigned char* smem = dynamic_smem();
-  rows_cta<2>(
-      p, global_ctas,
-      [&](int x, int h, int b) {
-        const int team = static_cast<int>(threadIdx.x / kThreads);
-        attend_cta<T, 64, true, true>(p, 2 * x + team, h, b, threadIdx.x % kThreads,
-                                      atom_aligned(smem) + team * PairTraits::kTeamBytes, 1 + team);
-      },
-      [&](int x, int h, int b) { attend_cta<T, 64, false, true, 2>(p, x, h, b, threadIdx.x, smem, 0); });
+      p, global_ctas, [&](int x, int h, int b) { attend_cta<T, D, true, kWgmma>(p, x, h, b); },
+      [&](int x, int h, int b) { attend_cta<T, D, false, kWgmma>(p, x, h, b); });
 }
 
 // 4. Merge the key splits of each global row: one warp per (row, head, sequence).

@@ -16,34 +16,8 @@ namespace ldqa::attention::detail::gpu {
 // The attention kernel of one path, mma.sync (every GPU) or wgmma (kWgmma: the sm_90a
 // units, forward_wgmma_*.cu, only): the local rows alone, or with globals local and
 // global rows in one launch (attend_all_kernel).
-// The wgmma path's 128-row CTAs: two query tiles (or two global-row tile x splits) per CTA.
-template <typename T>
-void launch_attend_pair(const Params& p, const Geometry& g, int batch, int heads, int num_tiles, cudaStream_t stream) {
-  if (p.global_mask == nullptr) {
-    constexpr int smem = static_cast<int>(PairTraits::kLocalBytes);
-    const auto local_kernel = &attend_pair_kernel<T>;
-    allow_dynamic_smem_once(reinterpret_cast<const void*>(local_kernel), smem);
-    local_kernel<<<dim3((num_tiles + 1) / 2, heads, batch), 2 * kThreads, smem, stream>>>(p);
-    LDQA_CUDA_CHECK(cudaGetLastError());
-    return;
-  }
-  constexpr int smem = static_cast<int>(PairTraits::kAllBytes);
-  const auto all_kernel = &attend_all_pair_kernel<T>;
-  allow_dynamic_smem_once(reinterpret_cast<const void*>(all_kernel), smem);
-  const RowsGrid grid = rows_grid(p, g, 2);
-  all_kernel<<<grid.ctas, 2 * kThreads, smem, stream>>>(p, grid.global_ctas);
-  LDQA_CUDA_CHECK(cudaGetLastError());
-}
-
-// On the wgmma path with KernelPath::wgmma_128, the 128-row CTAs (attend_pair_kernel).
 template <typename T, int D, bool kWgmma>
 void launch_attend(const Params& p, const Geometry& g, int batch, int heads, int num_tiles, cudaStream_t stream) {
-  if constexpr (kWgmma) {
-    if (g.path == KernelPath::wgmma_128) {
-      launch_attend_pair<T>(p, g, batch, heads, num_tiles, stream);
-      return;
-    }
-  }
   constexpr int smem = static_cast<int>(ForwardTraits<D, kWgmma>::kBytes);
   if (p.global_mask == nullptr) {
     const auto local_kernel = &attend_kernel<T, D, kWgmma>;
@@ -68,7 +42,7 @@ void launch_forward(const Params& p, const Geometry& g, int batch, int heads, in
     return;
   }
 #ifdef LDQA_HAVE_SM90A
-  if (D == 64 && g.path != KernelPath::mma_sync) {
+  if (D == 64 && g.path == KernelPath::wgmma) {
     if constexpr (std::is_same_v<T, __half>) {
       launch_attend_wgmma_fp16(p, g, batch, heads, num_tiles, stream);
     } else {
