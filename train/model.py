@@ -92,8 +92,10 @@ def masked_attention(q, k, v, mask):
     """Dense reference: rows with no allowed key give zeros. The scores stay float32, as in
     FlexAttention's and our kernels (a bf16 q @ k^T would round every logit to 8 bits
     before the softmax: a rounding neither of them has, which made this path a loose
-    control for theirs)."""
-    scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    control for theirs). Autocast is off for them: training runs under bf16 autocast,
+    which would turn `q.float() @ k.float()` back into a bf16 matmul with a bf16 result."""
+    with torch.autocast(q.device.type, enabled=False):
+        scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
     scores = scores.masked_fill(~mask, float("-inf"))
     probs = torch.softmax(scores, dim=-1).nan_to_num(0.0).to(v.dtype)
     return probs @ v

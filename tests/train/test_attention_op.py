@@ -13,6 +13,7 @@ library comes from $LDQA_ATTENTION_LIB (ctest passes the built one).
 
     LDQA_ATTENTION_LIB=build/attention/libldqa_attention_capi.so python3 tests/train/test_attention_op.py
 """
+import contextlib
 import json
 import pathlib
 import sys
@@ -220,7 +221,9 @@ class DenseReferenceTest(unittest.TestCase):
     def test_bf16_inputs_keep_float32_scores(self):
         """The dense path (the training A/B's rounding control, and Flex's global rows) in
         bf16 is within bf16's rounding of its own output: logits of magnitude ~30 rounded
-        to bf16 (spacing 0.125) before the softmax would miss by several percent."""
+        to bf16 (spacing 0.125) before the softmax would miss by several percent. Also
+        under bf16 autocast, as training runs it: autocast would run `q.float() @ k.float()`
+        as a bf16 matmul with a bf16 result (the A/B of 2026-12-06 ran its dense arm so)."""
         import model
         g = torch.Generator().manual_seed(21)
         b, h, n, d = 2, 3, 97, 32
@@ -230,13 +233,16 @@ class DenseReferenceTest(unittest.TestCase):
         valid[1, 80:] = False
         is_global = (torch.arange(n)[None, :] < torch.tensor([[3], [0]])) & valid
         mask = model.local_mask_dense(valid, is_global, 20)
-        got = model.masked_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask).double()
         qd, kd, vd = (x.bfloat16().double() for x in (q, k, v))  # the same bf16 inputs, exactly
         want = reference(qd, kd, vd, None, None, None, is_global, valid, 20)
         rows = valid[:, None, :, None].expand_as(want)
-        err = ((got - want).abs()[rows].max() / want.abs()[rows].max()).item()
-        # the probabilities and the output rounded to bf16 (2^-9 each, relative), float32 sums
-        self.assertLess(err, 1e-2)
+        for name, context in (("plain", contextlib.nullcontext),
+                              ("bf16 autocast", lambda: torch.autocast("cpu", dtype=torch.bfloat16))):
+            with self.subTest(name), context():
+                got = model.masked_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask).double()
+            err = ((got - want).abs()[rows].max() / want.abs()[rows].max()).item()
+            # the probabilities and the output rounded to bf16 (2^-9 each, relative), float32 sums
+            self.assertLess(err, 1e-2, name)
 
 
 class EncoderThroughOpTest(unittest.TestCase):
