@@ -562,9 +562,10 @@ def evaluate(model, cfg, args, device, tok, dev_articles, limit):
 
 def check_against_dense(model, cfg, device, attention):
     """The training path's attention computes the dense reference's function, on a padded
-    batch with two question lengths: the encoder's output, and for our op (whose backward
-    is ours too) every parameter's gradient. FlexAttention's backward is PyTorch's: its
-    check stays forward-only, without a compile of a float32 backward at every start."""
+    batch with two question lengths: the encoder's output and every parameter's gradient,
+    for our op and for FlexAttention alike (the A/B of 2026-12-06 saw Flex's loss curve
+    stray further from the dense path's than ours: its logged gradient error is what the
+    next A/B compares)."""
     g = torch.Generator(device="cpu").manual_seed(5)
     b, n = 2, 640
     ids = torch.randint(5, cfg.vocab_size, (b, n), generator=g).to(device)
@@ -573,26 +574,23 @@ def check_against_dense(model, cfg, device, attention):
     valid[1, n // 2 + 5:] = False
     glen = torch.tensor([9, 30], device=device)
     weight = torch.randn(b, n, cfg.hidden, generator=g).to(device)
-    with_grads = attention == "ldqa"
-    # Our CUDA kernels take bf16 (training runs under autocast): both paths run as they
-    # train, with tolerances for bf16; elsewhere in float32.
-    bf16 = attention == "ldqa" and device.type == "cuda"
+    # On CUDA training runs under bf16 autocast (our kernels take bf16): both paths run as
+    # they train, with tolerances for bf16; elsewhere in float32.
+    bf16 = device.type == "cuda"
     results = []
     for path in (attention, "dense"):
         model.zero_grad(set_to_none=True)
-        with torch.set_grad_enabled(with_grads), autocast(device) if bf16 else contextlib.nullcontext():
+        with autocast(device) if bf16 else contextlib.nullcontext():
             out = model(ids, types, model.plan(valid, glen, path)).float()
-        grads = None
-        if with_grads:
-            (out * weight).sum().backward()
-            grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        (out * weight).sum().backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
         results.append((out.detach(), grads))
     model.zero_grad(set_to_none=True)
     (out_a, grad_a), (out_d, grad_d) = results
     err = ((out_a - out_d)[valid].norm() / out_d[valid].norm()).item()
-    grad_err = ((grad_a - grad_d).norm() / grad_d.norm()).item() if with_grads else None
+    grad_err = ((grad_a - grad_d).norm() / grad_d.norm()).item()
     log(dict(phase="check", attention=attention, vs_dense_rel_err=err, grad_vs_dense_rel_err=grad_err))
-    if not err < (3e-2 if bf16 else 1e-3) or (with_grads and not grad_err < (5e-2 if bf16 else 1e-2)):
+    if not err < (3e-2 if bf16 else 1e-3) or not grad_err < (5e-2 if bf16 else 1e-2):
         raise SystemExit(f"the {attention} attention path disagrees with the dense reference: output {err}, "
                          f"gradients {grad_err}")
 
