@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The table of scripts/device-train-ab.sh: for each run folder (train.py --out, named
 tab-ATTENTION-KIND) and each phase it logged steps of, training throughput after the first logged step (compilation and
-warm-up excluded), MFU, and how far the loss curves of the two attentions are apart at
+warm-up excluded), MFU, and how far the loss curves of each two attentions are apart at
 the same steps (same seed, data and masks: they differ only by the attention's rounding).
 
     python3 bench/train_ab.py /tmp/ldqa/work/tab-*   [--peak-tflops 989]
@@ -51,7 +51,9 @@ def main():
             continue
         start, phases = read_log(folder)
         for phase, steps in phases.items():
-            kind = m.group(2) if len(phases) == 1 else f"{m.group(2)} {phase}"
+            # quick mode's one-process runs ("all") by phase always: the dense arm's run
+            # has one phase only, and must land beside the others' same phase
+            kind = m.group(2) if len(phases) == 1 and m.group(2) != "all" else f"{m.group(2)} {phase}"
             runs[(kind, m.group(1))] = (start, steps)
     print("| run | attention | steps | tokens/s | MFU | final loss | ours / this |")
     print("|---|---|---|---|---|---|---|")
@@ -71,9 +73,9 @@ def main():
             print(f"| {kind} | {attention} | {steps[-1]['step'] if steps else 0} | "
                   f"{r:,.0f} | {100 * mfu:.1f} % | {loss_of(steps[-1]):.4f} | {ratio} |" if r else
                   f"| {kind} | {attention} | {len(steps)} logged | – | – | – | |")
-        # ours against Flex (dense on a CPU dry run); where both are there, Flex against
-        # dense too: two correct attentions apart only by rounding, the spread to judge by
-        pairs = [("ldqa", "flex" if (kind, "flex") in runs else "dense"), ("flex", "dense")]
+        # every pair that ran: ours against Flex, and with the dense arm (the rounding
+        # control) each against dense, the spreads to judge ours - Flex by
+        pairs = [("ldqa", "flex"), ("ldqa", "dense"), ("flex", "dense")]
         for a, b in pairs:
             if (kind, a) not in runs or (kind, b) not in runs:
                 continue
