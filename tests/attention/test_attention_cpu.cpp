@@ -3,6 +3,9 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 #include "attention/attention.hpp"
 #include "ldqa/error.hpp"
@@ -91,6 +94,39 @@ TEST_CASE("rows with no allowed key are zero, not NaN", "[attention][cpu]") {
   CHECK(cmp.relative_error < 2e-6);
   for (int i = 32; i < 64; ++i) CHECK(ref.out[static_cast<std::size_t>(i) * 8] == 0.0);
 }
+
+#if defined(__SSE__) || defined(__x86_64__)
+// The forward flushes denormals on its threads (cpu_common.hpp's FlushDenormals: masked
+// scores made denormal weights that slowed it ~10x) and gives the calling thread its
+// floating-point mode back, with or without flushing: the library must not change what a
+// caller's own arithmetic does. The result does not depend on the caller's mode either.
+TEST_CASE("the cpu forward leaves the caller's denormal mode as it found it", "[attention][cpu]") {
+  std::mt19937_64 rng(test::test_seed() + 5);
+  auto c = test::case_of_shape(1, 2, 300, 16, 5);
+  c.global_mask = test::make_global_set("scattered17", 1, c.seq_len, rng);
+  test::fill_inputs(c, rng, as_float32);
+  const auto ref = test::reference_attention(c);
+  const SparseAttention attn(c.seq_len, c.heads, c.head_dim, c.pattern);
+  const test::Float32Case tensors(c);
+  constexpr unsigned kFlushBits = 0x8040;  // MXCSR: flush-to-zero, denormals-are-zero
+  const unsigned saved = _mm_getcsr();
+  std::vector<std::vector<float>> outs;
+  for (const unsigned mode : {saved & ~kFlushBits, saved | kFlushBits}) {
+    std::vector<float> out(c.q.size(), std::numeric_limits<float>::quiet_NaN());  // poison
+    _mm_setcsr(mode);
+    attn.run_cpu(tensors.inputs(out.data()));
+    const unsigned after = _mm_getcsr();
+    _mm_setcsr(saved);
+    constexpr unsigned kStatusBits = 0x3F;  // the sticky exception flags: status, not mode
+    CHECK((after & ~kStatusBits) == (mode & ~kStatusBits));
+    const auto cmp = test::compare(std::vector<double>(out.begin(), out.end()), ref, c.head_dim);
+    CHECK(cmp.nan_count == 0);
+    CHECK(cmp.relative_error < 2e-6);
+    outs.push_back(std::move(out));
+  }
+  CHECK(outs[0] == outs[1]);
+}
+#endif
 
 TEST_CASE("invalid arguments throw ldqa::Error naming the value", "[attention][errors]") {
   CHECK_THROWS_WITH(SparseAttention(0, 1, 16, {}), Catch::Contains("seq_len must be >= 1, got 0"));
