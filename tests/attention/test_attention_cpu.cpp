@@ -38,6 +38,14 @@ void check_case(test::AttentionCase& c, std::mt19937_64& rng) {
   CHECK(ref.ambiguous_rows * 50 <= static_cast<int64_t>(ref.ambiguous.size()) + 50);
 }
 
+// One sequence of 300, two heads of 16, window 5, 17 scattered globals, filled.
+test::AttentionCase scattered_globals_case(std::mt19937_64& rng) {
+  auto c = test::case_of_shape(1, 2, 300, 16, 5);
+  c.global_mask = test::make_global_set("scattered17", 1, c.seq_len, rng);
+  test::fill_inputs(c, rng, as_float32);
+  return c;
+}
+
 }  // namespace
 
 TEST_CASE("cpu window+global attention matches the float64 reference", "[attention][cpu]") {
@@ -69,9 +77,7 @@ TEST_CASE("cpu top-k attention is exact", "[attention][cpu][topk]") {
 
 TEST_CASE("top-k with k >= every candidate equals plain attention", "[attention][cpu][topk]") {
   std::mt19937_64 rng(test::test_seed() + 3);
-  auto c = test::case_of_shape(1, 2, 300, 16, 5);
-  c.global_mask = test::make_global_set("scattered17", 1, c.seq_len, rng);
-  test::fill_inputs(c, rng, as_float32);
+  auto c = scattered_globals_case(rng);
   const auto plain = test::reference_attention(c);
   c.pattern.top_k = c.seq_len;
   const auto topk = run_cpu_case(c, plain);
@@ -102,9 +108,7 @@ TEST_CASE("rows with no allowed key are zero, not NaN", "[attention][cpu]") {
 // caller's own arithmetic does. The result does not depend on the caller's mode either.
 TEST_CASE("the cpu forward leaves the caller's denormal mode as it found it", "[attention][cpu]") {
   std::mt19937_64 rng(test::test_seed() + 5);
-  auto c = test::case_of_shape(1, 2, 300, 16, 5);
-  c.global_mask = test::make_global_set("scattered17", 1, c.seq_len, rng);
-  test::fill_inputs(c, rng, as_float32);
+  const auto c = scattered_globals_case(rng);
   const auto ref = test::reference_attention(c);
   const SparseAttention attn(c.seq_len, c.heads, c.head_dim, c.pattern);
   const test::Float32Case tensors(c);
