@@ -8,7 +8,8 @@
 //                global rows still fill the GPU, in the same launch as 2 (its CTAs
 //                first); 4. combine the splits.
 // With top_k, a separate exact kernel replaces 2-4 (one CTA per query row, radix select).
-// At head dim 64 on Hopper, 2 and 3 run their GEMMs as wgmma instead, and so do the
+// At head dim 64 on Hopper, 2 and 3 run their GEMMs as wgmma instead (tiles by TMA,
+// cuda/tma.cuh, through the tensor maps encode_row_map writes), and so do the
 // backward's dQ and dK/dV kernels (kernel_path: the default there; LDQA_ATTENTION_KERNEL
 // =mma.sync forces the fallback, LDQA_ATTENTION_BACKWARD_KERNEL the backward's alone).
 // Given AttentionInputs::lse, 2 and 4 also write each row's log-sum-exp for the backward
@@ -16,6 +17,7 @@
 // device plan, the split geometry, the workspace and the dispatch over dtype x head dim;
 // the kernels are in cuda/forward_kernel.cuh, the launch sequence in
 // cuda/forward_launch.cuh, what forward and backward share in cuda/common.cuh.
+#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -32,6 +34,7 @@
 
 #include "attention/attention_internal.hpp"
 #include "attention/cuda/common.cuh"
+#include "attention/cuda/tma.cuh"
 #include "device/cuda_check.hpp"
 #include "ldqa/error.hpp"
 
@@ -73,6 +76,9 @@ __global__ void prepare_kernel(Params p) {
     mine += (f & kGlobal) ? 1 : 0;
     beyond_qg = beyond_qg || ((f & kGlobal) && i >= p.qg_rows);
   }
+  // The row's padding past n holds no key: the wgmma forward copies a tile's 64 flags
+  // whole (a TMA bulk copy cannot zero-fill as cp.async does).
+  for (int i = n + static_cast<int>(threadIdx.x); i < flag_stride(n); i += kPrepThreads) row_flags[i] = 0;
   // Such a sequence is written as NaN, and lists no global row, so that no kernel reads
   // q_global (or writes d_q_global) past its rows.
   beyond_qg = __syncthreads_or(beyond_qg) != 0;
@@ -191,6 +197,36 @@ int multiprocessors() {
   LDQA_CUDA_CHECK(cudaGetDevice(&device));
   LDQA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
   return count;
+}
+
+bool encode_row_map(CUtensorMap& map, const void* data, const TensorStrides& strides, int rows, int heads, int batch) {
+  // cuTensorMapEncodeTiled is the driver's: reached through the runtime, so that the
+  // library links no libcuda. It only encodes (no GPU work, nothing to capture).
+  using Encode = PFN_cuTensorMapEncodeTiled_v12000;
+  static const Encode encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      fn = nullptr;
+      (void)cudaGetLastError();  // not the next launch check's error to report
+    }
+    return reinterpret_cast<Encode>(fn);
+  }();
+  if (encode == nullptr) return false;
+  constexpr cuuint32_t kHalfBytes = 2;
+  const cuuint64_t dims[4] = {64, static_cast<cuuint64_t>(rows), static_cast<cuuint64_t>(heads),
+                              static_cast<cuuint64_t>(batch)};
+  const cuuint64_t byte_strides[3] = {static_cast<cuuint64_t>(strides.row) * kHalfBytes,
+                                      static_cast<cuuint64_t>(strides.head) * kHalfBytes,
+                                      static_cast<cuuint64_t>(strides.batch) * kHalfBytes};
+  const cuuint32_t box[4] = {64, kTile, 1, 1};
+  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
+  // Halves as 16-bit integers (a copy needs no more); out-of-bounds rows read as zeros.
+  return encode(&map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 4, const_cast<void*>(data), dims, byte_strides, box,
+                element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 // Keyed by the kernel's address: every instantiation has the same type, so a per-type

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "attention/cuda/common.cuh"
+#include "attention/cuda/tma.cuh"
 #include "attention/cuda/wgmma.cuh"
 
 namespace ldqa::attention::detail::gpu {
@@ -26,8 +27,11 @@ namespace ldqa::attention::detail::gpu {
 // D = 64): scores stay unscaled until one FFMA feeds ex2.approx, shared addresses are
 // fixed per thread, and each thread copies the same rows of every tile.
 // kWgmma (sm_90a, head dim 64): the two GEMMs of a step as Hopper's warpgroup MMA
-// (wgmma.cuh) on swizzled K and V tiles instead of mma.sync on padded ones; everything
-// else (copies, masks, online softmax, stores) is the same code.
+// (wgmma.cuh), S = Q K^T with both operands in shared memory, on swizzled Q, K and V
+// tiles instead of mma.sync on padded ones; the tiles a step lists (and the local rows'
+// queries) come by TMA (tma.cuh), one thread asking, each stage completing on its
+// mbarrier; gathered global keys and the global rows' queries stay on cp.async.
+// Masks, online softmax and stores are the same code.
 template <int D, bool kWgmma = false>
 struct ForwardTraits {
   static constexpr int kRow = D + kPad;  // halves per shared row
@@ -38,14 +42,17 @@ struct ForwardTraits {
   // CTAs per SM the registers must allow: at D <= 64 four (128 registers, a 32-byte
   // spill) beat three (168, none) on the H200 in 11 of 12 benchmark rows by 1-18 %
   // (three won H12 n = 4k B = 1 by 9 %); D = 128 needs its 221.
-  // wgmma: four as well (ptxas: 123 registers, no spill); not yet measured against three.
+  // wgmma: four as well (ptxas: 107-111 registers, no spill; not measured against three).
+  // Five would fit in shared memory, but at their 96 registers ptxas spills 36 bytes
+  // inside the loop and waits after every HGMMA instead of once per GEMM (2026-12-06).
   // The one-launch local + global kernel (attend_all_kernel) at bf16 D = 64: mma.sync 128
   // registers and a 36-byte spill, where the local rows' own kernel had none (ptxas, nvcc 13).
   static constexpr int kMinBlocks = kWgmma ? 4 : (D <= 64 ? 4 : 2);
   // mma.sync: q, then two k and two v tiles (padded rows), then two stages of key flags.
-  // wgmma: up to 1 KB to align, two k and two v swizzled tiles, then q and the flags.
-  static constexpr std::size_t kBytes = kWgmma ? wgmma::kAtomBytes + 4 * wgmma::kTileBytes + kTileHalves * 2 + 2 * kTile
-                                               : 5 * kTileHalves * 2 + 2 * kTile;
+  // wgmma: up to 1 KB to align, two k and two v swizzled tiles, the swizzled q tile, the
+  // flags, then three mbarriers (the two K/V stages, the query tile).
+  static constexpr std::size_t kBytes =
+      kWgmma ? wgmma::kAtomBytes + 5 * wgmma::kTileBytes + 2 * kTile + 3 * 8 : 5 * kTileHalves * 2 + 2 * kTile;
   // Halves between a K/V stage and the next, and where a thread's copy row/chunk lands.
   static constexpr int kStageHalves = kWgmma ? static_cast<int>(wgmma::kTileBytes / 2) : static_cast<int>(kTileHalves);
   static constexpr int kCopyRowHalves = kWgmma ? static_cast<int>(wgmma::kRowBytes / 2) : kRow;
@@ -57,30 +64,34 @@ struct ForwardTraits {
 
 // One CTA of the attention kernel: query tile (local rows) or global-row tile x split
 // (global rows) x of head h, sequence b.
+// maps: the wgmma path's tensor maps (nullptr on the mma.sync path).
 template <typename T, int D, bool kGlobalRows, bool kWgmma>
-__device__ __forceinline__ void attend_cta(const Params& p, int x, int h, int b) {
+__device__ __forceinline__ void attend_cta(const Params& p, const RowMaps* maps, int x, int h, int b) {
   static_assert(!kWgmma || D == 64, "the wgmma path is written for head dim 64");
   using Op = Ops<T>;
   using Tr = ForwardTraits<D, kWgmma>;
   constexpr int kRow = Tr::kRow;
   constexpr uint32_t kStageBytes = Tr::kTileHalves * 2;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* q_s;               // [64][kRow]
-  T* k_s;               // [2] stages of 64 rows: padded (mma.sync) or swizzled (wgmma)
-  T* v_s;               // likewise
-  uint8_t* key_flag_s;  // [2][64]
+  T* q_s;                 // [64][kRow] padded (mma.sync), or swizzled (wgmma)
+  T* k_s;                 // [2] stages of 64 rows: padded (mma.sync) or swizzled (wgmma)
+  T* v_s;                 // likewise
+  uint8_t* key_flag_s;    // [2][64]
+  uint32_t barriers = 0;  // wgmma: shared address of the mbarriers, 8 bytes each: [0], [1] the stages, [2] q
   if constexpr (kWgmma) {
     const uint32_t misalign = smem_addr(smem_raw) % wgmma::kAtomBytes;
     unsigned char* base = smem_raw + (misalign == 0 ? 0 : wgmma::kAtomBytes - misalign);
     k_s = reinterpret_cast<T*>(base);
     v_s = reinterpret_cast<T*>(base + 2 * wgmma::kTileBytes);
     q_s = reinterpret_cast<T*>(base + 4 * wgmma::kTileBytes);
+    key_flag_s = base + 5 * wgmma::kTileBytes;
+    barriers = smem_addr(key_flag_s + 2 * kTile);
   } else {
     q_s = reinterpret_cast<T*>(smem_raw);
     k_s = q_s + Tr::kTileHalves;
     v_s = k_s + 2 * Tr::kTileHalves;
+    key_flag_s = reinterpret_cast<uint8_t*>(v_s + 2 * Tr::kTileHalves);
   }
-  key_flag_s = reinterpret_cast<uint8_t*>(kWgmma ? q_s + Tr::kTileHalves : v_s + 2 * Tr::kTileHalves);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = lane / 4, tig = lane % 4;
@@ -108,18 +119,38 @@ __device__ __forceinline__ void attend_cta(const Params& p, int x, int h, int b)
   const int copy_smem = copy_row * kRow + copy_col;              // in the padded q tile
   const int copy_smem_kv = Tr::copy_offset(copy_row, copy_col);  // in a K/V stage
 
-  // Query rows -> shared (zero rows past the end); they travel in step 0's copy group.
+  // The TMA's phases count one arrival (thread 0's, announcing the bytes).
+  if constexpr (kWgmma) {
+    if (threadIdx.x == 0) {
 #pragma unroll
-  for (int c = 0; c < Tr::kCopies; ++c) {
-    const int r = copy_row + c * Tr::kRowsPerCopy;
-    int pos = -1;
-    if constexpr (kGlobalRows) {
-      if (q_first + r < global_count) pos = globals[q_first + r];
-    } else {
-      if (q_first + r < p.n) pos = q_first + r;
+      for (int i = 0; i < 3; ++i) tma::barrier_init(barriers + 8 * i, 1);
+      tma::barrier_init_fence();
     }
-    const T* src = pos >= 0 ? q_src + row_at(pos, q_st) + copy_col : q_src;
-    cp_async16(q_s + copy_smem + c * Tr::kRowsPerCopy * kRow, src, pos >= 0 ? 16 : 0);
+    __syncthreads();
+  }
+
+  // Query rows -> shared (zero rows past the end); cp.async ones travel in step 0's copy
+  // group. The wgmma path's local rows: one TMA box on barrier [2], if any step reads it.
+  if constexpr (kWgmma && !kGlobalRows) {
+    if (threadIdx.x == 0 && steps > 0) {
+      tma::arrive_expect_bytes(barriers + 16, wgmma::kTileBytes);
+      tma::load_rows(smem_addr(q_s), maps->q, barriers + 16, q_first, h, b);
+    }
+  } else {
+#pragma unroll
+    for (int c = 0; c < Tr::kCopies; ++c) {
+      const int r = copy_row + c * Tr::kRowsPerCopy;
+      int pos = -1;
+      if constexpr (kGlobalRows) {
+        if (q_first + r < global_count) pos = globals[q_first + r];
+      } else {
+        if (q_first + r < p.n) pos = q_first + r;
+      }
+      const T* src = pos >= 0 ? q_src + row_at(pos, q_st) + copy_col : q_src;
+      T* dst = kWgmma ? q_s + copy_smem_kv + c * Tr::kRowsPerCopy * Tr::kCopyRowHalves
+                      : q_s + copy_smem + c * Tr::kRowsPerCopy * kRow;
+      cp_async16(dst, src, pos >= 0 ? 16 : 0);
+    }
   }
 
   // Issues the copies of step s into buffer `buf`: the key and value tiles and the keys'
@@ -135,6 +166,22 @@ __device__ __forceinline__ void attend_cta(const Params& p, int x, int h, int b)
     }
     T* k_dst = k_s + buf * Tr::kStageHalves + copy_smem_kv;
     T* v_dst = v_s + buf * Tr::kStageHalves + copy_smem_kv;
+    if constexpr (kWgmma) {
+      if (tile >= 0) {
+        // The K and V boxes (rows past n zeros) and the tile's 64 flags (prepare_kernel
+        // zeroes the flag row's padding past n), all on the stage's barrier.
+        if (threadIdx.x == 0) {
+          const uint32_t bar = barriers + 8 * buf;
+          tma::arrive_expect_bytes(bar, 2 * wgmma::kTileBytes + kTile);
+          tma::load_rows(smem_addr(k_s) + buf * wgmma::kTileBytes, kGlobalRows ? maps->kg : maps->k, bar, tile * kTile,
+                         h, b);
+          tma::load_rows(smem_addr(v_s) + buf * wgmma::kTileBytes, kGlobalRows ? maps->vg : maps->v, bar, tile * kTile,
+                         h, b);
+          tma::load_bytes(smem_addr(key_flag_s + buf * kTile), flags + tile * kTile, kTile, bar);
+        }
+        return;
+      }
+    }
     if (tile >= 0) {
       const int rows_left = p.n - tile * kTile;
       const int first_row = tile * kTile + copy_row;
@@ -189,15 +236,19 @@ __device__ __forceinline__ void attend_cta(const Params& p, int x, int h, int b)
   for (int s = 0; s < steps; ++s) {
     const int buf = s & 1;
     cp_async_wait<0>();
-    if constexpr (kWgmma) wgmma::fence_shared_for_async();  // this thread's copies, before the barrier
+    if constexpr (kWgmma) {
+      // The TMA's steps are the first ones (listed tiles before gathered keys), so the
+      // k-th use of a stage is step 2k + buf: its phase parity is k's.
+      if (!kGlobalRows && s == 0) tma::wait(barriers + 16, 0);
+      if (kGlobalRows || s < listed) tma::wait(barriers + 8 * buf, (s >> 1) & 1);
+      // This thread's cp.async copies (gathered keys; the global rows' queries, in step
+      // 0's group) made visible to wgmma, before the barrier.
+      if (kGlobalRows ? s == 0 : s >= listed) wgmma::fence_shared_for_async();
+    }
     __syncthreads();
     if (s + 1 < steps) issue(s + 1, buf ^ 1);
-    // Q's fragments: once (mma.sync), or at every step on the wgmma path, which must not
-    // keep a register A operand across steps: ptxas (nvcc 13.0, sm_90a) put the step's
-    // P into the registers of Q's fragments, so fragments loaded once were the previous
-    // P from step 1 on (seen in the SASS; every forward of more than one step was
-    // wrong; see wgmma.cuh). Four ldmatrix per warp per step.
-    if (kWgmma || s == 0) {
+    // Q's fragments, once (mma.sync; the wgmma path reads Q from shared memory).
+    if (!kWgmma && s == 0) {
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
         const int r = warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
@@ -238,7 +289,7 @@ __device__ __forceinline__ void attend_cta(const Params& p, int x, int h, int b)
     // S = Q K^T for this warp's 16 rows x 64 keys, unscaled.
     float s_acc[8][4];
     if constexpr (kWgmma) {
-      wgmma::gemm_abt<T>(s_acc, q_frag, smem_addr(k_s) + buf * wgmma::kTileBytes);
+      wgmma::gemm_abt_shared<T>(s_acc, smem_addr(q_s), smem_addr(k_s) + buf * wgmma::kTileBytes);
     } else {
       const uint32_t k_stage = k_addr + buf * kStageBytes;
 #pragma unroll
@@ -373,9 +424,16 @@ __device__ __forceinline__ void attend_cta(const Params& p, int x, int h, int b)
 }
 
 // The local rows alone (no globals): CTA (query tile, head, sequence).
-template <typename T, int D, bool kWgmma = false>
-__global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks) attend_kernel(Params p) {
-  attend_cta<T, D, false, kWgmma>(p, blockIdx.x, blockIdx.y, blockIdx.z);
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend_kernel(Params p) {
+  attend_cta<T, D, false, false>(p, nullptr, blockIdx.x, blockIdx.y, blockIdx.z);
+}
+// The wgmma path's (sm_90a, head dim 64): the tensor maps as a __grid_constant__
+// parameter, whose address the TMA takes.
+template <typename T>
+__global__ void __launch_bounds__(kThreads, ForwardTraits<64, true>::kMinBlocks)
+    attend_wgmma_kernel(Params p, const __grid_constant__ RowMaps maps) {
+  attend_cta<T, 64, false, true>(p, &maps, blockIdx.x, blockIdx.y, blockIdx.z);
 }
 
 // Local and global rows in one launch, so that neither waits for the other (the global
@@ -383,12 +441,18 @@ __global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks
 // of ~86 key tiles each). A 1-D grid: first the global rows' `global_ctas` CTAs of every
 // head and sequence (global-row tile x split; the longest walks, dispatched first), then
 // every local query tile.
-template <typename T, int D, bool kWgmma = false>
-__global__ void __launch_bounds__(kThreads, ForwardTraits<D, kWgmma>::kMinBlocks)
-    attend_all_kernel(Params p, int global_ctas) {
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads, ForwardTraits<D>::kMinBlocks) attend_all_kernel(Params p, int global_ctas) {
   rows_cta(
-      p, global_ctas, [&](int x, int h, int b) { attend_cta<T, D, true, kWgmma>(p, x, h, b); },
-      [&](int x, int h, int b) { attend_cta<T, D, false, kWgmma>(p, x, h, b); });
+      p, global_ctas, [&](int x, int h, int b) { attend_cta<T, D, true, false>(p, nullptr, x, h, b); },
+      [&](int x, int h, int b) { attend_cta<T, D, false, false>(p, nullptr, x, h, b); });
+}
+template <typename T>
+__global__ void __launch_bounds__(kThreads, ForwardTraits<64, true>::kMinBlocks)
+    attend_all_wgmma_kernel(Params p, int global_ctas, const __grid_constant__ RowMaps maps) {
+  rows_cta(
+      p, global_ctas, [&](int x, int h, int b) { attend_cta<T, 64, true, true>(p, &maps, x, h, b); },
+      [&](int x, int h, int b) { attend_cta<T, 64, false, true>(p, &maps, x, h, b); });
 }
 
 // 4. Merge the key splits of each global row: one warp per (row, head, sequence).

@@ -5,9 +5,8 @@
 
 namespace ldqa::attention::detail::gpu {
 
-void launch_attend_wgmma_bf16(const Params& p, const Geometry& g, int batch, int heads, int num_tiles,
-                              cudaStream_t stream) {
-  launch_attend<__nv_bfloat16, 64, true>(p, g, batch, heads, num_tiles, stream);
+bool launch_attend_wgmma_bf16(const Params& p, const Geometry& g, int num_tiles, cudaStream_t stream) {
+  return launch_attend_wgmma<__nv_bfloat16>(p, g, num_tiles, stream);
 }
 
 }  // namespace ldqa::attention::detail::gpu

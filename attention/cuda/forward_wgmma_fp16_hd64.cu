@@ -5,9 +5,8 @@
 
 namespace ldqa::attention::detail::gpu {
 
-void launch_attend_wgmma_fp16(const Params& p, const Geometry& g, int batch, int heads, int num_tiles,
-                              cudaStream_t stream) {
-  launch_attend<__half, 64, true>(p, g, batch, heads, num_tiles, stream);
+bool launch_attend_wgmma_fp16(const Params& p, const Geometry& g, int num_tiles, cudaStream_t stream) {
+  return launch_attend_wgmma<__half>(p, g, num_tiles, stream);
 }
 
 }  // namespace ldqa::attention::detail::gpu

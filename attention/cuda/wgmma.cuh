@@ -1,7 +1,8 @@
 // Hopper's warpgroup MMA (wgmma, sm_90a only) for the kernels' 64 x 64 GEMMs at head
 // dim 64 (the forward's S = Q K^T and O += P V, the backward's S, dP, dQ, dK, dV), K in
-// steps of 16. A (Q, P, dS, ...) comes from registers in the mma.sync m16n8k16
-// A-fragment layout each warp already holds; B from shared memory through a descriptor.
+// steps of 16. A (P, dS, the backward's Q, ...) comes from registers in the mma.sync
+// m16n8k16 A-fragment layout each warp already holds, or (the forward's Q) from a
+// swizzled shared tile like B; B from shared memory through a descriptor.
 // The fp32 accumulators come back in the mma.sync accumulator layout, per warp 16 rows,
 // per 8 columns four values: so everything around the GEMMs is shared with the mma.sync
 // kernels.
@@ -18,9 +19,10 @@
 // ptxas (nvcc 13.0) may hand an HGMMA's A registers to other values once the GEMM is
 // done, so fragments loaded once and reused by the next step's GEMM read garbage (the
 // forward's Q fragments shared R88-R103 with the step's P although the PTX kept them
-// apart). The kernels reload Q, dO, K and V from their resident shared tiles at every
-// step; the test attention_wgmma_sass (scripts/check-wgmma-sass.py) holds the SASS to
-// this: every HGMMA's A from an ldmatrix or a pack of its own step.
+// apart). The kernels reload register operands (the backward's Q, dO, K, V) from their
+// resident shared tiles at every step; the test attention_wgmma_sass
+// (scripts/check-wgmma-sass.py) holds the SASS to this: every register A of an HGMMA
+// from an ldmatrix or a pack of its own step.
 //
 // Only units compiled for sm_90a may instantiate these (ptxas refuses wgmma elsewhere).
 #pragma once
@@ -49,6 +51,13 @@ __host__ __device__ constexpr uint32_t swizzled(int row, int chunk) {
 __device__ __forceinline__ uint64_t descriptor(uint32_t smem_address) {
   constexpr uint64_t kOffset = kAtomBytes >> 4;
   return static_cast<uint64_t>((smem_address & 0x3FFFF) >> 4) | (kOffset << 16) | (kOffset << 32) | (1ull << 62);
+}
+// The descriptor of `bytes` further into the tile of `tile_descriptor`: one addition to
+// the start address field (bits 0-13, 16-byte units) instead of rebuilding the
+// descriptor at every k-step. The sum is the field of a shared address inside the same
+// tile, below 2^18 bytes like every shared address, so it never carries out of the field.
+__device__ __forceinline__ uint64_t advanced(uint64_t tile_descriptor, uint32_t bytes) {
+  return tile_descriptor + (bytes >> 4);
 }
 
 __device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
@@ -81,6 +90,14 @@ __device__ __forceinline__ void fence_shared_for_async() {
       "{%32, %33, %34, %35}, %36, p, 1, 1, " #TRANS_B ";\n}\n"                                          \
       : LDQA_WGMMA_ACC_OPERANDS(acc)                                                                     \
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(accumulate))
+// acc = or += A (descriptor, K-major) . B (descriptor, K-major).
+#define LDQA_WGMMA_M64N64K16_SS(TYPE)                                                                   \
+  asm volatile(                                                                                          \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                       \
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " LDQA_WGMMA_ACC32                  \
+      "%32, %33, p, 1, 1, 0, 0;\n}\n"                                                                    \
+      : LDQA_WGMMA_ACC_OPERANDS(acc)                                                                     \
+      : "l"(a_desc), "l"(b_desc), "r"(accumulate))
 // clang-format on
 
 // One 64 x 64 x 16 step for T (fp16 or bf16): B K-major (kTransposeB false, S = Q K^T)
@@ -100,16 +117,40 @@ struct Mma {
       LDQA_WGMMA_M64N64K16_RS("bf16", 0);
     }
   }
+  // Both operands from shared memory, both K-major (S = Q K^T with Q resident).
+  static __device__ __forceinline__ void step_shared(float (&acc)[8][4], uint64_t a_desc, uint64_t b_desc,
+                                                     int accumulate) {
+    if constexpr (std::is_same_v<T, __half>) {
+      LDQA_WGMMA_M64N64K16_SS("f16");
+    } else {
+      LDQA_WGMMA_M64N64K16_SS("bf16");
+    }
+  }
 };
 
 // acc (64 x 64) = A (64 x 64, registers: this warp's 16 rows, four k-steps) . B^T, B the
 // 64 rows of a swizzled tile at shared address `tile` read K-major: S = Q K^T.
 template <typename T>
 __device__ __forceinline__ void gemm_abt(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t tile) {
+  const uint64_t b_desc = descriptor(tile);
   fence();
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk)  // a k-step is 16 halves = 32 bytes along the swizzled row
-    Mma<T>::template step<false>(acc, a[kk], descriptor(tile + kk * 32), kk > 0 ? 1 : 0);
+    Mma<T>::template step<false>(acc, a[kk], advanced(b_desc, kk * 32), kk > 0 ? 1 : 0);
+  commit();
+  wait_all();
+}
+
+// acc (64 x 64) = A . B^T, both 64-row swizzled tiles at shared addresses `a_tile` and
+// `b_tile` read K-major: S = Q K^T with Q resident in shared memory, which also keeps
+// the A operand out of the registers the rule above is about.
+template <typename T>
+__device__ __forceinline__ void gemm_abt_shared(float (&acc)[8][4], uint32_t a_tile, uint32_t b_tile) {
+  const uint64_t a_desc = descriptor(a_tile), b_desc = descriptor(b_tile);
+  fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+    Mma<T>::step_shared(acc, advanced(a_desc, kk * 32), advanced(b_desc, kk * 32), kk > 0 ? 1 : 0);
   commit();
   wait_all();
 }
@@ -127,15 +168,17 @@ __device__ __forceinline__ void gemm_mb(float (&acc)[8][4], const float (&m)[8][
     a[kk][2] = Op::pack(m[2 * kk + 1][0], m[2 * kk + 1][1]);
     a[kk][3] = Op::pack(m[2 * kk + 1][2], m[2 * kk + 1][3]);
   }
+  const uint64_t b_desc = descriptor(tile);
   fence();  // acc and a were written by ordinary instructions
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk)  // a k-step is 16 rows of B = 2048 bytes
-    Mma<T>::template step<true>(acc, a[kk], descriptor(tile + kk * 16 * kRowBytes), 1);
+    Mma<T>::template step<true>(acc, a[kk], advanced(b_desc, kk * 16 * kRowBytes), 1);
   commit();
   wait_all();
 }
 
 #undef LDQA_WGMMA_M64N64K16_RS
+#undef LDQA_WGMMA_M64N64K16_SS
 #undef LDQA_WGMMA_ACC_OPERANDS
 #undef LDQA_WGMMA_ACC32
 
