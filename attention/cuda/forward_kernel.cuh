@@ -50,9 +50,9 @@ struct ForwardTraits {
   static constexpr int kMinBlocks = kWgmma ? 4 : (D <= 64 ? 4 : 2);
   // mma.sync: q, then two k and two v tiles (padded rows), then two stages of key flags.
   // wgmma: up to 1 KB to align, two k and two v swizzled tiles, the swizzled q tile, the
-  // flags, then five mbarriers (the two K stages, the query tile, the two V stages).
+  // flags, then three mbarriers (the two K/V stages, the query tile).
   static constexpr std::size_t kBytes =
-      kWgmma ? wgmma::kAtomBytes + 5 * wgmma::kTileBytes + 2 * kTile + 5 * 8 : 5 * kTileHalves * 2 + 2 * kTile;
+      kWgmma ? wgmma::kAtomBytes + 5 * wgmma::kTileBytes + 2 * kTile + 3 * 8 : 5 * kTileHalves * 2 + 2 * kTile;
   // Halves between a K/V stage and the next, and where a thread's copy row/chunk lands.
   static constexpr int kStageHalves = kWgmma ? static_cast<int>(wgmma::kTileBytes / 2) : static_cast<int>(kTileHalves);
   static constexpr int kCopyRowHalves = kWgmma ? static_cast<int>(wgmma::kRowBytes / 2) : kRow;
@@ -61,37 +61,6 @@ struct ForwardTraits {
     return row * kRow + col;
   }
 };
-
-// The online softmax update of a step: this thread's scores of its two rows (s_acc,
-// unscaled, masked ones -inf) become weights exp2(scaled score - new maximum), the rows'
-// maxima (log2 domain, scaled) and sums move on, and `correction` is what the output
-// accumulated so far must be multiplied by. (The scale is positive, so the unscaled
-// maximum is the scaled one's.)
-__device__ __forceinline__ void online_softmax(float (&s_acc)[8][4], float (&row_max)[2], float (&row_sum)[2],
-                                               float scale_log2, float (&correction)[2]) {
-  float tile_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-  for (int nt = 0; nt < 8; ++nt) {
-    tile_max[0] = fmaxf(tile_max[0], fmaxf(s_acc[nt][0], s_acc[nt][1]));
-    tile_max[1] = fmaxf(tile_max[1], fmaxf(s_acc[nt][2], s_acc[nt][3]));
-  }
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-    tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-    const float new_max = fmaxf(row_max[r], tile_max[r] * scale_log2);
-    const float use = new_max == -INFINITY ? 0.f : new_max;  // all masked so far: keep zeros
-    correction[r] = fast_exp2(row_max[r] - use);
-    row_max[r] = new_max;
-    row_sum[r] *= correction[r];
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      s_acc[nt][2 * r] = fast_exp2(fmaf(s_acc[nt][2 * r], scale_log2, -use));
-      s_acc[nt][2 * r + 1] = fast_exp2(fmaf(s_acc[nt][2 * r + 1], scale_log2, -use));
-      row_sum[r] += s_acc[nt][2 * r] + s_acc[nt][2 * r + 1];
-    }
-  }
-}
 
 // One CTA of the attention kernel: query tile (local rows) or global-row tile x split
 // (global rows) x of head h, sequence b.
@@ -154,7 +123,7 @@ __device__ __forceinline__ void attend_cta(const Params& p, const RowMaps* maps,
   if constexpr (kWgmma) {
     if (threadIdx.x == 0) {
 #pragma unroll
-      for (int i = 0; i < 5; ++i) tma::barrier_init(barriers + 8 * i, 1);
+      for (int i = 0; i < 3; ++i) tma::barrier_init(barriers + 8 * i, 1);
       tma::barrier_init_fence();
     }
     __syncthreads();
@@ -197,6 +166,22 @@ __device__ __forceinline__ void attend_cta(const Params& p, const RowMaps* maps,
     }
     T* k_dst = k_s + buf * Tr::kStageHalves + copy_smem_kv;
     T* v_dst = v_s + buf * Tr::kStageHalves + copy_smem_kv;
+    if constexpr (kWgmma) {
+      if (tile >= 0) {
+        // The K and V boxes (rows past n zeros) and the tile's 64 flags (prepare_kernel
+        // zeroes the flag row's padding past n), all on the stage's barrier.
+        if (threadIdx.x == 0) {
+          const uint32_t bar = barriers + 8 * buf;
+          tma::arrive_expect_bytes(bar, 2 * wgmma::kTileBytes + kTile);
+          tma::load_rows(smem_addr(k_s) + buf * wgmma::kTileBytes, kGlobalRows ? maps->kg : maps->k, bar, tile * kTile,
+                         h, b);
+          tma::load_rows(smem_addr(v_s) + buf * wgmma::kTileBytes, kGlobalRows ? maps->vg : maps->v, bar, tile * kTile,
+                         h, b);
+          tma::load_bytes(smem_addr(key_flag_s + buf * kTile), flags + tile * kTile, kTile, bar);
+        }
+        return;
+      }
+    }
     if (tile >= 0) {
       const int rows_left = p.n - tile * kTile;
       const int first_row = tile * kTile + copy_row;
@@ -246,209 +231,66 @@ __device__ __forceinline__ void attend_cta(const Params& p, const RowMaps* maps,
   const uint32_t v_addr = smem_addr(v_s) + (((lane % 8) + ((lane / 8) % 2) * 8) * kRow + (lane / 16) * 8) * 2;
   const int my_rows = q_first + warp * 16 + group;  // this thread's rows: my_rows and my_rows + 8
 
-  if constexpr (kWgmma) {
-    // The wgmma path's steps, overlapped inside the warpgroup (FlashAttention-3's
-    // intra-warpgroup pipelining): step s + 1's S = Q K^T and step s's O += P V are issued
-    // together, and step s + 1's mask and softmax run while P V does (its rescale of O
-    // waits for it). K (with the step's flags) and V have their own stages and mbarriers:
-    // K_{s+2} loads once S_s is done, V_{s+1} once P V_{s-1} is, each a step ahead of its
-    // use. Gathered global keys come by cp.async, published by the CTA barrier that opens
-    // every step (which also tells that every warp is past the previous one).
-    auto attend_steps_wgmma = [&]() {
-      // The plan's entries of this query tile as an offset into p.key_tile and
-      // p.layout_bits, read through the parameters: one register where two pointers took
-      // four (the loop ran at ptxas' 128 with a spill).
-      const int plan = kGlobalRows ? 0 : static_cast<int>(row_keys - p.key_tile);
-      bool copied = kGlobalRows;  // cp.async copies since the last barrier (the global rows' queries)
-      auto tile_of = [&](int s) -> int {
-        if constexpr (kGlobalRows) return split * p.tiles_per_split + s;
-        return s < listed ? p.key_tile[plan + s] : -1;
-      };
-      // Gathered rows (global keys by slot from `first`) of `src` by cp.async.
-      auto copy_gathered = [&](T* dst, const T* src, const TensorStrides& st, int first) {
-#pragma unroll
-        for (int c = 0; c < Tr::kCopies; ++c) {
-          const int r = copy_row + c * Tr::kRowsPerCopy;
-          const int pos = first + r < global_count ? globals[first + r] : -1;
-          cp_async16(dst + c * Tr::kRowsPerCopy * Tr::kCopyRowHalves, src + row_at(pos >= 0 ? pos : 0, st) + copy_col,
-                     pos >= 0 ? 16 : 0);
-        }
-        copied = true;
-      };
-      // K of step s and its 64 key flags into K stage s & 1 (mbarrier [s & 1]).
-      auto issue_k = [&](int s) {
-        const int stage = s & 1, tile = tile_of(s);
-        if (tile >= 0) {
-          if (threadIdx.x == 0) {
-            const uint32_t bar = barriers + 8 * stage;
-            tma::arrive_expect_bytes(bar, wgmma::kTileBytes + kTile);
-            tma::load_rows(smem_addr(k_s) + stage * wgmma::kTileBytes, kGlobalRows ? maps->kg : maps->k, bar,
-                           tile * kTile, h, b);
-            tma::load_bytes(smem_addr(key_flag_s + stage * kTile), flags + tile * kTile, kTile, bar);
-          }
-          return;
-        }
-        const int first = (s - listed) * kTile;
-        copy_gathered(k_s + stage * Tr::kStageHalves + copy_smem_kv, k_src, k_st, first);
-        if (threadIdx.x < kTile) {
-          const int r = threadIdx.x;
-          uint8_t f = 0;
-          // A global key inside a listed tile was already seen there: count it once.
-          if (first + r < global_count &&
-              !tile_listed(p.key_tile + plan, p.key_tile + plan + listed, globals[first + r] / kTile))
-            f = kValid | kGlobal;
-          key_flag_s[stage * kTile + r] = f;
-        }
-      };
-      // V of step s into V stage s & 1 (mbarrier [3 + (s & 1)]).
-      auto issue_v = [&](int s) {
-        const int stage = s & 1, tile = tile_of(s);
-        if (tile >= 0) {
-          if (threadIdx.x == 0) {
-            const uint32_t bar = barriers + 24 + 8 * stage;
-            tma::arrive_expect_bytes(bar, wgmma::kTileBytes);
-            tma::load_rows(smem_addr(v_s) + stage * wgmma::kTileBytes, kGlobalRows ? maps->vg : maps->v, bar,
-                           tile * kTile, h, b);
-          }
-          return;
-        }
-        copy_gathered(v_s + stage * Tr::kStageHalves + copy_smem_kv, v_src, v_st, (s - listed) * kTile);
-      };
+  if (steps > 0) issue(0, 0);
+  cp_async_commit();  // the query copies, committed even without a step: the last wait covers them
+  for (int s = 0; s < steps; ++s) {
+    const int buf = s & 1;
+    cp_async_wait<0>();
+    if constexpr (kWgmma) {
       // The TMA's steps are the first ones (listed tiles before gathered keys), so the
-      // k-th use of a stage is step 2k + stage: its phase parity is k's.
-      auto k_ready = [&](int s) {
-        if (kGlobalRows || s < listed) tma::wait(barriers + 8 * (s & 1), (s >> 1) & 1);
-      };
-      auto v_ready = [&](int s) {
-        if (kGlobalRows || s < listed) tma::wait(barriers + 24 + 8 * (s & 1), (s >> 1) & 1);
-      };
-      // Every thread's cp.async copies visible to all threads and to wgmma, and every warp
-      // past what came before.
-      auto publish = [&]() {
-        cp_async_wait<0>();
-        if (copied) wgmma::fence_shared_for_async();
-        copied = false;
-        __syncthreads();
-      };
-      // Step s's scores (s_acc) masked and turned into weights.
-      auto weigh = [&](int s, float(&s_acc)[8][4], float(&correction)[2]) {
-        const uint8_t* kf = key_flag_s + (s & 1) * kTile;
-        const bool gathered = !kGlobalRows && s >= listed;
-        const int key_first = (!kGlobalRows && !gathered) ? p.key_tile[plan + s] * kTile : 0;
-        // As in the mma.sync loop: whether this warp's rows need no mask, else the keys
-        // each of this thread's two rows may see as column masks (tile_plan.hpp).
-        const uint64_t valid = columns_with(kf, kValid, lane);
-        bool full = valid == ~0ull;
-        if (!kGlobalRows && !gathered)
-          full = full && window_covers(q_first + warp * 16, 16, key_first, kTile, p.window);
-        if (!full) {
-          uint64_t allowed[2] = {valid, valid};
-          if (!kGlobalRows && !gathered) {
-            const uint64_t global = columns_with(kf, kGlobal, lane);
-            const uint64_t bits = p.layout_bits[plan + s];
+      // k-th use of a stage is step 2k + buf: its phase parity is k's.
+      if (!kGlobalRows && s == 0) tma::wait(barriers + 16, 0);
+      if (kGlobalRows || s < listed) tma::wait(barriers + 8 * buf, (s >> 1) & 1);
+      // This thread's cp.async copies (gathered keys; the global rows' queries, in step
+      // 0's group) made visible to wgmma, before the barrier.
+      if (kGlobalRows ? s == 0 : s >= listed) wgmma::fence_shared_for_async();
+    }
+    __syncthreads();
+    if (s + 1 < steps) issue(s + 1, buf ^ 1);
+    // Q's fragments, once (mma.sync; the wgmma path reads Q from shared memory).
+    if (!kWgmma && s == 0) {
 #pragma unroll
-            for (int r = 0; r < 2; ++r) {
-              const int i = my_rows + r * 8;
-              allowed[r] &= window_columns(i, key_first, p.window) | global |
-                            layout_columns(bits, p.layout_block, i % kTile, true);
-            }
-          }
-          const uint32_t mine = thread_columns(allowed[0], allowed[1], tig);
-#pragma unroll
-          for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e)
-              if (!thread_allows(mine, nt, e)) s_acc[nt][e] = -INFINITY;
-          }
-        }
-        online_softmax(s_acc, row_max, row_sum, scale_log2, correction);
-      };
-
-      float s_acc[8][4];      // step s's scores, then weights; then step s + 1's scores
-      uint32_t p_frag[4][4];  // step s's weights as A fragments
-      float correction[2];
-      cp_async_commit();  // the global rows' queries
-      if (steps == 0) return;
-      issue_k(0);
-      issue_v(0);
-      if (steps > 1) issue_k(1);
-      cp_async_commit();
-      publish();
-      if constexpr (!kGlobalRows) tma::wait(barriers + 16, 0);  // the query tile
-      k_ready(0);
-      wgmma::issue_abt_shared<T>(s_acc, smem_addr(q_s), smem_addr(k_s));
-      wgmma::wait_pending<0>();
-      wgmma::keep(s_acc);
-      weigh(0, s_acc, correction);  // O is still zero: nothing to rescale
-      // Steps 0 .. steps - 2 overlap with the next; the last runs alone. (The same
-      // branches around the GEMMs inside one loop made ptxas serialize every wgmma: it
-      // could not tell that the wait for one group retired step s + 1's S.)
-      for (int s = 0; s < steps; ++s) {
-        // Every warp past step s - 1: K stage s & 1 (K_s, read by S_s) and V stage
-        // (s + 1) & 1 (V_{s-1}, read by P V_{s-1}) are free.
-        publish();
-        if (s + 2 < steps) issue_k(s + 2);
-        if (s + 1 < steps) issue_v(s + 1);
-        cp_async_commit();
-        wgmma::pack<T>(s_acc, p_frag);
-        if (s + 1 == steps) {
-          v_ready(s);
-          wgmma::issue_ab<T>(o_acc, p_frag, smem_addr(v_s) + (s & 1) * wgmma::kTileBytes);
-          wgmma::wait_pending<0>();
-          wgmma::keep(o_acc);
-          wgmma::keep(p_frag);
-          break;
-        }
-        k_ready(s + 1);
-        wgmma::issue_abt_shared<T>(s_acc, smem_addr(q_s), smem_addr(k_s) + ((s + 1) & 1) * wgmma::kTileBytes);
-        v_ready(s);
-        wgmma::issue_ab<T>(o_acc, p_frag, smem_addr(v_s) + (s & 1) * wgmma::kTileBytes);
-        wgmma::wait_pending<1>();  // S_{s+1}; P V_s may still run
-        wgmma::keep(s_acc);
-        weigh(s + 1, s_acc, correction);
-        wgmma::wait_pending<0>();
-        wgmma::keep(o_acc);
-        wgmma::keep(p_frag);
-#pragma unroll
-        for (int dt = 0; dt < D / 8; ++dt) {
-          o_acc[dt][0] *= correction[0];
-          o_acc[dt][1] *= correction[0];
-          o_acc[dt][2] *= correction[1];
-          o_acc[dt][3] *= correction[1];
-        }
+      for (int kk = 0; kk < D / 16; ++kk) {
+        const int r = warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
+        ldmatrix_x4(q_frag[kk], q_s + r * kRow + kk * 16 + (lane / 16) * 8);
       }
-    };
-    attend_steps_wgmma();
-  } else {
-    // The mma.sync steps, one after the other: two shared buffers and one barrier per
-    // step; the barrier that publishes step s also tells that every warp is done with
-    // step s - 1, whose buffer step s + 1 then takes.
-    if (steps > 0) issue(0, 0);
-    cp_async_commit();  // the query copies, committed even without a step: the last wait covers them
-    for (int s = 0; s < steps; ++s) {
-      const int buf = s & 1;
-      cp_async_wait<0>();
-      __syncthreads();
-      if (s + 1 < steps) issue(s + 1, buf ^ 1);
-      if (s == 0) {  // Q's fragments, once
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-          const int r = warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
-          ldmatrix_x4(q_frag[kk], q_s + r * kRow + kk * 16 + (lane / 16) * 8);
-        }
-      }
-      const uint8_t* kf = key_flag_s + buf * kTile;
-      const bool gathered = !kGlobalRows && s >= listed;
-      const int key_first = (!kGlobalRows && !gathered) ? row_keys[s] * kTile : 0;
-      // Whether this warp's 16 rows need no mask for this step: every key valid and, for a
-      // listed tile, the window covering every (row, key) pair.
-      const uint64_t valid = columns_with(kf, kValid, lane);
-      bool full = valid == ~0ull;
+    }
+    const uint8_t* kf = key_flag_s + buf * kTile;
+    const bool gathered = !kGlobalRows && s >= listed;
+    const int key_first = (!kGlobalRows && !gathered) ? row_keys[s] * kTile : 0;
+    // Whether this warp's 16 rows need no mask for this step: every key valid and, for a
+    // listed tile, the window covering every (row, key) pair.
+    const uint64_t valid = columns_with(kf, kValid, lane);
+    bool full = valid == ~0ull;
+    if (!kGlobalRows && !gathered) {
+      full = full && window_covers(q_first + warp * 16, 16, key_first, kTile, p.window);
+    }
+    // The keys each of this thread's two rows may see, as column masks (tile_plan.hpp):
+    // the valid ones, and of a listed tile those in the window, global or allowed by the
+    // layout. Worked out per row before the GEMM (fewer registers live), one bit test per
+    // score after it. The wgmma path only: in the mma.sync kernel (128 registers for four
+    // CTAs per SM) they made ptxas spill 36/36 bytes (stores/loads; 0/0 without), so it
+    // keeps the test per score until a device has timed both.
+    uint32_t mine = ~0u;
+    if (kWgmma && !full) {
+      uint64_t allowed[2] = {valid, valid};
       if (!kGlobalRows && !gathered) {
-        full = full && window_covers(q_first + warp * 16, 16, key_first, kTile, p.window);
+        const uint64_t global = columns_with(kf, kGlobal, lane);
+        const uint64_t bits = row_bits[s];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int i = my_rows + r * 8;
+          allowed[r] &=
+              window_columns(i, key_first, p.window) | global | layout_columns(bits, p.layout_block, i % kTile, true);
+        }
       }
-      // S = Q K^T for this warp's 16 rows x 64 keys, unscaled.
-      float s_acc[8][4];
+      mine = thread_columns(allowed[0], allowed[1], tig);
+    }
+    // S = Q K^T for this warp's 16 rows x 64 keys, unscaled.
+    float s_acc[8][4];
+    if constexpr (kWgmma) {
+      wgmma::gemm_abt_shared<T>(s_acc, smem_addr(q_s), smem_addr(k_s) + buf * wgmma::kTileBytes);
+    } else {
       const uint32_t k_stage = k_addr + buf * kStageBytes;
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
@@ -461,33 +303,63 @@ __device__ __forceinline__ void attend_cta(const Params& p, const RowMaps* maps,
           Op::mma(s_acc[nt], q_frag[kk + 1], kb[2], kb[3]);
         }
       }
-      // The mask, one test per score (the wgmma path's column masks, worked out per row
-      // before the GEMM, made ptxas spill 36/36 bytes in this kernel's 128 registers).
-      if (!full) {
-        const uint64_t bits = (kGlobalRows || gathered) ? 0 : row_bits[s];
+    }
+    if (!full) {
+      const uint64_t bits = (kWgmma || kGlobalRows || gathered) ? 0 : row_bits[s];  // mma.sync's per-score test
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
+      for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
+        for (int e = 0; e < 4; ++e) {
+          bool ok;
+          if constexpr (kWgmma) {
+            ok = thread_allows(mine, nt, e);
+          } else {
             const int col = nt * 8 + tig * 2 + (e & 1);
             const uint8_t f = kf[col];
-            bool ok = (f & kValid) != 0;
+            ok = (f & kValid) != 0;
             if (ok && !kGlobalRows && !gathered)
               ok = local_allows(my_rows + (e >> 1) * 8, key_first + col, f, p.window, bits, p.layout_block);
-            if (!ok) s_acc[nt][e] = -INFINITY;
           }
+          if (!ok) s_acc[nt][e] = -INFINITY;
         }
       }
-      float correction[2];
-      online_softmax(s_acc, row_max, row_sum, scale_log2, correction);
+    }
+    // The online softmax update (the scale is positive, so the unscaled maximum is the
+    // scaled one's).
+    float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt) {
-        o_acc[dt][0] *= correction[0];
-        o_acc[dt][1] *= correction[0];
-        o_acc[dt][2] *= correction[1];
-        o_acc[dt][3] *= correction[1];
+    for (int nt = 0; nt < 8; ++nt) {
+      tile_max[0] = fmaxf(tile_max[0], fmaxf(s_acc[nt][0], s_acc[nt][1]));
+      tile_max[1] = fmaxf(tile_max[1], fmaxf(s_acc[nt][2], s_acc[nt][3]));
+    }
+    float correction[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      const float new_max = fmaxf(row_max[r], tile_max[r] * scale_log2);
+      const float use = new_max == -INFINITY ? 0.f : new_max;  // all masked so far: keep zeros
+      correction[r] = fast_exp2(row_max[r] - use);
+      row_max[r] = new_max;
+      row_sum[r] *= correction[r];
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        s_acc[nt][2 * r] = fast_exp2(fmaf(s_acc[nt][2 * r], scale_log2, -use));
+        s_acc[nt][2 * r + 1] = fast_exp2(fmaf(s_acc[nt][2 * r + 1], scale_log2, -use));
+        row_sum[r] += s_acc[nt][2 * r] + s_acc[nt][2 * r + 1];
       }
-      // O += P V: P's accumulator layout is already the A-operand layout.
+    }
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      o_acc[dt][0] *= correction[0];
+      o_acc[dt][1] *= correction[0];
+      o_acc[dt][2] *= correction[1];
+      o_acc[dt][3] *= correction[1];
+    }
+    // O += P V: P's accumulator layout is already the A-operand layout.
+    if constexpr (kWgmma) {
+      wgmma::gemm_mb<T>(o_acc, s_acc, smem_addr(v_s) + buf * wgmma::kTileBytes);
+    } else {
       const uint32_t v_stage = v_addr + buf * kStageBytes;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {

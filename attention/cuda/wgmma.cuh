@@ -177,61 +177,6 @@ __device__ __forceinline__ void gemm_mb(float (&acc)[8][4], const float (&m)[8][
   wait_all();
 }
 
-// The pieces of an overlapped step (FlashAttention-3's intra-warpgroup pipelining):
-// GEMMs issued without waiting, waited for later by wait_pending<N> (at most N groups
-// still running), and keep(), which tells the compiler that the registers an
-// asynchronous GEMM writes or reads are in use until that point: right after the wait,
-// so that nothing reads an accumulator before it and nothing takes an A operand's
-// registers while the GEMM may still read them.
-template <int N>
-__device__ __forceinline__ void wait_pending() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-__device__ __forceinline__ void keep(float (&r)[8][4]) {
-#pragma unroll
-  for (int i = 0; i < 8; ++i)
-    asm volatile("" : "+f"(r[i][0]), "+f"(r[i][1]), "+f"(r[i][2]), "+f"(r[i][3])::"memory");
-}
-__device__ __forceinline__ void keep(uint32_t (&r)[4][4]) {
-#pragma unroll
-  for (int i = 0; i < 4; ++i) asm volatile("" : "+r"(r[i][0]), "+r"(r[i][1]), "+r"(r[i][2]), "+r"(r[i][3])::"memory");
-}
-
-// S = Q K^T as gemm_abt_shared, issued and committed as one group, not waited for.
-template <typename T>
-__device__ __forceinline__ void issue_abt_shared(float (&acc)[8][4], uint32_t a_tile, uint32_t b_tile) {
-  const uint64_t a_desc = descriptor(a_tile), b_desc = descriptor(b_tile);
-  fence();
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk)
-    Mma<T>::step_shared(acc, advanced(a_desc, kk * 32), advanced(b_desc, kk * 32), kk > 0 ? 1 : 0);
-  commit();
-}
-
-// M (fp32, the accumulator layout) rounded to T as A fragments: P for O += P V.
-template <typename T>
-__device__ __forceinline__ void pack(const float (&m)[8][4], uint32_t (&a)[4][4]) {
-  using Op = Ops<T>;
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk) {
-    a[kk][0] = Op::pack(m[2 * kk][0], m[2 * kk][1]);
-    a[kk][1] = Op::pack(m[2 * kk][2], m[2 * kk][3]);
-    a[kk][2] = Op::pack(m[2 * kk + 1][0], m[2 * kk + 1][1]);
-    a[kk][3] = Op::pack(m[2 * kk + 1][2], m[2 * kk + 1][3]);
-  }
-}
-
-// acc += A (packed) . B (a swizzled tile read MN-major), issued and committed as one
-// group, not waited for.
-template <typename T>
-__device__ __forceinline__ void issue_ab(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t tile) {
-  const uint64_t b_desc = descriptor(tile);
-  fence();  // acc and a were written by ordinary instructions
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk) Mma<T>::template step<true>(acc, a[kk], advanced(b_desc, kk * 16 * kRowBytes), 1);
-  commit();
-}
-
 #undef LDQA_WGMMA_M64N64K16_RS
 #undef LDQA_WGMMA_M64N64K16_SS
 #undef LDQA_WGMMA_ACC_OPERANDS
