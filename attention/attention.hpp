@@ -167,11 +167,6 @@ struct AttentionGradients {
   void* d_v_global = nullptr;
   Strides d_out_strides, d_q_strides, d_k_strides, d_v_strides, d_q_global_strides, d_k_global_strides,
       d_v_global_strides;
-  // CUDA: every gradient bit-identical across reruns. dK and dV always are; false lets
-  // the Hopper (wgmma) backward sum dQ by fp32 atomics inside its dK/dV pass instead of
-  // a pass of its own (faster; dQ's last bits then vary with the atomics' order, as in
-  // FlashAttention-2). The CPU backward is deterministic either way.
-  bool deterministic = false;
 };
 
 // Which pass a question about kernels concerns (SparseAttention::cuda_kernel_path).

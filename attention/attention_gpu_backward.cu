@@ -1,11 +1,8 @@
 // CUDA backward of the sparse attention: FlashAttention-2-style recomputation of the
 // attention weights from the forward's row log-sum-exp, over exactly the forward's
-// (query, key) pairs, on tensor cores (mma.sync m16n8k16, fp32 accumulation). dK and dV
-// never use atomics: each element is summed by one CTA in a fixed order, so reruns are
-// bit-identical. So is dQ, except on the wgmma path when the call does not ask for
-// determinism (AttentionGradients::deterministic): there the dK/dV kernels also add the
-// local rows' dQ by fp32 atomics (launch_gradients_fused), and 3 below runs for the
-// global rows only. Launch sequence, all on one stream, no host synchronisation:
+// (query, key) pairs, on tensor cores (mma.sync m16n8k16, fp32 accumulation). No
+// atomics: every gradient element is summed by one CTA in a fixed order, so reruns are
+// bit-identical. Launch sequence, all on one stream, no host synchronisation:
 //   1. prepare:  flags, the ordered global list and each global position's slot;
 //   2. delta:    D_i = rowsum(dO_i * O_i), fp32;
 //   3. dQ, query-major (the forward's walk): local rows over their listed key tiles and
@@ -55,10 +52,9 @@ void launch_backward_dtype(const Params& p, const Geometry& g, bool has_globals,
 }
 
 // The list part (list_layout), then each global position's slot, the row
-// deltas, the global rows' split partials of dQ and dK/dV and, on the wgmma path, the
-// fused dQ's fp32 sums (num_tiles * 64 rows per head).
+// deltas and the global rows' split partials of dQ and dK/dV.
 struct BackwardLayout {
-  std::size_t slot_of, delta, partial_dq, partial_dkv, dq_accum, total;
+  std::size_t slot_of, delta, partial_dq, partial_dkv, total;
 };
 
 BackwardLayout backward_layout(const SparseAttention::Impl& impl, int batch, const Geometry& g) {
@@ -69,20 +65,14 @@ BackwardLayout backward_layout(const SparseAttention::Impl& impl, int batch, con
   w.delta = w.slot_of + align256(positions * sizeof(int32_t));
   w.partial_dq = w.delta + align256(positions * impl.num_heads * sizeof(float));
   w.partial_dkv = w.partial_dq + align256(rows * impl.head_dim * sizeof(float));
-  w.dq_accum = w.partial_dkv + align256(rows * 2 * impl.head_dim * sizeof(float));
-  const std::size_t sums = g.path == KernelPath::wgmma ? static_cast<std::size_t>(batch) * impl.num_heads *
-                                                             impl.plan.num_tiles * kTile * impl.head_dim
-                                                       : 0;
-  w.total = w.dq_accum + align256(sums * sizeof(float));
+  w.total = w.partial_dkv + align256(rows * 2 * impl.head_dim * sizeof(float));
   return w;
 }
 
 }  // namespace
 
 std::size_t cuda_backward_workspace_bytes(const SparseAttention::Impl& impl, int batch, int max_global) {
-  Geometry g = geometry(impl, batch, max_global);
-  g.path = kernel_path(impl.head_dim, AttentionPass::backward);  // the fused dQ's sums on the wgmma path
-  return backward_layout(impl, batch, g).total;
+  return backward_layout(impl, batch, geometry(impl, batch, max_global)).total;
 }
 
 void backward_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in, const AttentionGradients& grad,
@@ -97,7 +87,6 @@ void backward_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in,
   const int max_global = has_globals ? (in.max_global < 0 ? impl.seq_len : in.max_global) : 0;
   Geometry g = geometry(impl, in.batch, max_global);
   g.path = path;
-  g.dq_by_atomics = path == KernelPath::wgmma && !grad.deterministic;
   const BackwardLayout w = backward_layout(impl, in.batch, g);
   StreamWorkspace taken(workspace, w.total, stream);
   unsigned char* ws = taken.get();
@@ -107,7 +96,6 @@ void backward_cuda(const SparseAttention::Impl& impl, const AttentionInputs& in,
   p.delta = reinterpret_cast<float*>(ws + w.delta);
   p.partial_acc = reinterpret_cast<float*>(ws + w.partial_dq);
   p.partial_dkv = reinterpret_cast<float*>(ws + w.partial_dkv);
-  p.dq_accum = g.dq_by_atomics ? reinterpret_cast<float*>(ws + w.dq_accum) : nullptr;
   p.d_out = grad.d_out;
   p.dq = grad.d_q;
   p.dk = grad.d_k;

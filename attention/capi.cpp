@@ -71,13 +71,10 @@ extern "C" {
 // the tensors are passed (forward: q, k, v, qg, kg, vg, out; the backward adds d_out,
 // d_q, d_k, d_v, d_qg, d_kg, d_vg); three zeros mean that tensor is contiguous.
 // q_global_rows: the rows qg and d_qg hold, 0 = n (AttentionInputs::q_global_rows).
-// deterministic (backward): nonzero asks for bit-identical gradients
-// (AttentionGradients::deterministic).
 struct LdqaAttentionShape {
   int cuda, batch, heads, n, head_dim, dtype, window, top_k, max_global;
   float scale;
   int q_global_rows;
-  int deterministic;
 };
 
 }  // extern "C"
@@ -165,8 +162,7 @@ int ldqa_attention_backward(const LdqaAttentionShape* s, const void* q, const vo
                                   .d_v_strides = strides_at(strides, 10),
                                   .d_q_global_strides = strides_at(strides, 11),
                                   .d_k_global_strides = strides_at(strides, 12),
-                                  .d_v_global_strides = strides_at(strides, 13),
-                                  .deterministic = s->deterministic != 0};
+                                  .d_v_global_strides = strides_at(strides, 13)};
     const auto& attn = cached(s->n, s->heads, s->head_dim, s->window, s->top_k);
     if (s->cuda != 0) {
       const std::size_t bytes = workspace ? attn.cuda_backward_workspace_bytes(s->batch, s->max_global) : 0;

@@ -30,7 +30,6 @@ struct Options {
   int heads = 12, head_dim = 64, window = 256, globals = 64, reps = 20, sets = 3;
   std::string globals_at = "prefix";
   std::string pass = "forward";
-  int deterministic = 0;
 };
 
 Options parse(int argc, char** argv) {
@@ -45,8 +44,6 @@ Options parse(int argc, char** argv) {
       .add("--globals", &o.globals, "global tokens")
       .add("--globals-at", &o.globals_at, "prefix (the model's question) or scattered (at random)")
       .add("--pass", &o.pass, "forward, or backward (the forward's out and lse given, the backward timed)")
-      .add("--deterministic", &o.deterministic,
-           "backward: 1 asks for bit-identical gradients (AttentionGradients::deterministic)")
       .add("--reps", &o.reps, "timed repetitions")
       .add("--sets", &o.sets, "input sets rotated through")
       .parse(argc, argv);
@@ -222,7 +219,6 @@ void bench_cuda(const Options& o, int batch, int n, std::mt19937_64& rng) {
       grad.d_q = g;
       grad.d_k = g + count * 2;
       grad.d_v = g + 2 * count * 2;
-      grad.deterministic = o.deterministic != 0;
       CHECK_CUDA(cudaEventRecord(start));
       attn.backward_cuda(in, grad, nullptr, workspace, ws_bytes);
     } else {
@@ -237,8 +233,7 @@ void bench_cuda(const Options& o, int batch, int n, std::mt19937_64& rng) {
   }
   // The device column names the timed pass's kernels (mma.sync, or Hopper's wgmma).
   const auto pass = backward ? AttentionPass::backward : AttentionPass::forward;
-  const std::string device = std::string("cuda bf16 ") + attn.cuda_kernel_path(pass) +
-                             (backward && o.deterministic != 0 ? " deterministic" : "");
+  const std::string device = std::string("cuda bf16 ") + attn.cuda_kernel_path(pass);
   report(device.c_str(), batch, n, o, attended_pairs(mask, batch, n, o.window), median(times));
   for (void* p : tensors) cudaFree(p);
   cudaFree(out);

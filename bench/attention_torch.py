@@ -60,16 +60,9 @@ def load(lib_path):
 
 def use_kernel(choice):
     """Points our next calls at one kernel family: the library reads LDQA_ATTENTION_KERNEL
-    (and LDQA_ATTENTION_BACKWARD_KERNEL for the backward) at every call. A choice ending in
-    "/deterministic" (say wgmma/deterministic) also turns torch.use_deterministic_algorithms
-    on, which asks our backward for bit-identical gradients (dQ without atomics); any other
-    turns it off."""
-    family, _, mode = choice.partition("/")
-    if mode not in ("", "deterministic"):
-        raise SystemExit(f"kernel choice {choice!r}: FAMILY or FAMILY/deterministic")
-    os.environ["LDQA_ATTENTION_KERNEL"] = family
-    os.environ["LDQA_ATTENTION_BACKWARD_KERNEL"] = family
-    torch.use_deterministic_algorithms(mode == "deterministic")
+    (and LDQA_ATTENTION_BACKWARD_KERNEL for the backward) at every call."""
+    os.environ["LDQA_ATTENTION_KERNEL"] = choice
+    os.environ["LDQA_ATTENTION_BACKWARD_KERNEL"] = choice
     return f"ldqa (ours: {choice})"  # "default": wgmma at head dim 64 on compute capability 9.0
 
 
@@ -146,8 +139,7 @@ def main():
     ap.add_argument("--kernels", default=os.environ.get("LDQA_ATTENTION_KERNEL", "default"),
                     help="comma-separated LDQA_ATTENTION_KERNEL values to time ours with, in the same process on "
                     "the same inputs (default, wgmma or mma.sync; see attention/cuda/common.cuh)")
-    ap.add_argument("--backward-kernels", help="the same for the backward (default: --kernels), each optionally "
-                    "with /deterministic (dQ without atomics: see use_kernel)")
+    ap.add_argument("--backward-kernels", help="the same for the backward (default: --kernels)")
     ap.add_argument("--json")
     ap.add_argument("--stack-every-s", type=float, default=0,
                     help="print every thread's Python stack to stderr every so many seconds (0: never): where a "
@@ -278,7 +270,6 @@ def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, 
             err = max(rel_err(a, b) for a, b in zip(grads, first_grads))
             mine.append((method, do_bench(ours_bwd, warmup=10, rep=100, return_mode="median"), bwd_flops, err))
             del grads
-        torch.use_deterministic_algorithms(False)  # FlexAttention and SDPA as a user runs them
         emit_ours("backward", mine)
     block_mask = flex_block_mask(placement, gmask, w, g)
     start = time.monotonic()

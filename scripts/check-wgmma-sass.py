@@ -8,10 +8,11 @@ on a CPU could see it (fixed in 497b5bb by loading A at every step). This script
 the kernel's control flow back from each HGMMA to every instruction that can have written
 its A registers, and holds them to the attention kernels' rule:
 
-  a GEMM reading its B tile K-major (S = Q K^T, dP = dO V^T, S^T = K Q^T, dP^T = V dO^T)
-  takes A from ldmatrix (LDSM) of a resident shared tile; one reading B MN-major
+  a GEMM reading its B tile K-major with A in registers (the backward dQ's S = Q K^T and
+  dP = dO V^T) takes A from ldmatrix (LDSM) of a resident shared tile; one reading B MN-major
   (`.tnspB`: O += P V, dQ += dS K, dV += P^T dO, dK += dS^T Q) from the packs (F2FP) of
-  the fp32 P or dS just computed. Anything else that can reach an A register (a flag
+  the fp32 P or dS just computed (one with A in shared memory too, the forward's
+  S = Q K^T and dK/dV's S^T = K Q^T and dP^T = V dO^T, has no A register). Anything else that can reach an A register (a flag
   load, a max, the previous step's P, the kernel's set-up along the path where a load
   once at step 0 is skipped) fails. So does a wgmma kernel that touches local memory
   (a register spill: they have headroom, so a spill is a change to look at).

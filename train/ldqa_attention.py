@@ -15,9 +15,7 @@ Debian 12 torch 1.13 of the CPU tests) the same calls run as an autograd.Functio
 Tensors [B, H, n, D], except q_global, which may hold only the first R <= n rows
 [B, H, R, D] when every global row lies below R (globals as a prefix, as the model puts
 them; a sequence with a global row beyond comes out NaN on CUDA, an error on the CPU):
-its gradient then has R rows too, and nothing is padded. On Hopper the backward sums dQ
-by atomics (its last bits vary from run to run) unless torch.use_deterministic_algorithms
-is on. Strided views are read and written in place (a projection's
+its gradient then has R rows too, and nothing is padded. Strided views are read and written in place (a projection's
 [B, n, H, D] output transposed, slices): only a view whose last dim is not adjacent, or on
 CUDA one at an address or with a stride that is not a multiple of 16 bytes, is copied.
 Outputs and gradients come back as [B, H, n, D] views of [B, n, H, D] memory, the layout
@@ -41,7 +39,7 @@ _DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 class _Shape(ctypes.Structure):
     _fields_ = [(name, ctypes.c_int) for name in
                 ("cuda", "batch", "heads", "n", "head_dim", "dtype", "window", "top_k", "max_global")]
-    _fields_ += [("scale", ctypes.c_float), ("q_global_rows", ctypes.c_int), ("deterministic", ctypes.c_int)]
+    _fields_ += [("scale", ctypes.c_float), ("q_global_rows", ctypes.c_int)]
 
 
 _lib = None
@@ -101,11 +99,7 @@ def _shape_of(q, qg, window, max_global, scale):
         raise TypeError(f"ldqa attention: dtype {q.dtype} (float32 on the CPU, float16/bfloat16 on CUDA)")
     b, h, n, d = q.shape
     qg_rows = qg.shape[2] if qg is not None and qg.shape[2] < n else 0
-    # torch.use_deterministic_algorithms(True) asks the CUDA backward for bit-identical
-    # gradients (AttentionGradients::deterministic: dQ then skips the atomics).
-    deterministic = 1 if torch.are_deterministic_algorithms_enabled() else 0
-    return _Shape(1 if q.is_cuda else 0, b, h, n, d, _DTYPE_CODE[q.dtype], window, 0, max_global, scale, qg_rows,
-                  deterministic)
+    return _Shape(1 if q.is_cuda else 0, b, h, n, d, _DTYPE_CODE[q.dtype], window, 0, max_global, scale, qg_rows)
 
 
 def _stream_and_workspace(lib, shape, q, which):

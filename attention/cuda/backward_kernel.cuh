@@ -17,9 +17,12 @@
 
 namespace ldqa::attention::detail::gpu {
 
-// kWgmma (sm_90a, head dim 64): the GEMMs as Hopper's warpgroup MMA (wgmma.cuh), the
-// streamed tiles (K and V in dQ, Q and dO in dK/dV) swizzled for it and placed first,
-// 1024-byte aligned; the resident tiles, read into registers once, stay padded.
+// kWgmma (sm_90a, head dim 64): the GEMMs as Hopper's warpgroup MMA (wgmma.cuh), every
+// tile swizzled for it, 1024-byte aligned, the streamed ones (K and V in dQ, Q and dO in
+// dK/dV) first. The resident ones (Q and dO in dQ, K and V in dK/dV) are the A operand
+// of S = Q K^T and dP = dO V^T (S^T = K Q^T, dP^T = V dO^T) straight from shared memory:
+// no ldmatrix per step, and 32 registers fewer. On the mma.sync path they are padded
+// for ldmatrix, loaded into registers once.
 template <int D, bool kWgmma = false>
 struct BackwardSmem {
   static constexpr int kRow = D + kPad;
@@ -27,27 +30,24 @@ struct BackwardSmem {
   // Head dim 128 single-buffers its streamed tiles so both kernels stay under the
   // 99 KB of shared memory a CTA may have on sm_86/sm_89.
   static constexpr int kStages = D <= 64 ? 2 : 1;
-  // dQ CTAs per SM the registers must allow (three at D <= 64: 168 registers).
+  // dQ CTAs per SM the registers must allow: three at D <= 64 (168 registers; the wgmma
+  // path needs 143, and would spill at the 128 of four).
   static constexpr int kDqMinBlocks = D <= 64 ? 3 : 1;
-  // Halves of one streamed tile (a stage), and the bytes before the first one.
+  // Halves of one streamed tile (a stage) and of a resident one, and the bytes before
+  // the first tile.
   static constexpr int kStageHalves = kWgmma ? static_cast<int>(wgmma::kTileBytes / 2) : kTileElems;
+  static constexpr int kResidentHalves = kStageHalves;
   static constexpr std::size_t kAlignBytes = kWgmma ? wgmma::kAtomBytes : 0;
   // dQ: the query and dO tiles, per stage a key and a value tile, and key flags.
-  static constexpr std::size_t kDqBytes = kAlignBytes + static_cast<std::size_t>(2) * kTileElems * 2 +
+  static constexpr std::size_t kDqBytes = kAlignBytes + static_cast<std::size_t>(2) * kResidentHalves * 2 +
                                           static_cast<std::size_t>(2 * kStages) * kStageHalves * 2 +
                                           static_cast<std::size_t>(kStages) * kTile;
-  // dK/dV's resident key and value tiles: on the wgmma path swizzled like the streamed
-  // ones (S^T = K Q^T and dP^T = V dO^T read them from shared memory, and so does the
-  // fused dQ = dS K), padded for ldmatrix on the mma.sync path.
-  static constexpr int kResidentHalves = kWgmma ? kStageHalves : kTileElems;
-  // dK/dV: the key and value tiles (wgmma: and the dS^T tile of the fused dQ), per stage
-  // a query and a dO tile, each row's log2 offset and delta (floats) and whether the
-  // row's tile counts the key (bytes).
-  static constexpr std::size_t kDkvBytes = kAlignBytes +
-                                           static_cast<std::size_t>(kWgmma ? 3 : 2) * kResidentHalves * 2 +
+  // dK/dV: the key and value tiles, per stage a query and a dO tile, each row's log2
+  // offset and delta (floats) and whether the row's tile counts the key (bytes).
+  static constexpr std::size_t kDkvBytes = kAlignBytes + static_cast<std::size_t>(2) * kResidentHalves * 2 +
                                            static_cast<std::size_t>(2 * kStages) * kStageHalves * 2 +
                                            static_cast<std::size_t>(kStages) * kTile * (2 * sizeof(float) + 1);
-  // Where column `col` of row `r` of a resident dK/dV tile lands, in halves.
+  // Where column `col` of row `r` of a resident tile lands, in halves.
   static __device__ __forceinline__ int resident_offset(int r, int col) {
     if constexpr (kWgmma) return static_cast<int>(wgmma::swizzled(r, col / 8) / 2);
     return r * kRow + col;
@@ -127,26 +127,32 @@ __device__ __forceinline__ void store_row_pair(T* dst, float lo, float hi) {
 }
 
 // ---------------------------------------------------------------------------------------
-// 2. delta, one thread per row; grid (rows, heads, batch).
+// 2. delta, kDeltaThreads / (D / 8) rows per CTA: D / 8 threads per row, each reading
+// 16 bytes of O and of dO, so that a warp's loads cover whole rows (with one thread per
+// row, each load instruction touched 32 rows and the kernel stalled on memory: 0.23 ms
+// at H12 16k B = 8 on an H100, 2.5 times what its bytes take). The partial sums meet by
+// shuffles in a fixed order, so delta is the same at every run.
+constexpr int kDeltaThreads = 256;
 template <typename T, int D>
 __global__ void delta_kernel(Params p) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  constexpr int kLanes = D / 8;  // divides 32 for every head dim the kernels take
+  const int i = static_cast<int>((blockIdx.x * blockDim.x + threadIdx.x) / kLanes);
+  const int chunk = static_cast<int>(threadIdx.x % kLanes);
   const int h = blockIdx.y, b = blockIdx.z;
-  if (i >= p.n) return;
-  const uint4* o =
-      reinterpret_cast<const uint4*>(head_rows(static_cast<const T*>(p.out), p.st_out, b, h) + row_at(i, p.st_out));
-  const uint4* g =
-      reinterpret_cast<const uint4*>(head_rows(static_cast<const T*>(p.d_out), p.st_do, b, h) + row_at(i, p.st_do));
   float sum = 0.f;
+  if (i < p.n) {  // rows past n add nothing, but their threads still take part in the shuffles
+    const uint4 o = reinterpret_cast<const uint4*>(head_rows(static_cast<const T*>(p.out), p.st_out, b, h) +
+                                                   row_at(i, p.st_out))[chunk];
+    const uint4 g = reinterpret_cast<const uint4*>(head_rows(static_cast<const T*>(p.d_out), p.st_do, b, h) +
+                                                   row_at(i, p.st_do))[chunk];
+    const T* oh = reinterpret_cast<const T*>(&o);
+    const T* gh = reinterpret_cast<const T*>(&g);
 #pragma unroll
-  for (int c = 0; c < D / 8; ++c) {
-    const uint4 a = o[c], b = g[c];
-    const T* ah = reinterpret_cast<const T*>(&a);
-    const T* bh = reinterpret_cast<const T*>(&b);
-#pragma unroll
-    for (int e = 0; e < 8; ++e) sum = fmaf(Ops<T>::to_float(ah[e]), Ops<T>::to_float(bh[e]), sum);
+    for (int e = 0; e < 8; ++e) sum = fmaf(Ops<T>::to_float(oh[e]), Ops<T>::to_float(gh[e]), sum);
   }
-  p.delta[head_base(p, b, h) + i] = sum;
+#pragma unroll
+  for (int offset = kLanes / 2; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  if (i < p.n && chunk == 0) p.delta[head_base(p, b, h) + i] = sum;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -159,14 +165,13 @@ template <typename T, int D, bool kGlobalRows, bool kWgmma>
 __device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
   static_assert(!kWgmma || D == 64, "the wgmma path is written for head dim 64");
   using Sm = BackwardSmem<D, kWgmma>;
-  constexpr int kRow = Sm::kRow;
   constexpr int kStages = Sm::kStages;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* k_s = reinterpret_cast<T*>(Sm::streamed_base(smem_raw));               // [kStages] stages
-  T* v_s = k_s + kStages * Sm::kStageHalves;                                // [kStages] stages
-  T* q_s = v_s + kStages * Sm::kStageHalves;                                // [64][kRow]
-  T* do_s = q_s + Sm::kTileElems;                                           // [64][kRow]
-  uint8_t* key_flag_s = reinterpret_cast<uint8_t*>(do_s + Sm::kTileElems);  // [kStages][64]
+  T* k_s = reinterpret_cast<T*>(Sm::streamed_base(smem_raw));                    // [kStages] stages
+  T* v_s = k_s + kStages * Sm::kStageHalves;                                     // [kStages] stages
+  T* q_s = v_s + kStages * Sm::kStageHalves;                                     // resident_offset
+  T* do_s = q_s + Sm::kResidentHalves;                                           // resident_offset
+  uint8_t* key_flag_s = reinterpret_cast<uint8_t*>(do_s + Sm::kResidentHalves);  // [kStages][64]
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = lane / 4, tig = lane % 4;
@@ -199,8 +204,8 @@ __device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
       if (q_first + r < p.n) pos = q_first + r;
     }
     const int row = pos >= 0 ? pos : 0;
-    cp_async16(q_s + r * kRow + col, q_src + row_at(row, q_st) + col, pos >= 0 ? 16 : 0);
-    cp_async16(do_s + r * kRow + col, do_src + row_at(row, p.st_do) + col, pos >= 0 ? 16 : 0);
+    cp_async16(q_s + Sm::resident_offset(r, col), q_src + row_at(row, q_st) + col, pos >= 0 ? 16 : 0);
+    cp_async16(do_s + Sm::resident_offset(r, col), do_src + row_at(row, p.st_do) + col, pos >= 0 ? 16 : 0);
   }
   // This thread's two rows: their offsets and deltas.
   float offset[2], delta[2];
@@ -261,7 +266,7 @@ __device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
   float dq_acc[D / 8][4];
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) dq_acc[i][0] = dq_acc[i][1] = dq_acc[i][2] = dq_acc[i][3] = 0.f;
-  uint32_t q_frag[D / 16][4], do_frag[D / 16][4];
+  uint32_t q_frag[D / 16][4], do_frag[D / 16][4];  // mma.sync: Q and dO as A, loaded once
   const float scale_log2 = p.scale * kLog2e;
 
   if (steps > 0) {
@@ -281,7 +286,7 @@ __device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
     }
     if constexpr (kWgmma) wgmma::fence_shared_for_async();  // this thread's copies, before the barrier
     __syncthreads();
-    if (kWgmma || s == 0) {  // at every step on the wgmma path: see the forward kernel
+    if (!kWgmma && s == 0) {  // the wgmma path reads Q and dO from shared memory
       load_a<D>(q_frag, q_s, warp * 16, lane);
       load_a<D>(do_frag, do_s, warp * 16, lane);
     }
@@ -289,7 +294,7 @@ __device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
     const T* v_tile = v_s + buf * Sm::kStageHalves;
     float p_acc[8][4];
     if constexpr (kWgmma) {
-      wgmma::gemm_abt<T>(p_acc, q_frag, smem_addr(k_tile));
+      wgmma::gemm_abt_shared<T>(p_acc, smem_addr(q_s), smem_addr(k_tile));
     } else {
       gemm_abt<T, D>(p_acc, q_frag, k_tile, lane);  // S = Q K^T
     }
@@ -345,7 +350,7 @@ __device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
     }
     float dp_acc[8][4];
     if constexpr (kWgmma) {
-      wgmma::gemm_abt<T>(dp_acc, do_frag, smem_addr(v_tile));
+      wgmma::gemm_abt_shared<T>(dp_acc, smem_addr(do_s), smem_addr(v_tile));
     } else {
       gemm_abt<T, D>(dp_acc, do_frag, v_tile, lane);  // dP = dO V^T
     }
@@ -436,63 +441,25 @@ __global__ void dq_combine_kernel(Params p) {
   for (int x = 0; x < D / 32; ++x) dst[x * 32 + lane] = Ops<T>::from_float(acc[x] * p.scale);
 }
 
-// The fused path's dQ of the local rows (dkdv_kernel's kFuseDq), from the fp32 sums in
-// p.dq_accum: what dq_cta writes for them, scale x sum for a valid local row, 0 for
-// global and inactive rows (dq_combine writes the global rows' afterwards), NaN for a
-// sequence over max_global; and dQ_g's rows that are not global rows. One thread per 8
-// columns of a row; grid (chunks / 256, heads, batch).
-template <typename T, int D>
-__global__ void dq_convert_kernel(Params p) {
-  constexpr int kChunks = D / 8;
-  const int h = blockIdx.y, b = blockIdx.z;
-  const int chunk = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
-  const int i = chunk / kChunks, col = (chunk % kChunks) * 8;
-  if (i >= p.n) return;
-  const bool overflowed = p.overflow[b] != 0;
-  const uint8_t f = sequence_flags(p, b)[i];
-  float factor = (f & (kValid | kGlobal)) == kValid ? p.scale : 0.f;
-  if (overflowed) factor = NAN;
-  const float* sum = p.dq_accum + ((static_cast<std::size_t>(b) * p.heads + h) * p.num_tiles * kTile + i) * D + col;
-  const float4 lo = *reinterpret_cast<const float4*>(sum), hi = *reinterpret_cast<const float4*>(sum + 4);
-  T* dst = head_rows(static_cast<T*>(p.dq), p.st_dq, b, h) + row_at(i, p.st_dq) + col;
-  store_row_pair<T, D>(dst, lo.x * factor, lo.y * factor);
-  store_row_pair<T, D>(dst + 2, lo.z * factor, lo.w * factor);
-  store_row_pair<T, D>(dst + 4, hi.x * factor, hi.y * factor);
-  store_row_pair<T, D>(dst + 6, hi.z * factor, hi.w * factor);
-  if (p.separate && i < p.qg_rows && !((f & kGlobal) && !overflowed)) {
-    const float fill = overflowed ? NAN : 0.f;
-    T* dst_g = head_rows(static_cast<T*>(p.dqg), p.st_dqg, b, h) + row_at(i, p.st_dqg) + col;
-#pragma unroll
-    for (int c = 0; c < 8; c += 2) store_row_pair<T, D>(dst_g + c, fill, fill);
-  }
-}
-
 // ---------------------------------------------------------------------------------------
 // 4./5. dK and dV, key-major: a CTA holds 64 keys (each warp 16) and streams query tiles
 // past them, computing S^T = K Q^T so that dV += P^T dO and dK += dS^T Q accumulate in
 // registers. kGathered = false: key tile blockIdx.x, its listed query tiles, then the
 // global rows. true: 64 global keys (by slot) against one split of the query tiles,
 // counting only tiles that do not list the key's tile, into fp32 partials.
-// kFuseDq (wgmma path only): the local rows' dQ too, FlashAttention-2's way: each step's
-// dS^T goes to shared memory, dQ's share dS K (wgmma, both operands there) is added to
-// p.dq_accum by fp32 atomics, and dq_convert_kernel rounds the sums into dQ. That saves
-// the dQ pass its recomputation of S and dP, at the price of a dQ whose last bits
-// depend on the order the atomics land in (dK and dV stay bit-identical).
-template <typename T, int D, bool kGathered, bool kWgmma = false, bool kFuseDq = false>
+template <typename T, int D, bool kGathered, bool kWgmma = false>
 __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
   static_assert(!kWgmma || D == 64, "the wgmma path is written for head dim 64");
-  static_assert(!kFuseDq || kWgmma, "the fused dQ is the wgmma path's");
   using Sm = BackwardSmem<D, kWgmma>;
   constexpr int kStages = Sm::kStages;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* q_s = reinterpret_cast<T*>(Sm::streamed_base(smem_raw));                             // [kStages] stages
-  T* do_s = q_s + kStages * Sm::kStageHalves;                                             // [kStages] stages
-  T* k_s = do_s + kStages * Sm::kStageHalves;                                             // resident_offset
-  T* v_s = k_s + Sm::kResidentHalves;                                                     // resident_offset
-  T* ds_s = v_s + Sm::kResidentHalves;                                                    // wgmma: dS^T, swizzled
-  float* offset_s = reinterpret_cast<float*>(ds_s + (kWgmma ? Sm::kResidentHalves : 0));  // [kStages][64]
-  float* delta_s = offset_s + kStages * kTile;                                            // [kStages][64]
-  uint8_t* key_ok_s = reinterpret_cast<uint8_t*>(delta_s + kStages * kTile);              // [kStages][64]
+  T* q_s = reinterpret_cast<T*>(Sm::streamed_base(smem_raw));                 // [kStages] stages
+  T* do_s = q_s + kStages * Sm::kStageHalves;                                 // [kStages] stages
+  T* k_s = do_s + kStages * Sm::kStageHalves;                                 // resident_offset
+  T* v_s = k_s + Sm::kResidentHalves;                                         // resident_offset
+  float* offset_s = reinterpret_cast<float*>(v_s + Sm::kResidentHalves);      // [kStages][64]
+  float* delta_s = offset_s + kStages * kTile;                                // [kStages][64]
+  uint8_t* key_ok_s = reinterpret_cast<uint8_t*>(delta_s + kStages * kTile);  // [kStages][64]
 
   const int h = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -605,10 +572,6 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
     }
   };
   const float scale_log2 = p.scale * kLog2e;
-  // The fused dQ's accumulator rows of this head (num_tiles * 64 rows, so a tile's rows
-  // past n have somewhere to go; they are never read).
-  float* dq_rows =
-      kFuseDq ? p.dq_accum + (static_cast<std::size_t>(b) * p.heads + h) * p.num_tiles * kTile * D : nullptr;
 
   // Streams `steps` query tiles of `phase` past the resident keys (whose copies were
   // issued just before and commit with the first step's).
@@ -639,8 +602,12 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
       }
       const T* q_tile = q_s + buf * Sm::kStageHalves;
       const T* do_tile = do_s + buf * Sm::kStageHalves;
-      const int query_first = phase == 0 ? query_tile(s) * kTile : 0;
-      const uint64_t bits = (phase == 0 && !kGathered) ? p.layout_bits[col_entries[s]] : 0;
+      int query_first = 0;
+      uint64_t bits = 0;
+      if (phase == 0 && !kGathered) {
+        query_first = col_tiles[s] * kTile;
+        bits = p.layout_bits[col_entries[s]];
+      }
       // No mask for this warp's 16 keys when each counts (a vote) and, for local rows of a
       // listed tile, the window covers every (query, key) pair. Inactive query rows need
       // none: their offset is +inf, their weight exp2(-inf) = 0.
@@ -709,42 +676,12 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
           const float d = delta_s[buf * kTile + nt * 8 + tig * 2 + (e & 1)];
           p_acc[nt][e] = p_acc[nt][e] > 0.f ? p_acc[nt][e] * (dp_acc[nt][e] - d) : 0.f;
         }
-      if constexpr (kFuseDq) {
-        if (phase == 0) {
-          // dS^T (rounded to T) into shared memory for dQ = dS K, then dK += dS^T Q and
-          // that GEMM in one commit group.
-          uint32_t ds[4][4];
-          wgmma::pack_a<T>(ds, p_acc);
-          wgmma::store_a(smem_addr(ds_s), ds, warp * 16, lane);
-          wgmma::fence_shared_for_async();
-          __syncthreads();
-          float dq_part[8][4];
-          wgmma::fence();
-          wgmma::issue_mb<T>(dk_acc, ds, smem_addr(q_tile));
-          wgmma::issue_ab_mn_major<T>(dq_part, smem_addr(ds_s), smem_addr(k_s));
-          wgmma::commit();
-          wgmma::wait_all();
-          // This thread's two query rows of the tile, unless they take no part (their
-          // offset is +inf and their dS exactly 0); RED, no return value awaited.
-#pragma unroll
-          for (int r = 0; r < 2; ++r) {
-            const int row = warp * 16 + group + r * 8;
-            if (offset_s[buf * kTile + row] == INFINITY) continue;
-            float* dst = dq_rows + static_cast<std::size_t>(query_first + row) * D + tig * 2;
-#pragma unroll
-            for (int nt = 0; nt < 8; ++nt)
-              atomicAdd(reinterpret_cast<float2*>(dst + nt * 8),
-                        make_float2(dq_part[nt][2 * r], dq_part[nt][2 * r + 1]));
-          }
-        } else {
-          wgmma::gemm_mb<T>(dk_acc, p_acc, smem_addr(q_tile));
-        }
-      } else if constexpr (kWgmma) {
+      if constexpr (kWgmma) {
         wgmma::gemm_mb<T>(dk_acc, p_acc, smem_addr(q_tile));
       } else {
         gemm_mb<T, D>(dk_acc, p_acc, q_tile, lane);  // dK += dS^T Q
       }
-      __syncthreads();  // the buffer (and the dS^T tile) is rewritten next
+      __syncthreads();  // the buffer is reloaded next
     }
   };
 

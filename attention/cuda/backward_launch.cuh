@@ -1,8 +1,7 @@
 // The backward's launch sequence for one dtype and head dim (after launch_prepare):
 // delta, the dQ and dK/dV kernels of one path (launch_gradients: dQ of the local rows
 // and, with globals, of the global rows (one launch on the wgmma path), then the
-// gathered dK/dV partials; then dK/dV; or, on the wgmma path unless the call asks for
-// determinism, launch_gradients_fused), then with globals the merge of the global rows'
+// gathered dK/dV partials; then dK/dV), then with globals the merge of the global rows'
 // dQ splits. Each backward_<dtype>_hd<D>.cu
 // instantiates launch_backward once; backward_wgmma_<dtype>_hd64.cu (sm_90a) the wgmma
 // path of launch_gradients, which launch_backward takes where kernel_path says so.
@@ -15,45 +14,8 @@
 
 namespace ldqa::attention::detail::gpu {
 
-// The wgmma path with dQ fused into the dK/dV kernels (Geometry::dq_by_atomics): the
-// sums zeroed, dQ of the global rows alone (the one-launch dQ kernel's global CTAs), the
-// gathered dK/dV partials and dK/dV, each adding the local rows' dQ shares; then the
-// sums rounded into dQ.
-template <typename T, int D>
-void launch_gradients_fused(const Params& p, const Geometry& g, bool has_globals, cudaStream_t stream) {
-  constexpr std::size_t dq_smem = BackwardSmem<D, true>::kDqBytes;
-  constexpr std::size_t dkv_smem = BackwardSmem<D, true>::kDkvBytes;
-  LDQA_CUDA_CHECK(cudaMemsetAsync(
-      p.dq_accum, 0, static_cast<std::size_t>(p.batch) * p.heads * p.num_tiles * kTile * D * sizeof(float), stream));
-  const dim3 per_tile(p.num_tiles, p.heads, p.batch);
-  if (has_globals) {
-    const RowsGrid grid = rows_grid(p, g);
-    const auto dq_all = &dq_all_kernel<T, D, true>;
-    allow_dynamic_smem_once(reinterpret_cast<const void*>(dq_all), static_cast<int>(dq_smem));
-    const unsigned global_total = static_cast<unsigned>(grid.global_ctas) * p.heads * p.batch;
-    dq_all<<<global_total, kThreads, dq_smem, stream>>>(p, grid.global_ctas);  // its global CTAs only
-    LDQA_CUDA_CHECK(cudaGetLastError());
-    const auto dkdv_gathered = &dkdv_kernel<T, D, true, true, true>;
-    allow_dynamic_smem_once(reinterpret_cast<const void*>(dkdv_gathered), static_cast<int>(dkv_smem));
-    dkdv_gathered<<<dim3(grid.global_ctas, p.heads, p.batch), kThreads, dkv_smem, stream>>>(p);
-    LDQA_CUDA_CHECK(cudaGetLastError());
-  }
-  const auto dkdv_local = &dkdv_kernel<T, D, false, true, true>;
-  allow_dynamic_smem_once(reinterpret_cast<const void*>(dkdv_local), static_cast<int>(dkv_smem));
-  dkdv_local<<<per_tile, kThreads, dkv_smem, stream>>>(p);
-  LDQA_CUDA_CHECK(cudaGetLastError());
-  constexpr int kConvertThreads = 256;
-  const int chunks = p.n * (D / 8);
-  dq_convert_kernel<T, D>
-      <<<dim3((chunks + kConvertThreads - 1) / kConvertThreads, p.heads, p.batch), kConvertThreads, 0, stream>>>(p);
-  LDQA_CUDA_CHECK(cudaGetLastError());
-}
-
 template <typename T, int D, bool kWgmma>
 void launch_gradients(const Params& p, const Geometry& g, bool has_globals, cudaStream_t stream) {
-  if constexpr (kWgmma) {
-    if (g.dq_by_atomics) return launch_gradients_fused<T, D>(p, g, has_globals, stream);
-  }
   constexpr std::size_t dq_smem = BackwardSmem<D, kWgmma>::kDqBytes;
   constexpr std::size_t dkv_smem = BackwardSmem<D, kWgmma>::kDkvBytes;
   const auto dq_local = &dq_kernel<T, D, false, kWgmma>;
@@ -94,7 +56,8 @@ void launch_gradients(const Params& p, const Geometry& g, bool has_globals, cuda
 
 template <typename T, int D>
 void launch_backward(const Params& p, const Geometry& g, bool has_globals, cudaStream_t stream) {
-  delta_kernel<T, D><<<dim3((p.n + 255) / 256, p.heads, p.batch), 256, 0, stream>>>(p);
+  constexpr int kDeltaRows = kDeltaThreads / (D / 8);
+  delta_kernel<T, D><<<dim3((p.n + kDeltaRows - 1) / kDeltaRows, p.heads, p.batch), kDeltaThreads, 0, stream>>>(p);
   LDQA_CUDA_CHECK(cudaGetLastError());
 #ifdef LDQA_HAVE_SM90A
   if (D == 64 && g.path == KernelPath::wgmma) {

@@ -51,7 +51,6 @@ struct Params {
   float* partial_ml;      // [batch, heads, max_global, splits, 2] (forward only)
   float* partial_dkv;     // [batch, heads, max_global, splits, 2, head_dim] (backward only)
   float* lse;             // [batch, heads, n]: the forward writes it when given, the backward reads it
-  float* dq_accum;        // [batch, heads, num_tiles * 64, head_dim]: the fused backward's dQ sums (else nullptr)
   // Backward only.
   const void* d_out;
   float* delta;  // [batch, heads, n]: rowsum(dO * O)
@@ -274,9 +273,6 @@ struct Geometry {
   // The kernels this call takes: kernel_path, asked once per call before anything is
   // allocated or launched (a bad variable throws there), by run_cuda / backward_cuda.
   KernelPath path = KernelPath::mma_sync;
-  // Backward, wgmma path: dQ summed by atomics inside the dK/dV kernels (dkdv_kernel's
-  // kFuseDq) rather than by its own deterministic pass (AttentionGradients::deterministic).
-  bool dq_by_atomics = false;
 };
 // Splits of the tiles a global-row tile walks: enough CTAs to fill the GPU twice, each
 // split at least four tiles long.

@@ -1,8 +1,9 @@
 // Hopper's warpgroup MMA (wgmma, sm_90a only) for the kernels' 64 x 64 GEMMs at head
 // dim 64 (the forward's S = Q K^T and O += P V, the backward's S, dP, dQ, dK, dV), K in
 // steps of 16. A (P, dS, the backward's Q, ...) comes from registers in the mma.sync
-// m16n8k16 A-fragment layout each warp already holds, or (the forward's Q) from a
-// swizzled shared tile like B; B from shared memory through a descriptor.
+// m16n8k16 A-fragment layout each warp already holds, or (the forward's Q, the backward
+// dK/dV's K and V) from a swizzled shared tile like B; B from shared memory through a
+// descriptor.
 // The fp32 accumulators come back in the mma.sync accumulator layout, per warp 16 rows,
 // per 8 columns four values: so everything around the GEMMs is shared with the mma.sync
 // kernels.
@@ -19,8 +20,9 @@
 // ptxas (nvcc 13.0) may hand an HGMMA's A registers to other values once the GEMM is
 // done, so fragments loaded once and reused by the next step's GEMM read garbage (the
 // forward's Q fragments shared R88-R103 with the step's P although the PTX kept them
-// apart). The kernels reload register operands (the backward's Q, dO, K, V) from their
-// resident shared tiles at every step; the test attention_wgmma_sass
+// apart). The kernels reload register operands (the backward dQ's Q and dO) from their
+// resident shared tiles at every step, or take A from shared memory (the forward's Q,
+// the backward dK/dV's K and V); the test attention_wgmma_sass
 // (scripts/check-wgmma-sass.py) holds the SASS to this: every register A of an HGMMA
 // from an ldmatrix or a pack of its own step.
 //
@@ -90,12 +92,12 @@ __device__ __forceinline__ void fence_shared_for_async() {
       "{%32, %33, %34, %35}, %36, p, 1, 1, " #TRANS_B ";\n}\n"                                          \
       : LDQA_WGMMA_ACC_OPERANDS(acc)                                                                     \
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(accumulate))
-// acc = or += A (descriptor) . B (descriptor); TRANS 0 (both K-major) or 1 (both MN-major).
-#define LDQA_WGMMA_M64N64K16_SS(TYPE, TRANS)                                                            \
+// acc = or += A (descriptor, K-major) . B (descriptor, K-major).
+#define LDQA_WGMMA_M64N64K16_SS(TYPE)                                                                   \
   asm volatile(                                                                                          \
       "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                       \
       "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " LDQA_WGMMA_ACC32                  \
-      "%32, %33, p, 1, 1, " #TRANS ", " #TRANS ";\n}\n"                                                   \
+      "%32, %33, p, 1, 1, 0, 0;\n}\n"                                                                    \
       : LDQA_WGMMA_ACC_OPERANDS(acc)                                                                     \
       : "l"(a_desc), "l"(b_desc), "r"(accumulate))
 // clang-format on
@@ -117,19 +119,13 @@ struct Mma {
       LDQA_WGMMA_M64N64K16_RS("bf16", 0);
     }
   }
-  // Both operands from shared memory, both K-major (kTransposed false: S = Q K^T with Q
-  // resident) or both MN-major (true: the backward's dQ = dS K from dS^T and K tiles).
-  template <bool kTransposed = false>
+  // Both operands from shared memory, both K-major (S = Q K^T with Q resident).
   static __device__ __forceinline__ void step_shared(float (&acc)[8][4], uint64_t a_desc, uint64_t b_desc,
                                                      int accumulate) {
-    if constexpr (std::is_same_v<T, __half> && kTransposed) {
-      LDQA_WGMMA_M64N64K16_SS("f16", 1);
-    } else if constexpr (std::is_same_v<T, __half>) {
-      LDQA_WGMMA_M64N64K16_SS("f16", 0);
-    } else if constexpr (kTransposed) {
-      LDQA_WGMMA_M64N64K16_SS("bf16", 1);
+    if constexpr (std::is_same_v<T, __half>) {
+      LDQA_WGMMA_M64N64K16_SS("f16");
     } else {
-      LDQA_WGMMA_M64N64K16_SS("bf16", 0);
+      LDQA_WGMMA_M64N64K16_SS("bf16");
     }
   }
 };
@@ -156,16 +152,17 @@ __device__ __forceinline__ void gemm_abt_shared(float (&acc)[8][4], uint32_t a_t
   fence();
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk)
-    Mma<T>::template step_shared<false>(acc, advanced(a_desc, kk * 32), advanced(b_desc, kk * 32), kk > 0 ? 1 : 0);
+    Mma<T>::step_shared(acc, advanced(a_desc, kk * 32), advanced(b_desc, kk * 32), kk > 0 ? 1 : 0);
   commit();
   wait_all();
 }
 
-// This warp's 16 rows of M (64 x 64 fp32 in the accumulator layout) rounded to T, as
-// the A fragments of four k-steps (the mma.sync m16n8k16 A layout).
+// acc (64 x 64) += M (64 x 64 fp32 in the accumulator layout, rounded to T) . B, B a
+// swizzled tile read MN-major (its rows are the k dimension): O += P V.
 template <typename T>
-__device__ __forceinline__ void pack_a(uint32_t (&a)[4][4], const float (&m)[8][4]) {
+__device__ __forceinline__ void gemm_mb(float (&acc)[8][4], const float (&m)[8][4], uint32_t tile) {
   using Op = Ops<T>;
+  uint32_t a[4][4];
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk) {
     a[kk][0] = Op::pack(m[2 * kk][0], m[2 * kk][1]);
@@ -173,56 +170,13 @@ __device__ __forceinline__ void pack_a(uint32_t (&a)[4][4], const float (&m)[8][
     a[kk][2] = Op::pack(m[2 * kk + 1][0], m[2 * kk + 1][1]);
     a[kk][3] = Op::pack(m[2 * kk + 1][2], m[2 * kk + 1][3]);
   }
-}
-
-// Issues acc (64 x 64) += A (registers, pack_a) . B, B a swizzled tile read MN-major
-// (its rows are the k dimension); the caller fences before and commits after.
-template <typename T>
-__device__ __forceinline__ void issue_mb(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t tile) {
   const uint64_t b_desc = descriptor(tile);
+  fence();  // acc and a were written by ordinary instructions
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk)  // a k-step is 16 rows of B = 2048 bytes
     Mma<T>::template step<true>(acc, a[kk], advanced(b_desc, kk * 16 * kRowBytes), 1);
-}
-
-// acc (64 x 64) += M (64 x 64 fp32 in the accumulator layout, rounded to T) . B, B a
-// swizzled tile read MN-major (its rows are the k dimension): O += P V.
-template <typename T>
-__device__ __forceinline__ void gemm_mb(float (&acc)[8][4], const float (&m)[8][4], uint32_t tile) {
-  uint32_t a[4][4];
-  pack_a<T>(a, m);
-  fence();  // acc and a were written by ordinary instructions
-  issue_mb<T>(acc, a, tile);
   commit();
   wait_all();
-}
-
-// Issues acc (64 x 64) = A . B with both operands swizzled tiles read MN-major: A's tile
-// holds A^T (rows k, columns m), B's holds B (rows k, columns n); a k-step is 16 rows of
-// each. The backward's dQ = dS K from the dS^T tile store_a wrote and the resident K.
-template <typename T>
-__device__ __forceinline__ void issue_ab_mn_major(float (&acc)[8][4], uint32_t a_tile, uint32_t b_tile) {
-  const uint64_t a_desc = descriptor(a_tile), b_desc = descriptor(b_tile);
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk)
-    Mma<T>::template step_shared<true>(acc, advanced(a_desc, kk * 16 * kRowBytes),
-                                       advanced(b_desc, kk * 16 * kRowBytes), kk > 0 ? 1 : 0);
-}
-
-// Stores this warp's 16 rows (from r0) of a 64 x 64 matrix held as pack_a's fragments
-// into the swizzled tile at shared address `tile`: one stmatrix per k-step, lane l
-// addressing row r0 + l % 16, columns 16 kk + 8 (l / 16) (the order of a[kk][0..3]).
-// The tile is read by wgmma afterwards: the caller fences (fence_shared_for_async) and
-// synchronises the warpgroup first.
-__device__ __forceinline__ void store_a(uint32_t tile, const uint32_t (&a)[4][4], int r0, int lane) {
-  const int row = r0 + lane % 16;
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk) {
-    const uint32_t at = tile + swizzled(row, kk * 2 + lane / 16);
-    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(at), "r"(a[kk][0]),
-                 "r"(a[kk][1]), "r"(a[kk][2]), "r"(a[kk][3])
-                 : "memory");
-  }
 }
 
 #undef LDQA_WGMMA_M64N64K16_RS

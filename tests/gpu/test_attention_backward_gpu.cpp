@@ -3,7 +3,6 @@
 // gradients every run (LDQA_TEST_SEED reproduces one), every output poisoned with NaN
 // before the launches. Also: reruns are bit-identical, padding gets exactly zero, a
 // global count above max_global poisons only its sequence, bad arguments are refused.
-#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
@@ -38,10 +37,8 @@ std::vector<double> download(const DeviceBuffer& b, std::size_t count, DType dty
 }
 
 // Forward with lse, then backward, on the GPU; everything written is poisoned first.
-// `deterministic`: AttentionGradients::deterministic (on Hopper, dQ by its own pass
-// instead of the dK/dV kernels' atomics).
 BackwardResult run_backward_gpu(const test::AttentionCase& c, const std::vector<double>& d_out, DType dtype,
-                                int max_global = -1, bool deterministic = false) {
+                                int max_global = -1) {
   SparseAttention attn(c.seq_len, c.heads, c.head_dim, c.pattern);
   Buffers in_buf;
   in_buf.q = upload(to_bits(c.q, dtype));
@@ -88,7 +85,6 @@ BackwardResult run_backward_gpu(const test::AttentionCase& c, const std::vector<
   grad.d_q_global = c.separate_global ? grads[3]->ptr : nullptr;
   grad.d_k_global = c.separate_global ? grads[4]->ptr : nullptr;
   grad.d_v_global = c.separate_global ? grads[5]->ptr : nullptr;
-  grad.deterministic = deterministic;
   attn.backward_cuda(in, grad);
   CUDA_OK(cudaDeviceSynchronize());
   BackwardResult r;
@@ -139,14 +135,14 @@ bool gradient_close(const char* name, const std::vector<double>& got, const std:
   return (rel <= tolerance && worst_row <= 4 * tolerance) || rms <= 2e-3;
 }
 
-void check_backward(test::AttentionCase& c, DType dtype, std::mt19937_64& rng, bool deterministic = false) {
+void check_backward(test::AttentionCase& c, DType dtype, std::mt19937_64& rng) {
   auto round = dtype == DType::f16 ? round_f16 : round_bf16;
   test::fill_inputs(c, rng, round);
   const auto d_out = random_gradient(c.q.size(), rng, round);
-  const std::string what = describe(c, dtype) + (deterministic ? " deterministic" : "");
+  const std::string what = describe(c, dtype);
   test::trace_case(what + " backward");
   const auto ref = test::reference_attention(c);
-  const auto got = run_backward_gpu(c, d_out, dtype, -1, deterministic);
+  const auto got = run_backward_gpu(c, d_out, dtype);
   // delta from the output the kernel stored (16-bit), as the kernel reads it
   const auto want = test::reference_attention_backward(c, d_out, &got.out);
   INFO(what << " seed=" << test::test_seed());
@@ -201,8 +197,7 @@ TEST_CASE("gpu: the wgmma backward (Hopper) matches the float64 reference gradie
   test::sweep_window_global(rng, 8, 30, [&](const test::GridPoint& p) {
     if (skipped_in_small_mode(p)) return;
     auto c = test::make_case(p, 64, rng);
-    // Both dQ paths (the fused atomics and the deterministic pass), each in both dtypes.
-    check_backward(c, p.index % 2 ? DType::f16 : DType::bf16, rng, p.index % 4 >= 2);
+    check_backward(c, p.index % 2 ? DType::f16 : DType::bf16, rng);
   });
 }
 
@@ -215,13 +210,10 @@ TEST_CASE("gpu: the wgmma backward (Hopper) matches the float64 reference gradie
     if (skipped_in_small_mode(p)) return;
     p.padding = p.index % 3 == 0 ? "mask" : "none";
     auto c = test::make_case(p, 64, rng);
-    check_backward(c, p.index % 2 ? DType::bf16 : DType::f16, rng, p.index % 4 >= 2);
+    check_backward(c, p.index % 2 ? DType::bf16 : DType::f16, rng);
   });
 }
 
-// Deterministic calls: every gradient bit-identical. Default calls: dK, dV (and dQ_g,
-// dK_g, dV_g) bit-identical; dQ, which Hopper sums by atomics, equal to the
-// deterministic dQ up to the order of fp32 additions.
 TEST_CASE("gpu backward: reruns are bit-identical", "[gpu][backward]") {
   std::mt19937_64 rng(test::test_seed() + 22);
   auto c = test::case_of_shape(2, 3, 1500, 64, 100);
@@ -231,21 +223,13 @@ TEST_CASE("gpu backward: reruns are bit-identical", "[gpu][backward]") {
   test::make_padding("mask", c, rng);
   test::fill_inputs(c, rng, round_bf16);
   const auto d_out = random_gradient(c.q.size(), rng, round_bf16);
-  for (const bool separate : {true, false}) {
-    c.separate_global = separate;
-    INFO("separate global projections: " << separate);
-    const auto first = run_backward_gpu(c, d_out, DType::bf16, -1, true);
-    const auto second = run_backward_gpu(c, d_out, DType::bf16, -1, true);
-    CHECK(first.raw == second.raw);
-    const auto fast_first = run_backward_gpu(c, d_out, DType::bf16);
-    const auto fast_second = run_backward_gpu(c, d_out, DType::bf16);
-    const std::size_t dq_bits = c.q.size();  // raw holds dQ first
-    CHECK(std::equal(fast_first.raw.begin() + dq_bits, fast_first.raw.end(), fast_second.raw.begin() + dq_bits,
-                     fast_second.raw.end()));
-    CHECK(std::equal(fast_first.raw.begin() + dq_bits, fast_first.raw.end(), first.raw.begin() + dq_bits,
-                     first.raw.end()));
-    CHECK(gradient_close("dq (default against deterministic)", fast_first.dq, first.dq, c.head_dim, 2e-3));
-  }
+  const auto first = run_backward_gpu(c, d_out, DType::bf16);
+  const auto second = run_backward_gpu(c, d_out, DType::bf16);
+  CHECK(first.raw == second.raw);
+  c.separate_global = false;
+  const auto shared_first = run_backward_gpu(c, d_out, DType::bf16);
+  const auto shared_second = run_backward_gpu(c, d_out, DType::bf16);
+  CHECK(shared_first.raw == shared_second.raw);
 }
 
 TEST_CASE("gpu backward: a max_global bound below the real count poisons that sequence only", "[gpu][backward]") {

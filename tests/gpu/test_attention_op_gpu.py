@@ -51,13 +51,9 @@ class OpOnCuda(unittest.TestCase):
         for t in short:
             t.grad = None  # whatever opcheck's own backward left
         full = [t.clone().requires_grad_(True) for t in cuda]
-        torch.use_deterministic_algorithms(True)  # bit-identical dQ: no atomics (see below)
-        try:
-            for xs in (short, full):
-                out = ldqa_attention.sparse_attention(*xs, is_global.cuda(), valid.cuda(), window=7, max_global=11)
-                (out.float() * d_out.cuda()).sum().backward()
-        finally:
-            torch.use_deterministic_algorithms(False)
+        for xs in (short, full):
+            out = ldqa_attention.sparse_attention(*xs, is_global.cuda(), valid.cuda(), window=7, max_global=11)
+            (out.float() * d_out.cuda()).sum().backward()
         self.assertTrue(torch.equal(short[3].grad, full[3].grad[:, :, :11]))
         for a, b in zip(short[:3] + short[4:], full[:3] + full[4:]):
             self.assertTrue(torch.equal(a.grad, b.grad))
