@@ -15,7 +15,8 @@ its A registers, and holds them to the attention kernels' rule:
   S = Q K^T and dK/dV's S^T = K Q^T and dP^T = V dO^T, has no A register). Anything else that can reach an A register (a flag
   load, a max, the previous step's P, the kernel's set-up along the path where a load
   once at step 0 is skipped) fails. So does a wgmma kernel that touches local memory
-  (a register spill: they have headroom, so a spill is a change to look at).
+  (a register spill: a change to look at), beyond the budget SPILL_BUDGET grants one
+  kernel for a measured reason.
 
 The rule is stricter than correctness (a fragment loaded once and kept would be right if
 ptxas kept it), which is the contract wgmma.cuh states.
@@ -165,6 +166,40 @@ def reaching_writers(k, preds, at, reg):
     return found
 
 
+MOVE = re.compile(r"(?:IMAD\.MOV(?:\.U32)?\s+R\d+,\s*RZ,\s*RZ,|MOV\s+R\d+,)\s*R(\d+)\s*;?\s*$")
+
+
+def producers(k, preds, at, reg, depth=4):
+    """reaching_writers, seeing through register copies (MOV, IMAD.MOV of a register):
+    ptxas copies a pack into the HGMMA's A registers when the packed value is read
+    elsewhere too (the dK/dV kernel's P), and the copy's source is what counts."""
+    found = set()
+    for w in reaching_writers(k, preds, at, reg):
+        text = k["insns"][w][1]
+        m = MOVE.search(split_insn(text)[1] + " " + split_insn(text)[2])
+        if m and depth > 0 and not text.startswith("@"):
+            found |= producers(k, preds, w, int(m.group(1)), depth - 1)
+        else:
+            found.add(w)
+    return found
+
+
+# Local-memory accesses (STL/LDL instructions) a kernel may have, by a part of its name,
+# each for a reason measured on the device (docs/bench/attention.md):
+# - dq_all_kernel: four CTAs per SM need 128 registers where it would use 143; ptxas
+#   keeps a few set-up values in local memory (12 accesses in the bf16 kernel: stores
+#   before each branch's loop, loads after it and on the steps over gathered global
+#   keys). The backward is 3-4 % faster on an H100 than with three CTAs and no spill.
+# - dkdv_kernel: three CTAs per SM need 168 registers; the bf16 key-tile kernel keeps
+#   four set-up values in local memory (9 accesses, three loads per step at the top of
+#   its loop), the gathered one and fp16 none. Two CTAs per SM were ~14 % slower.
+SPILL_BUDGET = {"dq_all_kernel": 16, "dkdv_kernel": 12}
+
+
+def spill_budget(name):
+    return max((n for part, n in SPILL_BUDGET.items() if part in name), default=0)
+
+
 def check(kernels, expect_kmajor, expect_mnmajor):
     failures, gemm_count = 0, 0
     for k in kernels:
@@ -176,11 +211,12 @@ def check(kernels, expect_kmajor, expect_mnmajor):
         if not gemms:
             continue
         gemm_count += len(gemms)
-        # Local memory: register spills. The wgmma kernels have headroom (110-200 of 255
-        # registers), so any spill is a change to look at, not a cost to accept silently.
+        # Local memory: register spills, a change to look at rather than a cost to accept
+        # silently, except within a budget granted for a measured reason (SPILL_BUDGET).
         spills = [a for a, t in k["insns"] if re.search(r"\b(STL|LDL)\b", t)]
-        print(f"{k['name']}: {len(gemms)} HGMMA, {len(spills)} local-memory accesses")
-        if spills:
+        budget = spill_budget(k["name"])
+        print(f"{k['name']}: {len(gemms)} HGMMA, {len(spills)} local-memory accesses (budget {budget})")
+        if len(spills) > budget:
             print(f"  spills at {', '.join(spills[:8])}{'...' if len(spills) > 8 else ''}   <-- UNEXPECTED")
             failures += 1
         for i in gemms:
@@ -192,7 +228,7 @@ def check(kernels, expect_kmajor, expect_mnmajor):
             a = int(m.group(1))
             by_op = defaultdict(set)
             for reg in range(a, a + 4):
-                writers = reaching_writers(k, preds, i, reg)
+                writers = producers(k, preds, i, reg)
                 if not writers:
                     by_op["<never written>"].add(reg)
                 for w in writers:

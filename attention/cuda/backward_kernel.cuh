@@ -30,9 +30,11 @@ struct BackwardSmem {
   // Head dim 128 single-buffers its streamed tiles so both kernels stay under the
   // 99 KB of shared memory a CTA may have on sm_86/sm_89.
   static constexpr int kStages = D <= 64 ? 2 : 1;
-  // dQ CTAs per SM the registers must allow: three at D <= 64 (168 registers; the wgmma
-  // path needs 143, and would spill at the 128 of four).
-  static constexpr int kDqMinBlocks = D <= 64 ? 3 : 1;
+  // dQ CTAs per SM the registers must allow: three at D <= 64 (168 registers), four on
+  // the wgmma path (128; its shared memory allows four too). There the one-launch kernel
+  // would take 143 and ptxas keeps a few set-up values in local memory instead (see
+  // SPILL_BUDGET in scripts/check-wgmma-sass.py): 3-4 % faster on an H100 than three.
+  static constexpr int kDqMinBlocks = kWgmma ? 4 : (D <= 64 ? 3 : 1);
   // Halves of one streamed tile (a stage) and of a resident one, and the bytes before
   // the first tile.
   static constexpr int kStageHalves = kWgmma ? static_cast<int>(wgmma::kTileBytes / 2) : kTileElems;
@@ -447,8 +449,10 @@ __global__ void dq_combine_kernel(Params p) {
 // registers. kGathered = false: key tile blockIdx.x, its listed query tiles, then the
 // global rows. true: 64 global keys (by slot) against one split of the query tiles,
 // counting only tiles that do not list the key's tile, into fp32 partials.
+// Three CTAs per SM on the wgmma path (168 registers: see the packed P below); on the
+// mma.sync path no minimum (0), ptxas' own choice as before.
 template <typename T, int D, bool kGathered, bool kWgmma = false>
-__global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
+__global__ void __launch_bounds__(kThreads, kWgmma ? 3 : 0) dkdv_kernel(Params p) {
   static_assert(!kWgmma || D == 64, "the wgmma path is written for head dim 64");
   using Sm = BackwardSmem<D, kWgmma>;
   constexpr int kStages = Sm::kStages;
@@ -661,24 +665,36 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Params p) {
           p_acc[nt][e] = ok ? fast_exp2(fmaf(p_acc[nt][e], scale_log2, -offset_s[buf * kTile + col])) : 0.f;
         }
       }
-      float dp_acc[8][4];
       if constexpr (kWgmma) {
-        wgmma::gemm_abt_shared<T>(dp_acc, smem_addr(v_s), smem_addr(do_tile));
-        wgmma::gemm_mb<T>(dv_acc, p_acc, smem_addr(do_tile));
+        // P^T rounded to T once, first the A operand of dV += P^T dO, then (unpacked) the
+        // P of dS = P (dP - delta): with the fp32 P live through dP^T's GEMM the kernel
+        // needs 182 registers, more than the 168 of three CTAs per SM, which make the
+        // backward ~14 % faster. dS is rounded to T for its own GEMM anyway.
+        uint32_t p_packed[4][4];
+        wgmma::pack_a<T>(p_packed, p_acc);
+        wgmma::gemm_packed_b<T>(dv_acc, p_packed, smem_addr(do_tile));
+        float ds_acc[8][4];
+        wgmma::gemm_abt_shared<T>(ds_acc, smem_addr(v_s), smem_addr(do_tile));  // dP^T = V dO^T
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float d = delta_s[buf * kTile + nt * 8 + tig * 2 + (e & 1)];
+            const float pe = wgmma::packed_element<T>(p_packed, nt, e);
+            ds_acc[nt][e] = pe > 0.f ? pe * (ds_acc[nt][e] - d) : 0.f;
+          }
+        wgmma::gemm_mb<T>(dk_acc, ds_acc, smem_addr(q_tile));
       } else {
+        float dp_acc[8][4];
         gemm_abt<T, D>(dp_acc, v_frag, do_tile, lane);  // dP^T = V dO^T
         gemm_mb<T, D>(dv_acc, p_acc, do_tile, lane);    // dV += P^T dO
-      }
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
+        for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float d = delta_s[buf * kTile + nt * 8 + tig * 2 + (e & 1)];
-          p_acc[nt][e] = p_acc[nt][e] > 0.f ? p_acc[nt][e] * (dp_acc[nt][e] - d) : 0.f;
-        }
-      if constexpr (kWgmma) {
-        wgmma::gemm_mb<T>(dk_acc, p_acc, smem_addr(q_tile));
-      } else {
+          for (int e = 0; e < 4; ++e) {
+            const float d = delta_s[buf * kTile + nt * 8 + tig * 2 + (e & 1)];
+            p_acc[nt][e] = p_acc[nt][e] > 0.f ? p_acc[nt][e] * (dp_acc[nt][e] - d) : 0.f;
+          }
         gemm_mb<T, D>(dk_acc, p_acc, q_tile, lane);  // dK += dS^T Q
       }
       __syncthreads();  // the buffer is reloaded next

@@ -157,12 +157,12 @@ __device__ __forceinline__ void gemm_abt_shared(float (&acc)[8][4], uint32_t a_t
   wait_all();
 }
 
-// acc (64 x 64) += M (64 x 64 fp32 in the accumulator layout, rounded to T) . B, B a
-// swizzled tile read MN-major (its rows are the k dimension): O += P V.
+// This warp's 16 rows of M (64 x 64 fp32 in the accumulator layout) rounded to T, as
+// the A fragments of four k-steps (the mma.sync m16n8k16 A layout): element [nt][e] of
+// M is half e % 2 of a[nt / 2][(nt % 2) * 2 + e / 2].
 template <typename T>
-__device__ __forceinline__ void gemm_mb(float (&acc)[8][4], const float (&m)[8][4], uint32_t tile) {
+__device__ __forceinline__ void pack_a(uint32_t (&a)[4][4], const float (&m)[8][4]) {
   using Op = Ops<T>;
-  uint32_t a[4][4];
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk) {
     a[kk][0] = Op::pack(m[2 * kk][0], m[2 * kk][1]);
@@ -170,6 +170,23 @@ __device__ __forceinline__ void gemm_mb(float (&acc)[8][4], const float (&m)[8][
     a[kk][2] = Op::pack(m[2 * kk + 1][0], m[2 * kk + 1][1]);
     a[kk][3] = Op::pack(m[2 * kk + 1][2], m[2 * kk + 1][3]);
   }
+}
+
+// Element [nt][e] of the matrix pack_a packed into `a`, back in fp32.
+template <typename T>
+__device__ __forceinline__ float packed_element(const uint32_t (&a)[4][4], int nt, int e) {
+  const uint32_t pair = a[nt / 2][(nt % 2) * 2 + e / 2];
+  if constexpr (std::is_same_v<T, __half>) {
+    return __half2float(__ushort_as_half(static_cast<unsigned short>(e % 2 ? pair >> 16 : pair & 0xFFFFu)));
+  } else {
+    return __uint_as_float(e % 2 ? pair & 0xFFFF0000u : pair << 16);
+  }
+}
+
+// acc (64 x 64) += A (pack_a's fragments, packed right before: see above) . B, B a
+// swizzled tile read MN-major (its rows are the k dimension).
+template <typename T>
+__device__ __forceinline__ void gemm_packed_b(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t tile) {
   const uint64_t b_desc = descriptor(tile);
   fence();  // acc and a were written by ordinary instructions
 #pragma unroll
@@ -177,6 +194,15 @@ __device__ __forceinline__ void gemm_mb(float (&acc)[8][4], const float (&m)[8][
     Mma<T>::template step<true>(acc, a[kk], advanced(b_desc, kk * 16 * kRowBytes), 1);
   commit();
   wait_all();
+}
+
+// acc (64 x 64) += M (64 x 64 fp32 in the accumulator layout, rounded to T) . B, B a
+// swizzled tile read MN-major (its rows are the k dimension): O += P V.
+template <typename T>
+__device__ __forceinline__ void gemm_mb(float (&acc)[8][4], const float (&m)[8][4], uint32_t tile) {
+  uint32_t a[4][4];
+  pack_a<T>(a, m);
+  gemm_packed_b<T>(acc, a, tile);
 }
 
 #undef LDQA_WGMMA_M64N64K16_RS
