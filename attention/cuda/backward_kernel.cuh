@@ -414,7 +414,7 @@ __global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlock
 
 // dQ of local and global rows in one launch, as the forward's attend_all_kernel: a 1-D
 // grid, the global rows' `global_ctas` CTAs of every head and sequence first. The wgmma
-// path's only (ptxas, bf16 D = 64: 159 registers, no spill); on the mma.sync path the
+// path's only (ptxas, bf16 D = 64: 128 registers, see kDqMinBlocks); on the mma.sync path the
 // one kernel would spill 188 bytes where the two spill 4 and none.
 template <typename T, int D, bool kWgmma = false>
 __global__ void __launch_bounds__(kThreads, BackwardSmem<D, kWgmma>::kDqMinBlocks)
