@@ -24,7 +24,7 @@
 // resident shared tiles at every step, or take A from shared memory (the forward's Q,
 // the backward dK/dV's K and V); the test attention_wgmma_sass
 // (scripts/check-wgmma-sass.py) holds the SASS to this: every register A of an HGMMA
-// from an ldmatrix or a pack of its own step.
+// from an ldmatrix or a pack of its own step (or ptxas' register copy of one).
 //
 // Only units compiled for sm_90a may instantiate these (ptxas refuses wgmma elsewhere).
 #pragma once
