@@ -20,7 +20,9 @@
 #        AB_FINETUNE_STEPS (0: no fine-tuning) shorten it further; AB_ARMS (default
 #        "ldqa flex") adds arms: "ldqa flex dense" gives the spread of two correct
 #        attentions that differ only in rounding (FlexAttention against the dense masked
-#        path), against which ours-vs-Flex is judged
+#        path), against which ours-vs-Flex is judged; AB_SEED (default 11) changes the
+#        seed of every arm alike (initialisation, data order, masks): a second seed tells
+#        the loss curves' spread between seeds from that between attentions
 #   bash scripts/device-pretrain.sh wait 540        poll (the same runs folder)
 #   python3 bench/train_ab.py $WORK/tab-*           the table: tokens/s, MFU, loss agreement
 set -uo pipefail
@@ -56,7 +58,7 @@ case $mode in
       local name=$1
       shift
       echo "python3 train/train.py --data $data --tokenizer $tok --out $work/tab-\$attention-$name" \
-        "--attention \$attention --compile --seed 11 --log-every 10 $*"
+        "--attention \$attention --compile --seed ${AB_SEED:-11} --log-every 10 $*"
     }
     if [[ $mode == quick ]]; then
       finetune="--para-batch 0 --long-share 1 --finetune-steps ${AB_FINETUNE_STEPS:-60} --limit-articles 30 --eval-settings none"
