@@ -188,8 +188,8 @@ def producers(k, preds, at, reg, depth=4):
 # each for a reason measured on the device (docs/bench/attention.md):
 # - dq_all_kernel: four CTAs per SM need 128 registers where it would use 143; ptxas
 #   keeps a few set-up values in local memory (12 accesses in the bf16 kernel: stores
-#   before each branch's loop, loads after it and on the steps over gathered global
-#   keys). The backward is 3-4 % faster on an H100 than with three CTAs and no spill.
+#   before each branch's loop, loads after it and two in the step's copy code). The
+#   backward is 3-4 % faster on an H100 than with three CTAs and no spill.
 # - dkdv_kernel: three CTAs per SM need 168 registers; the bf16 key-tile kernel keeps
 #   four set-up values in local memory (9 accesses, three loads per step at the top of
 #   its loop), the gathered one and fp16 none. Two CTAs per SM were ~14 % slower.
