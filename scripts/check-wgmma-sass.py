@@ -8,8 +8,8 @@ on a CPU could see it (fixed in 497b5bb by loading A at every step). This script
 the kernel's control flow back from each HGMMA to every instruction that can have written
 its A registers, and holds them to the attention kernels' rule:
 
-  a GEMM reading its B tile K-major with A in registers (the backward dQ's S = Q K^T and
-  dP = dO V^T) takes A from ldmatrix (LDSM) of a resident shared tile; one reading B MN-major
+  a GEMM reading its B tile K-major with A in registers (none since 7520050, which reads
+  every resident tile as A from shared memory) takes A from ldmatrix (LDSM) of that tile; one reading B MN-major
   (`.tnspB`: O += P V, dQ += dS K, dV += P^T dO, dK += dS^T Q) from the packs (F2FP) of
   the fp32 P or dS just computed (one with A in shared memory too, the forward's
   S = Q K^T and dK/dV's S^T = K Q^T and dP^T = V dO^T, has no A register). Anything else that can reach an A register (a flag

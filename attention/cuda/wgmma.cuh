@@ -1,9 +1,10 @@
 // Hopper's warpgroup MMA (wgmma, sm_90a only) for the kernels' 64 x 64 GEMMs at head
 // dim 64 (the forward's S = Q K^T and O += P V, the backward's S, dP, dQ, dK, dV), K in
-// steps of 16. A (P, dS, the backward's Q, ...) comes from registers in the mma.sync
-// m16n8k16 A-fragment layout each warp already holds, or (the forward's Q, the backward
-// dK/dV's K and V) from a swizzled shared tile like B; B from shared memory through a
-// descriptor.
+// steps of 16. In the kernels A is P or dS from registers, in the mma.sync m16n8k16
+// A-fragment layout each warp already holds (with B MN-major: O += P V, dQ += dS K,
+// dV += P^T dO, dK += dS^T Q), or Q, K, V, dO from a swizzled shared tile like B
+// (S = Q K^T, dP = dO V^T and their transposes); B from shared memory through a
+// descriptor. (gemm_abt, register A with B K-major, is left for tests/gpu's probe.)
 // The fp32 accumulators come back in the mma.sync accumulator layout, per warp 16 rows,
 // per 8 columns four values: so everything around the GEMMs is shared with the mma.sync
 // kernels.
@@ -20,9 +21,8 @@
 // ptxas (nvcc 13.0) may hand an HGMMA's A registers to other values once the GEMM is
 // done, so fragments loaded once and reused by the next step's GEMM read garbage (the
 // forward's Q fragments shared R88-R103 with the step's P although the PTX kept them
-// apart). The kernels reload register operands (the backward dQ's Q and dO) from their
-// resident shared tiles at every step, or take A from shared memory (the forward's Q,
-// the backward dK/dV's K and V); the test attention_wgmma_sass
+// apart). So the kernels' only register A operands are the packs of the step's own P
+// and dS, and resident tiles are read as A from shared memory; the test attention_wgmma_sass
 // (scripts/check-wgmma-sass.py) holds the SASS to this: every register A of an HGMMA
 // from an ldmatrix or a pack of its own step (or ptxas' register copy of one).
 //
