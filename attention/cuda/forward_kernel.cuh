@@ -17,6 +17,68 @@
 
 namespace ldqa::attention::detail::gpu {
 
+// How far (log2 units) a row's maximum may grow before the wgmma kernel rescales its
+// running output and sum to it: exponentials against the stale maximum stay <= 2^8.
+constexpr float kLazyRescaleLog2 = 8.f;
+
+// O's rows (this thread's two) times their softmax corrections.
+template <int D>
+__device__ __forceinline__ void scale_rows(float (&o_acc)[D / 8][4], const float (&correction)[2]) {
+#pragma unroll
+  for (int dt = 0; dt < D / 8; ++dt) {
+    o_acc[dt][0] *= correction[0];
+    o_acc[dt][1] *= correction[0];
+    o_acc[dt][2] *= correction[1];
+    o_acc[dt][3] *= correction[1];
+  }
+}
+
+// One step's online softmax on the wgmma path, lazily rescaled (FlashAttention-4's
+// way): the running maximum moves only when some row of the warp grows past its own by
+// more than kLazyRescaleLog2. Below that the exponentials are taken against the old
+// maximum, at most 2^kLazyRescaleLog2 (exact in fp32, rounded to bf16/fp16 at the same
+// relative precision as any P), and O and the sums keep their scale: most steps skip the
+// corrections' ex2 and O's 32 multiplies, which sit between the softmax and the P V
+// GEMM. The decision is warp-uniform (a branch, not selects). The lse stays exact: it
+// is the maximum actually used plus log2 of the sum taken against it.
+// s_acc: the step's unscaled scores in, P out; tile_max: this thread's maxima of its two
+// rows' scores (reduced over the row's four threads here).
+template <int D>
+__device__ __forceinline__ void lazy_softmax_step(float (&s_acc)[8][4], float (&o_acc)[D / 8][4], float (&tile_max)[2],
+                                                  float (&row_max)[2], float (&row_sum)[2], float scale_log2) {
+  float new_max[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+    tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+    new_max[r] = fmaxf(row_max[r], tile_max[r] * scale_log2);
+  }
+  // -inf + kLazyRescaleLog2 is -inf: a row's first valid keys always move its maximum.
+  const bool rescale =
+      __any_sync(0xffffffffu, new_max[0] > row_max[0] + kLazyRescaleLog2 || new_max[1] > row_max[1] + kLazyRescaleLog2);
+  if (rescale) {
+    float correction[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float use = new_max[r] == -INFINITY ? 0.f : new_max[r];
+      correction[r] = fast_exp2(row_max[r] - use);
+      row_max[r] = new_max[r];
+      row_sum[r] *= correction[r];
+    }
+    scale_rows<D>(o_acc, correction);
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float use = row_max[r] == -INFINITY ? 0.f : row_max[r];  // all masked so far: keep zeros
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      s_acc[nt][2 * r] = fast_exp2(fmaf(s_acc[nt][2 * r], scale_log2, -use));
+      s_acc[nt][2 * r + 1] = fast_exp2(fmaf(s_acc[nt][2 * r + 1], scale_log2, -use));
+      row_sum[r] += s_acc[nt][2 * r] + s_acc[nt][2 * r + 1];
+    }
+  }
+}
+
 // 2./3. The attention kernel, four warps, each 16 query rows of a 64-row tile.
 // kGlobalRows = false: the local rows of query tile x over its listed key tiles,
 // then the global keys outside them; true: up to 64 global rows (by slot) against one
@@ -31,7 +93,8 @@ namespace ldqa::attention::detail::gpu {
 // tiles instead of mma.sync on padded ones; the tiles a step lists (and the local rows'
 // queries) come by TMA (tma.cuh), one thread asking, each stage completing on its
 // mbarrier; gathered global keys and the global rows' queries stay on cp.async.
-// Masks, online softmax and stores are the same code.
+// Masks and stores are the same code; the online softmax is rescaled lazily
+// (lazy_softmax_step).
 template <int D, bool kWgmma = false>
 struct ForwardTraits {
   static constexpr int kRow = D + kPad;  // halves per shared row
@@ -42,7 +105,7 @@ struct ForwardTraits {
   // CTAs per SM the registers must allow: at D <= 64 four (128 registers, a 32-byte
   // spill) beat three (168, none) on the H200 in 11 of 12 benchmark rows by 1-18 %
   // (three won H12 n = 4k B = 1 by 9 %); D = 128 needs its 221.
-  // wgmma: four as well (ptxas: 107-111 registers, no spill; not measured against three).
+  // wgmma: four as well (ptxas: 109-114 registers, no spill; not measured against three).
   // Five would fit in shared memory, but at their 96 registers ptxas spills 36 bytes
   // inside the loop and waits after every HGMMA instead of once per GEMM (2026-12-06).
   // The one-launch local + global kernel (attend_all_kernel) at bf16 D = 64: mma.sync 128
@@ -332,29 +395,29 @@ __device__ __forceinline__ void attend_cta(const Params& p, const RowMaps* maps,
       tile_max[0] = fmaxf(tile_max[0], fmaxf(s_acc[nt][0], s_acc[nt][1]));
       tile_max[1] = fmaxf(tile_max[1], fmaxf(s_acc[nt][2], s_acc[nt][3]));
     }
-    float correction[2];
+    if constexpr (kWgmma) {
+      lazy_softmax_step<D>(s_acc, o_acc, tile_max, row_max, row_sum, scale_log2);
+    } else {
+      // mma.sync rescales at every step: the lazy form changed this kernel's scheduling
+      // and gave the fp16 head-dim-64 one an 8/16-byte spill (ptxas, nvcc 13); not timed.
+      float correction[2];
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-      const float new_max = fmaxf(row_max[r], tile_max[r] * scale_log2);
-      const float use = new_max == -INFINITY ? 0.f : new_max;  // all masked so far: keep zeros
-      correction[r] = fast_exp2(row_max[r] - use);
-      row_max[r] = new_max;
-      row_sum[r] *= correction[r];
+      for (int r = 0; r < 2; ++r) {
+        tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+        tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+        const float new_max = fmaxf(row_max[r], tile_max[r] * scale_log2);
+        const float use = new_max == -INFINITY ? 0.f : new_max;  // all masked so far: keep zeros
+        correction[r] = fast_exp2(row_max[r] - use);
+        row_max[r] = new_max;
+        row_sum[r] *= correction[r];
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        s_acc[nt][2 * r] = fast_exp2(fmaf(s_acc[nt][2 * r], scale_log2, -use));
-        s_acc[nt][2 * r + 1] = fast_exp2(fmaf(s_acc[nt][2 * r + 1], scale_log2, -use));
-        row_sum[r] += s_acc[nt][2 * r] + s_acc[nt][2 * r + 1];
+        for (int nt = 0; nt < 8; ++nt) {
+          s_acc[nt][2 * r] = fast_exp2(fmaf(s_acc[nt][2 * r], scale_log2, -use));
+          s_acc[nt][2 * r + 1] = fast_exp2(fmaf(s_acc[nt][2 * r + 1], scale_log2, -use));
+          row_sum[r] += s_acc[nt][2 * r] + s_acc[nt][2 * r + 1];
+        }
       }
-    }
-#pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt) {
-      o_acc[dt][0] *= correction[0];
-      o_acc[dt][1] *= correction[0];
-      o_acc[dt][2] *= correction[1];
-      o_acc[dt][3] *= correction[1];
+      scale_rows<D>(o_acc, correction);
     }
     // O += P V: P's accumulator layout is already the A-operand layout.
     if constexpr (kWgmma) {

@@ -5,6 +5,7 @@
 // global count above max_global poisons only its sequence, bad arguments are refused.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "attention/attention.hpp"
@@ -135,9 +136,13 @@ bool gradient_close(const char* name, const std::vector<double>& got, const std:
   return (rel <= tolerance && worst_row <= 4 * tolerance) || rms <= 2e-3;
 }
 
-void check_backward(test::AttentionCase& c, DType dtype, std::mt19937_64& rng) {
+// adjust_inputs, when given, changes the random inputs before the run (it rounds what it
+// writes to the dtype).
+void check_backward(test::AttentionCase& c, DType dtype, std::mt19937_64& rng,
+                    const std::function<void(test::AttentionCase&, double (*)(double))>& adjust_inputs = {}) {
   auto round = dtype == DType::f16 ? round_f16 : round_bf16;
   test::fill_inputs(c, rng, round);
+  if (adjust_inputs) adjust_inputs(c, round);
   const auto d_out = random_gradient(c.q.size(), rng, round);
   const std::string what = describe(c, dtype);
   test::trace_case(what + " backward");
@@ -212,6 +217,34 @@ TEST_CASE("gpu: the wgmma backward (Hopper) matches the float64 reference gradie
     auto c = test::make_case(p, 64, rng);
     check_backward(c, p.index % 2 ? DType::bf16 : DType::f16, rng);
   });
+}
+
+// The forward's online softmax moves a row's running maximum only when it grows by more
+// than 2^8 (the wgmma kernel's lazy rescaling, forward_kernel.cuh): keys scaled along
+// the sequence make each row's maximum grow from step to step, by less than that in
+// some steps and by more in others (head 0: growing gains; head 1: shrinking ones, so
+// the first step holds the maximum and later steps stay below it; head 2: gains that
+// rise and fall every 100 keys). Output, lse and gradients against the float64 reference,
+// on both dtypes, with globals (their rows walk every key tile) and padding.
+TEST_CASE("gpu: rows whose maximum grows along the keys match the float64 reference (output, lse, gradients)",
+          "[gpu][backward]") {
+  std::mt19937_64 rng(test::test_seed() + 27);
+  for (const DType dtype : {DType::bf16, DType::f16}) {
+    auto c = test::case_of_shape(2, 3, 777, 64, 150);
+    c.global_mask = test::make_global_set("first17", c.batch, c.seq_len, rng);
+    test::make_padding(dtype == DType::bf16 ? "mask" : "none", c, rng);
+    check_backward(c, dtype, rng, [](test::AttentionCase& x, double (*round)(double)) {
+      const int n = x.seq_len, d = x.head_dim;
+      for (int b = 0; b < x.batch; ++b)
+        for (int h = 0; h < x.heads; ++h)
+          for (int j = 0; j < n; ++j) {
+            const double t = static_cast<double>(j) / n;
+            const double gain = h == 0 ? 0.2 + 4.0 * t : (h == 1 ? 4.2 - 4.0 * t : 0.3 + 3.0 * ((j / 100) % 2));
+            const std::size_t at = ((static_cast<std::size_t>(b) * x.heads + h) * n + j) * d;
+            for (int e = 0; e < d; ++e) x.k[at + e] = round(x.k[at + e] * gain);
+          }
+    });
+  }
 }
 
 TEST_CASE("gpu backward: reruns are bit-identical", "[gpu][backward]") {
