@@ -22,7 +22,9 @@
 #        attentions that differ only in rounding (FlexAttention against the dense masked
 #        path), against which ours-vs-Flex is judged; AB_SEED (default 11) changes the
 #        seed of every arm alike (initialisation, data order, masks): a second seed tells
-#        the loss curves' spread between seeds from that between attentions
+#        the loss curves' spread between seeds from that between attentions;
+#        AB_DETERMINISTIC=1 runs every arm with train.py --deterministic (two runs of
+#        one arm otherwise differ as much as two attentions do: 2026-12-06, seed 12)
 #   bash scripts/device-pretrain.sh wait 540        poll (the same runs folder)
 #   python3 bench/train_ab.py $WORK/tab-*           the table: tokens/s, MFU, loss agreement
 set -uo pipefail
@@ -58,7 +60,7 @@ case $mode in
       local name=$1
       shift
       echo "python3 train/train.py --data $data --tokenizer $tok --out $work/tab-\$attention-$name" \
-        "--attention \$attention --compile --seed ${AB_SEED:-11} --log-every 10 $*"
+        "--attention \$attention --compile --seed ${AB_SEED:-11} --log-every 10 ${AB_DETERMINISTIC:+--deterministic} $*"
     }
     if [[ $mode == quick ]]; then
       finetune="--para-batch 0 --long-share 1 --finetune-steps ${AB_FINETUNE_STEPS:-60} --limit-articles 30 --eval-settings none"

@@ -646,6 +646,10 @@ def main():
                     "steps (its schedule follows them) instead of --pretrain-minutes")
     ap.add_argument("--finetune-steps", type=int, default=0, help="> 0: fine-tuning runs this many steps")
     ap.add_argument("--dump-state", help="rank 0 writes the float32 state_dict here at the end (tests)")
+    ap.add_argument("--deterministic", action="store_true",
+                    help="deterministic algorithms throughout (torch.use_deterministic_algorithms; inductor then "
+                    "falls back from its atomic scatters, e.g. the embedding's gradient), so that two runs of one "
+                    "seed give one loss curve and an A/B of attentions differs by their numerics alone; slower")
     args = ap.parse_args()
     args.settings = tuple(args.eval_settings.split(","))
 
@@ -658,6 +662,11 @@ def main():
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
+    if args.deterministic:
+        # cuBLAS reproducible across streams needs a fixed workspace, set before its
+        # first handle; ops with no deterministic kernel warn instead of failing
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
     device = DIST.device
     if args.attention == "auto":
         args.attention = auto_attention(device)
@@ -680,7 +689,7 @@ def main():
     n_all = sum(p.numel() for p in model.parameters())
     log(dict(phase="start", device=str(device), processes=DIST.world, attention=args.attention, torch=torch.__version__, params_exported=n_params,
              params_pretraining=n_all, objective=None if args.init else args.objective, resume=args.resume,
-             earlier_sessions=len(sessions), config=dataclasses.asdict(cfg)))
+             earlier_sessions=len(sessions), deterministic=args.deterministic, config=dataclasses.asdict(cfg)))
     if args.attention != "dense":
         check_against_dense(model, cfg, device, args.attention)
     t_start = time.time()

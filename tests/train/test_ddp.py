@@ -7,7 +7,8 @@ are not averaged across ranks, when ranks train on the same rows, when the globa
 depends on the number of processes, or when a parameter DDP waits for gets no gradient
 (ELECTRA under DDP once failed so on its second step on two H200s: the main model's MLM
 head was left trainable). Also: the attention plan's constant global-row bound (what
-keeps fine-tuning's shapes fixed) gives the model's output with the exact bound.
+keeps fine-tuning's shapes fixed) gives the model's output with the exact bound. The
+pretraining runs take --deterministic (the A/B's flag), so that its code path runs here.
 
     python3 tests/train/test_ddp.py            (Debian's python3-torch has gloo)
 """
@@ -117,7 +118,7 @@ def train(data, out, processes, objective):
                                 "--tokenizer", str(ROOT / "models/ldqa-small/tokenizer.model"), "--config", CONFIG,
                                 "--objective", objective, "--pretrain-steps", "4", "--pretrain-long-minutes", "0",
                                 "--pretrain-len", "64", "--pretrain-batch", "8", "--skip-finetune", "--workers", "1",
-                                "--dump-state", str(out / "state.pt")])
+                                "--deterministic", "--dump-state", str(out / "state.pt")])
 
 
 def run(processes, out, train_args):
