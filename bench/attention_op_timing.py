@@ -31,6 +31,17 @@ def per_call_us(fn, reps):
     return (time.perf_counter() - start) / reps * 1e6
 
 
+def back_to_back_ms(fn, calls):
+    """Milliseconds per call of `calls` calls queued back to back between two CUDA events."""
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(calls):
+        fn()
+    stop.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(stop) / calls
+
+
 def hosts(la, window, globals_):
     for b, h, n in ((1, 12, 1024), (1, 6, 4096), (8, 12, 16384), (1, 12, 16384)):
         q, k, v = (torch.randn(b, h, n, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
@@ -56,13 +67,7 @@ def hosts(la, window, globals_):
                                        ctypes.create_string_buffer(1024)), 100)
         torch.cuda.synchronize()
         bench = do_bench(call, warmup=25, rep=200, return_mode="median")
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(50):
-            call()
-        stop.record()
-        torch.cuda.synchronize()
-        back_to_back = start.elapsed_time(stop) / 50
+        back_to_back = back_to_back_ms(call, 50)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
             for _ in range(20):
                 call()
@@ -102,16 +107,7 @@ def layouts(la, window, globals_, b=8, h=12, n=16384):
                         raise RuntimeError(err.value.decode())
                 for _ in range(10):
                     call()
-                times = []
-                for _ in range(5):
-                    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    start.record()
-                    for _ in range(20):
-                        call()
-                    stop.record()
-                    torch.cuda.synchronize()
-                    times.append(start.elapsed_time(stop) / 20)
-                times.sort()
+                times = sorted(back_to_back_ms(call, 20) for _ in range(5))
                 print(f"{kind:8s} out {layout:5s} lse {with_lse!s:5s}: {times[2] * 1e3:.1f} us (min {times[0] * 1e3:.1f})",
                       flush=True)
 
