@@ -4,6 +4,7 @@
 // stream. Forward and backward, window + global pattern, on the CPU (float32) or CUDA
 // (fp16/bf16). Every entry point returns 0, or 1 with the library's message in `err`:
 // no exception crosses it.
+#include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <map>
@@ -23,14 +24,49 @@ using ldqa::attention::SparseAttention;
 
 namespace {
 
-// One plan per shape, built on first use (a training run has a handful of shapes).
-const SparseAttention& cached(int n, int heads, int head_dim, int window, int top_k) {
-  static std::mutex mutex;
-  static std::map<std::tuple<int, int, int, int, int>, std::unique_ptr<SparseAttention>> plans;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto& slot = plans[{n, heads, head_dim, window, top_k}];
-  if (!slot) slot = std::make_unique<SparseAttention>(n, heads, head_dim, Pattern{window, nullptr, top_k});
-  return *slot;
+// The plans of the shapes called lately, built on first use. A training run has a
+// handful of shapes, but a caller with a length per batch (evaluation, inference over
+// documents) would otherwise keep a plan, with its copy on each device, for every length
+// it ever saw: the least recently used goes beyond kMaxPlans. A call holds its plan by
+// shared_ptr, so that a plan evicted by another thread's call outlives the call using it
+// (its device copy's cudaFree then waits for the kernels that read it).
+constexpr std::size_t kMaxPlans = 64;
+
+struct PlanCache {
+  using Key = std::tuple<int, int, int, int, int>;  // n, heads, head_dim, window, top_k
+  struct Entry {
+    std::shared_ptr<const SparseAttention> plan;
+    uint64_t last_use = 0;
+  };
+  std::mutex mutex;
+  std::map<Key, Entry> plans;
+  uint64_t uses = 0;
+};
+
+PlanCache& plan_cache() {
+  static PlanCache cache;
+  return cache;
+}
+
+std::shared_ptr<const SparseAttention> cached(int n, int heads, int head_dim, int window, int top_k) {
+  PlanCache& cache = plan_cache();
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  const PlanCache::Key key{n, heads, head_dim, window, top_k};
+  auto it = cache.plans.find(key);
+  if (it == cache.plans.end()) {
+    // Built before anything is evicted: a shape the library refuses throws here and
+    // leaves the cache as it was.
+    auto plan = std::make_shared<const SparseAttention>(n, heads, head_dim, Pattern{window, nullptr, top_k});
+    if (cache.plans.size() >= kMaxPlans) {
+      auto oldest = cache.plans.begin();
+      for (auto e = cache.plans.begin(); e != cache.plans.end(); ++e)
+        if (e->second.last_use < oldest->second.last_use) oldest = e;
+      cache.plans.erase(oldest);
+    }
+    it = cache.plans.emplace(key, PlanCache::Entry{std::move(plan), 0}).first;
+  }
+  it->second.last_use = ++cache.uses;
+  return it->second.plan;
 }
 
 DType dtype_of(int code) {
@@ -128,12 +164,12 @@ int ldqa_attention_forward(const LdqaAttentionShape* s, const void* q, const voi
   return guarded(err, err_len, [&] {
     const AttentionInputs in =
         inputs_of(s, q, k, v, qg, kg, vg, global_mask, valid_lengths, key_mask, out, lse, strides);
-    const auto& attn = cached(s->n, s->heads, s->head_dim, s->window, s->top_k);
+    const auto attn = cached(s->n, s->heads, s->head_dim, s->window, s->top_k);
     if (s->cuda != 0) {
-      const std::size_t bytes = workspace ? attn.cuda_workspace_bytes(s->batch, s->max_global) : 0;
-      attn.run_cuda(in, stream, workspace, bytes);
+      const std::size_t bytes = workspace ? attn->cuda_workspace_bytes(s->batch, s->max_global) : 0;
+      attn->run_cuda(in, stream, workspace, bytes);
     } else {
-      attn.run_cpu(in);
+      attn->run_cpu(in);
     }
   });
 }
@@ -163,12 +199,12 @@ int ldqa_attention_backward(const LdqaAttentionShape* s, const void* q, const vo
                                   .d_q_global_strides = strides_at(strides, 11),
                                   .d_k_global_strides = strides_at(strides, 12),
                                   .d_v_global_strides = strides_at(strides, 13)};
-    const auto& attn = cached(s->n, s->heads, s->head_dim, s->window, s->top_k);
+    const auto attn = cached(s->n, s->heads, s->head_dim, s->window, s->top_k);
     if (s->cuda != 0) {
-      const std::size_t bytes = workspace ? attn.cuda_backward_workspace_bytes(s->batch, s->max_global) : 0;
-      attn.backward_cuda(in, grad, stream, workspace, bytes);
+      const std::size_t bytes = workspace ? attn->cuda_backward_workspace_bytes(s->batch, s->max_global) : 0;
+      attn->backward_cuda(in, grad, stream, workspace, bytes);
     } else {
-      attn.backward_cpu(in, grad);
+      attn->backward_cpu(in, grad);
     }
   });
 }
@@ -177,11 +213,18 @@ int ldqa_attention_backward(const LdqaAttentionShape* s, const void* q, const vo
 long long ldqa_attention_workspace_bytes(const LdqaAttentionShape* s, int pass) {
   long long bytes = -1;
   guarded(nullptr, 0, [&] {
-    const auto& attn = cached(s->n, s->heads, s->head_dim, s->window, s->top_k);
-    bytes = static_cast<long long>(pass == 0 ? attn.cuda_workspace_bytes(s->batch, s->max_global)
-                                             : attn.cuda_backward_workspace_bytes(s->batch, s->max_global));
+    const auto attn = cached(s->n, s->heads, s->head_dim, s->window, s->top_k);
+    bytes = static_cast<long long>(pass == 0 ? attn->cuda_workspace_bytes(s->batch, s->max_global)
+                                             : attn->cuda_backward_workspace_bytes(s->batch, s->max_global));
   });
   return bytes;
+}
+
+// How many shapes' plans the library holds now (at most 64): what the tests ask.
+int ldqa_attention_cached_plans() {
+  PlanCache& cache = plan_cache();
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  return static_cast<int>(cache.plans.size());
 }
 
 // 1 when this library has CUDA kernels and a CUDA device is usable, else 0: what

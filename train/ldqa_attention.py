@@ -70,9 +70,10 @@ def load():
         lib.ldqa_attention_backward.argtypes = [shape] + [p] * 21 + [ctypes.c_char_p, ctypes.c_int]
         lib.ldqa_attention_workspace_bytes.restype = ctypes.c_longlong
         lib.ldqa_attention_workspace_bytes.argtypes = [shape, ctypes.c_int]
-        if hasattr(lib, "ldqa_attention_cuda_available"):  # absent from libraries before it
-            lib.ldqa_attention_cuda_available.restype = ctypes.c_int
-            lib.ldqa_attention_cuda_available.argtypes = []
+        for name in ("ldqa_attention_cuda_available", "ldqa_attention_cached_plans"):
+            if hasattr(lib, name):  # absent from libraries built before them
+                getattr(lib, name).restype = ctypes.c_int
+                getattr(lib, name).argtypes = []
         _lib = lib
     return _lib
 

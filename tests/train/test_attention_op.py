@@ -4,8 +4,8 @@ its output and all six gradients against a float64 dense reference written here 
 attention.hpp's definition (random inputs, odd length, padding with holes, two prefix
 lengths), strided views (a [B, n, H, D] buffer, q/k/v as blocks of one fused
 projection, padded rows: read in place, not copied), q_global of the global prefix's rows
-only, the no-globals case, argument errors, the dense path's float32 scores under bf16
-inputs, and the encoder of
+only, the no-globals case, argument errors, the library's bounded plan cache, the dense
+path's float32 scores under bf16 inputs, and the encoder of
 train/model.py through the op against its dense path (output and every parameter's
 gradient), and train.py pretraining a tiny model through the op (--attention ldqa, its
 start-up check against the dense path included) ending where the dense path ends. The
@@ -188,6 +188,23 @@ class AttentionOpTest(unittest.TestCase):
             ldqa_attention.sparse_attention(q.double(), k.double(), v.double(), window=3)
         with self.assertRaisesRegex(RuntimeError, "window"):  # the library's own message
             ldqa_attention.sparse_attention(q, k, v, window=-5)
+
+    def test_plan_cache_keeps_the_recent_shapes(self):
+        """The library keeps the plans of the 64 shapes called last: a caller with a new
+        length per batch must not grow it for ever. A length evicted and called again
+        gives the same output as the first time."""
+        lib = ldqa_attention.load()
+        g = torch.Generator().manual_seed(8)
+        first = None
+        for n in range(1000, 1070):  # 70 lengths no other test uses
+            q, k, v = (torch.empty(1, 1, n, 8).uniform_(-2, 2, generator=g) for _ in range(3))
+            out = ldqa_attention.sparse_attention(q, k, v, window=3)
+            if first is None:
+                first = (q, k, v, out)
+            self.assertLessEqual(lib.ldqa_attention_cached_plans(), 64)
+        self.assertEqual(lib.ldqa_attention_cached_plans(), 64)
+        q, k, v, out = first  # n = 1000: evicted by the 64 lengths after it
+        self.assertTrue(torch.equal(ldqa_attention.sparse_attention(q, k, v, window=3), out))
 
 
 class AutoAttentionTest(unittest.TestCase):
