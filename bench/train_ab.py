@@ -2,7 +2,9 @@
 """The table of scripts/device-train-ab.sh: for each run folder (train.py --out, named
 tab-ATTENTION-KIND) and each phase it logged steps of, training throughput after the first logged step (compilation and
 warm-up excluded), MFU, and how far the loss curves of each two attentions are apart at
-the same steps (same seed, data and masks: they differ only by the attention's rounding).
+the same steps (same seed, data and masks). Only where both runs were deterministic
+(train.py --deterministic, which each run's start record says) do they differ by the
+attention's rounding alone; the line says which.
 
     python3 bench/train_ab.py /tmp/ldqa/work/tab-*   [--peak-tflops 989]
 
@@ -84,7 +86,11 @@ def main():
             common = sorted(set(first) & set(second))
             if common:
                 diffs = [first[s] - second[s] for s in common]
-                print(f"|   | loss curves, {a} - {b}, {len(common)} common logged steps | | | | "
+                # without train.py --deterministic two runs of one arm differed by 0.17
+                # (docs/bench/training.md): such a pair's gap says little
+                both = runs[(kind, a)][0].get("deterministic") and runs[(kind, b)][0].get("deterministic")
+                mode = "deterministic runs" if both else "NOT deterministic runs"
+                print(f"|   | loss curves ({mode}), {a} - {b}, {len(common)} common logged steps | | | | "
                       f"max abs diff {max(map(abs, diffs)):.4f}, mean abs {sum(map(abs, diffs)) / len(diffs):.4f}, "
                       f"mean {sum(diffs) / len(diffs):+.4f} | |")
 

@@ -3,7 +3,9 @@
 one-process runs (tab-ATTENTION-all, several phases each; the dense arm's a single
 phase) and start mode's one-phase runs (tab-ATTENTION-mlm512). Each phase's arms must
 land in one group and every pair present be compared: the dense arm's one-phase run was
-once labelled apart from the others' "all pretrain-short" and compared with nothing.
+once labelled apart from the others' "all pretrain-short" and compared with nothing. Each
+loss-curve line says whether both runs were deterministic (the 2026-12-06 seed-12 logs
+of train.py --deterministic).
 
     python3 tests/scripts/test_train_ab.py
 """
@@ -51,16 +53,28 @@ def main():
         for pair, numbers in (("ldqa - flex", "max abs diff 0.2706, mean abs 0.1162, mean +0.1115"),
                               ("ldqa - dense", "max abs diff 0.0931, mean abs 0.0244, mean +0.0242"),
                               ("flex - dense", "max abs diff 0.2235, mean abs 0.0936, mean -0.0873")):
-            expect(text, f"loss curves, {pair}, 31 common logged steps | | | | {numbers}")
+            expect(text, f"loss curves (NOT deterministic runs), {pair}, 31 common logged steps | | | | {numbers}")
         expect(text, "| all finetune | flex | 60 | 300,417 |")
         if "| all | dense" in text:
             sys.exit(f"the dense arm's one-phase run labelled apart from the others:\n{text}")
 
         text = table(start)  # one phase per folder: named by the folder alone
         expect(text, "| mlm512 | dense | 300 | 1,079,353 |")
-        expect(text, "loss curves, ldqa - dense, 31 common logged steps")
+        expect(text, "loss curves (NOT deterministic runs), ldqa - dense, 31 common logged steps")
         if "mlm512 pretrain-short" in text:
             sys.exit(f"a one-phase run labelled with its phase:\n{text}")
+        # the deterministic A/B of seed 12: its start records say so
+        det = []
+        for attention, name in (("ldqa", "ldqa1"), ("flex", "flex"), ("dense", "dense")):
+            folder = tmp / "det" / f"tab-{attention}-all"
+            folder.mkdir(parents=True)
+            (folder / "train_log.jsonl").write_text(
+                (ROOT / f"docs/training/ab-2026-12-06-seed12-det-{name}-train_log.jsonl").read_text())
+            det.append(folder)
+        text = table(det)
+        expect(text, "loss curves (deterministic runs), ldqa - flex, 31 common logged steps | | | | "
+                     "max abs diff 0.0659, mean abs 0.0210, mean +0.0074")
+        expect(text, "loss curves (deterministic runs), ldqa - dense, 30 common logged steps")
     print("train_ab: OK")
 
 
