@@ -175,9 +175,9 @@ def producers(k, preds, at, reg, depth=4):
     elsewhere too (the dK/dV kernel's P), and the copy's source is what counts."""
     found = set()
     for w in reaching_writers(k, preds, at, reg):
-        text = k["insns"][w][1]
-        m = MOVE.search(split_insn(text)[1] + " " + split_insn(text)[2])
-        if m and depth > 0 and not text.startswith("@"):
+        pred, op, operands = split_insn(k["insns"][w][1])
+        m = MOVE.search(f"{op} {operands}")
+        if m and depth > 0 and pred is None:
             found |= producers(k, preds, w, int(m.group(1)), depth - 1)
         else:
             found.add(w)
