@@ -717,6 +717,7 @@ def main():
             session = dict(date=time.strftime("%Y-%m-%d"), objective=args.objective,
                            minutes=round((time.time() - t_pre) / 60, 2), tokens=tokens,
                            corpus_tokens=int(stream.size), device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                           attention=args.attention,
                            final=last[-1] if last else None, resumed_from=args.resume,
                            minutes_before=round(sum(x["minutes"] for x in sessions), 2),
                            tokens_before=sum(x["tokens"] for x in sessions))
