@@ -4,8 +4,11 @@
 // Globals as a prefix by default (where the model puts them: the question).
 // --timing back-to-back (CUDA forward): the mean of --reps calls queued between two events
 // instead of each call's own events and a synchronisation after it, as a training step
-// or bench/attention_torch.py's queued calls keep the GPU busy: the two differ where the
-// GPU's clock rises in the idle gaps between synchronised calls.
+// or bench/attention_torch.py's queued calls keep the GPU busy: the two would differ if the
+// GPU's clock rose in the idle gaps between synchronised calls (on an H100 they do not:
+// 1.008 against 1.020 ms). What does matter is the run's length: on the GPU pass
+// --reps 200 or more for absolute figures; 30 repetitions end before the clock settles
+// under sustained load and read ~4 % fast (docs/bench/attention.md, 2026-12-06).
 //   ldqa_attention_bench --device cuda --batch 1,8 --n 4096,16384,65536
 //   ldqa_attention_bench --device cpu --batch 1 --n 4096,16384 --heads 12 --pass backward
 #include <algorithm>

@@ -78,17 +78,19 @@ if [[ $what == all || $what == op ]]; then
   echo "op tests exit: ${PIPESTATUS[0]}" | tee -a "$out/op_tests.log"
 fi
 if [[ $what == all || $what == bench ]]; then
+  # 200 repetitions: 30 (~0.1 s of work per row) finish before the clock settles under
+  # sustained load and read ~4 % fast (docs/bench/attention.md, 2026-12-06, sixth session).
   for shape in "--heads 12 --window 256 --globals 64" "--heads 8 --window 128 --globals 48" \
     "--heads 6 --window 128 --globals 48"; do
     for kernel in mma.sync wgmma; do  # each path (the device column says which ran)
       for pass in forward backward; do
         # shellcheck disable=SC2086 # the shape is several arguments
         LDQA_ATTENTION_KERNEL=$kernel timeout 100 .device/ldqa_attention_bench --device cuda --pass $pass \
-          --batch 1,8 --n 4096,16384,65536 --reps 30 $shape
+          --batch 1,8 --n 4096,16384,65536 --reps 200 $shape
       done
     done
   done 2>&1 | tee "$out/bench_cpp.md"
-  timeout 60 .device/ldqa_attention_bench --device cuda --batch 1,8 --n 16384 --reps 30 --globals-at scattered \
+  timeout 60 .device/ldqa_attention_bench --device cuda --batch 1,8 --n 16384 --reps 200 --globals-at scattered \
     2>&1 | tee -a "$out/bench_cpp.md"
 fi
 if [[ $what == all || $what == torch ]]; then
