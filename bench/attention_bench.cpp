@@ -222,8 +222,7 @@ void bench_cuda(const Options& o, int batch, int n, std::mt19937_64& rng) {
     in.lse = lse;
     return in;
   };
-  const bool back_to_back = o.timing == "back-to-back";
-  if (back_to_back) {
+  if (o.timing == "back-to-back") {
     for (int r = 0; r < 5; ++r) attn.run_cuda(inputs_of(r % o.sets), nullptr, workspace, ws_bytes);  // warm-up
     CHECK_CUDA(cudaEventRecord(start));
     for (int r = 0; r < o.reps; ++r) attn.run_cuda(inputs_of(r % o.sets), nullptr, workspace, ws_bytes);
@@ -232,28 +231,29 @@ void bench_cuda(const Options& o, int batch, int n, std::mt19937_64& rng) {
     float ms = 0;
     CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
     times.push_back(static_cast<double>(ms) / o.reps);
-  }
-  for (int r = -5; !back_to_back && r < o.reps; ++r) {
-    const AttentionInputs in = inputs_of((r + 5) % o.sets);
-    if (backward) {
-      attn.run_cuda(in, nullptr, workspace, ws_bytes);  // its out and lse, untimed
-      auto* g = static_cast<unsigned char*>(grads);
-      AttentionGradients grad;
-      grad.d_out = d_out;
-      grad.d_q = g;
-      grad.d_k = g + count * 2;
-      grad.d_v = g + 2 * count * 2;
-      CHECK_CUDA(cudaEventRecord(start));
-      attn.backward_cuda(in, grad, nullptr, workspace, ws_bytes);
-    } else {
-      CHECK_CUDA(cudaEventRecord(start));
-      attn.run_cuda(in, nullptr, workspace, ws_bytes);
+  } else {
+    for (int r = -5; r < o.reps; ++r) {
+      const AttentionInputs in = inputs_of((r + 5) % o.sets);
+      if (backward) {
+        attn.run_cuda(in, nullptr, workspace, ws_bytes);  // its out and lse, untimed
+        auto* g = static_cast<unsigned char*>(grads);
+        AttentionGradients grad;
+        grad.d_out = d_out;
+        grad.d_q = g;
+        grad.d_k = g + count * 2;
+        grad.d_v = g + 2 * count * 2;
+        CHECK_CUDA(cudaEventRecord(start));
+        attn.backward_cuda(in, grad, nullptr, workspace, ws_bytes);
+      } else {
+        CHECK_CUDA(cudaEventRecord(start));
+        attn.run_cuda(in, nullptr, workspace, ws_bytes);
+      }
+      CHECK_CUDA(cudaEventRecord(stop));
+      CHECK_CUDA(cudaEventSynchronize(stop));
+      float ms = 0;
+      CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
+      if (r >= 0) times.push_back(ms);
     }
-    CHECK_CUDA(cudaEventRecord(stop));
-    CHECK_CUDA(cudaEventSynchronize(stop));
-    float ms = 0;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
-    if (r >= 0) times.push_back(ms);
   }
   // The device column names the timed pass's kernels (mma.sync, or Hopper's wgmma).
   const auto pass = backward ? AttentionPass::backward : AttentionPass::forward;
