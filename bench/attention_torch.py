@@ -8,7 +8,13 @@ a user would actually run, in ONE process on the SAME inputs:
   (the question), and its cheapest mask for that: a mask_mod without tensor lookups and
   one block mask shared by the batch;
 - dense SDPA (every n^2 pair) with PyTorch's own backend choice;
-- a bf16 GEMM measured in the same run, the ceiling useful rates are compared with.
+- a bf16 GEMM measured in the same run, the ceiling useful rates are compared with;
+- the same work cut into independent dense problems (--dense-tiles): each query tile of
+  64 or 128 rows against the keys our kernel visits for it (its window rounded out to
+  64-key tiles, plus the globals), and the global rows against every key, all through
+  SDPA's own backend choice. No mask, no index lists and no summing of the overlapping
+  key spans' dK/dV: what the best dense kernel in the process does with the same tiles,
+  a bound on what a kernel of our tile structure can reach.
 
 Globals scattered at random positions (FlexAttention's worst case: every block partial)
 are a separate table (--scattered). Forward and backward (dQ, dK, dV: ours through the C
@@ -93,6 +99,26 @@ def useful_pairs(gmask, window):
     return total
 
 
+def dense_tiles(q, k, v, w, g, tile):
+    """The pattern as independent dense problems (see the module's docstring): query tiles
+    [B*H, T, tile, D] against gathered key spans [B*H, T, tile + 2 * W + g, D] (W: the
+    window rounded up to 64-key tiles, as our plan visits them; spans clamped at the ends,
+    so edge tiles repeat keys), and the g global rows against all n keys. Returns the
+    (queries, keys, values) of each problem: [(qt, kt, vt), (qg, k, v)], the second only when g > 0."""
+    bsz, heads, n, d = q.shape
+    tiles = (n + tile - 1) // tile
+    padded = tiles * tile
+    reach = (w + 63) // 64 * 64
+    span = torch.arange(tile + 2 * reach, device=q.device)
+    local = (torch.arange(tiles, device=q.device)[:, None] * tile - reach + span).clamp(0, n - 1)
+    index = torch.cat([torch.arange(g, device=q.device).expand(tiles, g), local], 1)  # [T, Lk]
+
+    def gather(x):  # [B, H, n, D] -> [B*H, T, Lk, D]
+        return x.reshape(bsz * heads, n, d)[:, index.reshape(-1)].reshape(bsz * heads, tiles, -1, d)
+    qt = torch.nn.functional.pad(q, (0, 0, 0, padded - n)).reshape(bsz * heads, tiles, tile, d)
+    return [(qt, gather(k), gather(v))] + ([(q[:, :, :g].contiguous(), k, v)] if g > 0 else [])
+
+
 def gemm_tflops():
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
@@ -140,6 +166,10 @@ def main():
                     help="comma-separated LDQA_ATTENTION_KERNEL values to time ours with, in the same process on "
                     "the same inputs (default, wgmma or mma.sync; see attention/cuda/common.cuh)")
     ap.add_argument("--backward-kernels", help="the same for the backward (default: --kernels)")
+    ap.add_argument("--dense-tiles", default="64,128",
+                    help="query-tile sizes of the dense-tiles bound (see above); empty: none")
+    ap.add_argument("--flex", action=argparse.BooleanOptionalAction, default=True,
+                    help="time FlexAttention (its compilation takes minutes per shape)")
     ap.add_argument("--json")
     ap.add_argument("--stack-every-s", type=float, default=0,
                     help="print every thread's Python stack to stderr every so many seconds (0: never): where a "
@@ -204,6 +234,24 @@ def flex_block_mask(placement, gmask, w, g):
     block_mask = torch.compile(create_block_mask)(mask_mod, batch, None, n, n, device="cuda")
     progress(f"block mask ({placement}, B={bsz}, n={n}): {time.monotonic() - start:.0f} s")
     return block_mask
+
+
+def dense_tiles_rows(emit, args, q, k, v, w, g, tile, fwd_flops, bwd_flops, d_out):
+    """The dense-tiles bound's rows (forward, and the backward when d_out is given), rated on
+    the pattern's useful FLOPs like every other row; each pass's time is the sum of its two
+    problems' medians (one when there are no globals)."""
+    problems = dense_tiles(q, k, v, w, g, tile)
+    method = f"SDPA on dense {tile}-row tiles (bound)"
+    ms = sum(do_bench(lambda: F.scaled_dot_product_attention(*x), warmup=10, rep=100, return_mode="median")
+             for x in problems)
+    emit("forward", method, ms, fwd_flops, float("nan"))
+    if d_out is not None:
+        ms = 0.0
+        for x, grad in zip(problems, (torch.randn_like(problems[0][0]), d_out[:, :, :g].contiguous())):
+            leaves = [t.detach().clone().requires_grad_(True) for t in x]
+            ms += bench_backward(lambda: F.scaled_dot_product_attention(*leaves), leaves, grad)[0]
+            del leaves
+        emit("backward", method, ms, bwd_flops, float("nan"))
 
 
 def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, n):
@@ -271,14 +319,17 @@ def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, 
             mine.append((method, do_bench(ours_bwd, warmup=10, rep=100, return_mode="median"), bwd_flops, err))
             del grads
         emit_ours("backward", mine)
-    block_mask = flex_block_mask(placement, gmask, w, g)
-    start = time.monotonic()
-    flex_out = flex(q, k, v, block_mask=block_mask)
-    torch.cuda.synchronize()
-    progress(f"FlexAttention forward's first call (compilation): {time.monotonic() - start:.0f} s")
-    emit("forward", "FlexAttention", do_bench(lambda: flex(q, k, v, block_mask=block_mask), warmup=25, rep=200,
-                                              return_mode="median"), fwd_flops, rel_err(flex_out, ours_out))
-    del flex_out
+    for tile in [int(x) for x in args.dense_tiles.split(",") if x]:
+        dense_tiles_rows(emit, args, q, k, v, w, g, tile, fwd_flops, bwd_flops, d_out if args.backward else None)
+    if args.flex:
+        block_mask = flex_block_mask(placement, gmask, w, g)
+        start = time.monotonic()
+        flex_out = flex(q, k, v, block_mask=block_mask)
+        torch.cuda.synchronize()
+        progress(f"FlexAttention forward's first call (compilation): {time.monotonic() - start:.0f} s")
+        emit("forward", "FlexAttention", do_bench(lambda: flex(q, k, v, block_mask=block_mask), warmup=25, rep=200,
+                                                  return_mode="median"), fwd_flops, rel_err(flex_out, ours_out))
+        del flex_out
     if dense_est <= args.dense_limit_s:
         emit("forward", "SDPA dense (default backend)",
              do_bench(lambda: F.scaled_dot_product_attention(q, k, v), warmup=10, rep=100, return_mode="median"),
@@ -288,12 +339,15 @@ def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, 
               f"at 400 TFLOP/s | | | | |", flush=True)
     if args.backward:
         qr, kr, vr = (x.detach().clone().requires_grad_(True) for x in (q, k, v))
-        start = time.monotonic()
-        ms, flex_grads = bench_backward(lambda: flex(qr, kr, vr, block_mask=block_mask), (qr, kr, vr), d_out)
-        progress(f"FlexAttention backward (compilation and timing): {time.monotonic() - start:.0f} s")
-        # FlexAttention's gradients against our first kernel's
-        emit("backward", "FlexAttention", ms, bwd_flops, max(rel_err(a, b) for a, b in zip(flex_grads, first_grads)))
-        del flex_grads, first_grads
+        if args.flex:
+            start = time.monotonic()
+            ms, flex_grads = bench_backward(lambda: flex(qr, kr, vr, block_mask=block_mask), (qr, kr, vr), d_out)
+            progress(f"FlexAttention backward (compilation and timing): {time.monotonic() - start:.0f} s")
+            # FlexAttention's gradients against our first kernel's
+            emit("backward", "FlexAttention", ms, bwd_flops,
+                 max(rel_err(a, b) for a, b in zip(flex_grads, first_grads)))
+            del flex_grads
+        del first_grads
         if 2.5 * dense_est <= args.dense_limit_s:
             ms, _ = bench_backward(lambda: F.scaled_dot_product_attention(qr, kr, vr), (qr, kr, vr), d_out)
             emit("backward", "SDPA dense (default backend)", ms, bwd_flops, float("nan"))
