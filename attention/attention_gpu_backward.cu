@@ -4,14 +4,15 @@
 // atomics: every gradient element is summed by one CTA in a fixed order, so reruns are
 // bit-identical. Launch sequence, all on one stream, no host synchronisation:
 //   1. prepare:  flags, the ordered global list and each global position's slot;
-//   2. delta:    D_i = rowsum(dO_i * O_i), fp32;
-//   3. dQ, query-major (the forward's walk): local rows over their listed key tiles and
+//   2. dQ, query-major (the forward's walk): local rows over their listed key tiles and
 //      the global keys outside them; global rows against every key, split over key
-//      ranges into fp32 partials that dq_combine sums in split order;
-//   4. gathered: what the global keys get from local rows whose tiles do not list the
+//      ranges into fp32 partials that dq_combine sums in split order. Each CTA first
+//      works out its rows' D_i = rowsum(dO_i * O_i) (fp32), and the local rows' CTAs
+//      store them for steps 3 and 4;
+//   3. gathered: what the global keys get from local rows whose tiles do not list the
 //      key's tile (they saw it through the gathered list), split over query tiles into
 //      fp32 partials;
-//   5. dK/dV, key-major over the transposed plan: a key tile from the query tiles that
+//   4. dK/dV, key-major over the transposed plan: a key tile from the query tiles that
 //      list it (local rows), plus the gathered partials of its global keys, then from
 //      every global row (into dK_g/dV_g with separate global projections).
 // Row i's weight is P_ij = exp(scale q_i.k_j - lse_i); dS_ij = P_ij (dO_i.v_j - D_i);

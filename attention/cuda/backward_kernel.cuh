@@ -1,8 +1,9 @@
 // The backward kernels (FlashAttention-2-style recomputation from the forward's row
-// log-sum-exp, mma.sync, no atomics): delta, dQ for local and global rows and the merge
-// of the latter's splits, dK/dV key-major and for the gathered global keys. The launch
-// sequence and its reasons are in attention_gpu_backward.cu; instantiated by
-// backward_launch.cuh, one dtype x head dim per unit (backward_*_hd*.cu).
+// log-sum-exp, mma.sync, no atomics): dQ for local and global rows (each CTA working out
+// its rows' deltas) and the merge of the latter's splits, dK/dV key-major and for the
+// gathered global keys. The launch sequence and its reasons are in
+// attention_gpu_backward.cu; instantiated by backward_launch.cuh, one dtype x head dim
+// per unit (backward_*_hd*.cu).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -40,10 +41,11 @@ struct BackwardSmem {
   static constexpr int kStageHalves = kWgmma ? static_cast<int>(wgmma::kTileBytes / 2) : kTileElems;
   static constexpr int kResidentHalves = kStageHalves;
   static constexpr std::size_t kAlignBytes = kWgmma ? wgmma::kAtomBytes : 0;
-  // dQ: the query and dO tiles, per stage a key and a value tile, and key flags.
+  // dQ: the query and dO tiles, per stage a key and a value tile, key flags, and the
+  // rows' deltas (floats).
   static constexpr std::size_t kDqBytes = kAlignBytes + static_cast<std::size_t>(2) * kResidentHalves * 2 +
                                           static_cast<std::size_t>(2 * kStages) * kStageHalves * 2 +
-                                          static_cast<std::size_t>(kStages) * kTile;
+                                          static_cast<std::size_t>(kStages) * kTile + kTile * sizeof(float);
   // dK/dV: the key and value tiles, per stage a query and a dO tile, each row's log2
   // offset and delta (floats) and whether the row's tile counts the key (bytes).
   static constexpr std::size_t kDkvBytes = kAlignBytes + static_cast<std::size_t>(2) * kResidentHalves * 2 +
@@ -129,32 +131,45 @@ __device__ __forceinline__ void store_row_pair(T* dst, float lo, float hi) {
 }
 
 // ---------------------------------------------------------------------------------------
-// 2. delta, kDeltaThreads / (D / 8) rows per CTA: D / 8 threads per row, each reading
-// 16 bytes of O and of dO, so that a warp's loads cover whole rows (with one thread per
-// row, each load instruction touched 32 rows and the kernel stalled on memory: 0.23 ms
-// at H12 16k B = 8 on an H100, 2.5 times what its bytes take). The partial sums meet by
-// shuffles in a fixed order, so delta is the same at every run.
-constexpr int kDeltaThreads = 256;
-template <typename T, int D>
-__global__ void delta_kernel(Params p) {
-  constexpr int kLanes = D / 8;  // divides 32 for every head dim the kernels take
-  const int i = static_cast<int>((blockIdx.x * blockDim.x + threadIdx.x) / kLanes);
-  const int chunk = static_cast<int>(threadIdx.x % kLanes);
-  const int h = blockIdx.y, b = blockIdx.z;
-  float sum = 0.f;
-  if (i < p.n) {  // rows past n add nothing, but their threads still take part in the shuffles
-    const uint4 o = reinterpret_cast<const uint4*>(head_rows(static_cast<const T*>(p.out), p.st_out, b, h) +
-                                                   row_at(i, p.st_out))[chunk];
-    const uint4 g = reinterpret_cast<const uint4*>(head_rows(static_cast<const T*>(p.d_out), p.st_do, b, h) +
-                                                   row_at(i, p.st_do))[chunk];
-    const T* oh = reinterpret_cast<const T*>(&o);
-    const T* gh = reinterpret_cast<const T*>(&g);
-#pragma unroll
-    for (int e = 0; e < 8; ++e) sum = fmaf(Ops<T>::to_float(oh[e]), Ops<T>::to_float(gh[e]), sum);
+// 2. delta_i = rowsum(dO_i * O_i), fp32, of a dQ CTA's 64 rows, into delta_s (read after
+// the step loop's first barrier); the local rows' CTAs also store it for the dK/dV
+// kernels, which run after them (each row lies in one local tile: one writer). Two
+// threads per row, each summing half the row in a fixed order, then one shuffle, so
+// delta is the same at every run. Computed here rather than by a kernel of its own,
+// which read O and dO once more (dO's rows are on their way to this CTA, so in L2) and
+// took a launch: the backward is 1.5 % faster at H12 w256 g64 16k B = 8 and 2.8 % for
+// ldqa-small on an H100 (docs/bench/attention.md).
+template <typename T, int D, bool kGlobalRows>
+__device__ __forceinline__ void store_tile_deltas(const Params& p, float* delta_s, int q_first, int global_count, int b,
+                                                  int h) {
+  static_assert(kThreads == 2 * kTile, "two threads per row");
+  const int r = threadIdx.x / 2, half = threadIdx.x % 2;
+  int pos = -1;
+  if constexpr (kGlobalRows) {
+    if (q_first + r < global_count) pos = p.global_index[static_cast<std::size_t>(b) * p.max_global + q_first + r];
+  } else {
+    if (q_first + r < p.n) pos = q_first + r;
   }
+  float sum = 0.f;
+  if (pos >= 0) {
+    const uint4* o = reinterpret_cast<const uint4*>(head_rows(static_cast<const T*>(p.out), p.st_out, b, h) +
+                                                    row_at(pos, p.st_out) + half * (D / 2));
+    const uint4* g = reinterpret_cast<const uint4*>(head_rows(static_cast<const T*>(p.d_out), p.st_do, b, h) +
+                                                    row_at(pos, p.st_do) + half * (D / 2));
 #pragma unroll
-  for (int offset = kLanes / 2; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-  if (i < p.n && chunk == 0) p.delta[head_base(p, b, h) + i] = sum;
+    for (int c = 0; c < D / 16; ++c) {
+      const uint4 oc = o[c], gc = g[c];
+      const T* oh = reinterpret_cast<const T*>(&oc);
+      const T* gh = reinterpret_cast<const T*>(&gc);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) sum = fmaf(Ops<T>::to_float(oh[e]), Ops<T>::to_float(gh[e]), sum);
+    }
+  }
+  sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+  if (half == 0) {
+    delta_s[r] = sum;
+    if (!kGlobalRows && pos >= 0) p.delta[head_base(p, b, h) + pos] = sum;
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -174,6 +189,7 @@ __device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
   T* q_s = v_s + kStages * Sm::kStageHalves;                                     // resident_offset
   T* do_s = q_s + Sm::kResidentHalves;                                           // resident_offset
   uint8_t* key_flag_s = reinterpret_cast<uint8_t*>(do_s + Sm::kResidentHalves);  // [kStages][64]
+  float* delta_s = reinterpret_cast<float*>(key_flag_s + kStages * kTile);       // [64]
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = lane / 4, tig = lane % 4;
@@ -209,8 +225,8 @@ __device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
     cp_async16(q_s + Sm::resident_offset(r, col), q_src + row_at(row, q_st) + col, pos >= 0 ? 16 : 0);
     cp_async16(do_s + Sm::resident_offset(r, col), do_src + row_at(row, p.st_do) + col, pos >= 0 ? 16 : 0);
   }
-  // This thread's two rows: their offsets and deltas.
-  float offset[2], delta[2];
+  // This thread's two rows: their offsets (their deltas come from delta_s, below).
+  float offset[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int local_row = warp * 16 + group + r * 8;
@@ -224,7 +240,6 @@ __device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
       active = pos >= 0 && (flags[pos] & (kValid | kGlobal)) == kValid;
     }
     offset[r] = row_offset(active, active ? p.lse[base + pos] : -INFINITY);
-    delta[r] = active ? p.delta[base + pos] : 0.f;
   }
 
   auto load_step = [&](int s, int buf) {
@@ -277,6 +292,7 @@ __device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
     cp_async_commit();
     cp_async_wait<0>();
   }
+  store_tile_deltas<T, D, kGlobalRows>(p, delta_s, q_first, global_count, b, h);
   for (int s = 0; s < steps; ++s) {
     const int buf = kStages == 2 ? (s & 1) : 0;
     if (kStages == 1 && s > 0) load_step(s, 0);
@@ -356,6 +372,8 @@ __device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
     } else {
       gemm_abt<T, D>(dp_acc, do_frag, v_tile, lane);  // dP = dO V^T
     }
+    // Inactive rows' weights are 0 already: their deltas need no zeroing.
+    const float delta[2] = {delta_s[warp * 16 + group], delta_s[warp * 16 + group + 8]};
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt)
 #pragma unroll

@@ -1,8 +1,8 @@
 // The backward's launch sequence for one dtype and head dim (after launch_prepare):
-// delta, the dQ and dK/dV kernels of one path (launch_gradients: dQ of the local rows
-// and, with globals, of the global rows (one launch on the wgmma path), then the
-// gathered dK/dV partials; then dK/dV), then with globals the merge of the global rows'
-// dQ splits. Each backward_<dtype>_hd<D>.cu
+// the dQ and dK/dV kernels of one path (launch_gradients: dQ of the local rows, which
+// also store the rows' deltas, and, with globals, of the global rows (one launch on the
+// wgmma path), then the gathered dK/dV partials; then dK/dV), then with globals the
+// merge of the global rows' dQ splits. Each backward_<dtype>_hd<D>.cu
 // instantiates launch_backward once; backward_wgmma_<dtype>_hd64.cu (sm_90a) the wgmma
 // path of launch_gradients, which launch_backward takes where kernel_path says so.
 #pragma once
@@ -56,9 +56,6 @@ void launch_gradients(const Params& p, const Geometry& g, bool has_globals, cuda
 
 template <typename T, int D>
 void launch_backward(const Params& p, const Geometry& g, bool has_globals, cudaStream_t stream) {
-  constexpr int kDeltaRows = kDeltaThreads / (D / 8);
-  delta_kernel<T, D><<<dim3((p.n + kDeltaRows - 1) / kDeltaRows, p.heads, p.batch), kDeltaThreads, 0, stream>>>(p);
-  LDQA_CUDA_CHECK(cudaGetLastError());
 #ifdef LDQA_HAVE_SM90A
   if (D == 64 && g.path == KernelPath::wgmma) {
     if constexpr (std::is_same_v<T, __half>) {

@@ -326,7 +326,7 @@ class StreamWorkspace {
 
 // The wgmma path's kernels (cuda/*_wgmma_<dtype>_hd64.cu): the forward's local- and
 // global-row kernels (false, nothing launched, where the TMA cannot take a tensor:
-// launch_attend_wgmma); the backward's dQ and dK/dV kernels (not delta, not the merge).
+// launch_attend_wgmma); the backward's dQ and dK/dV kernels (not the merge).
 bool launch_attend_wgmma_bf16(const Params& p, const Geometry& g, int num_tiles, cudaStream_t stream);
 bool launch_attend_wgmma_fp16(const Params& p, const Geometry& g, int num_tiles, cudaStream_t stream);
 void launch_gradients_wgmma_bf16(const Params& p, const Geometry& g, bool has_globals, cudaStream_t stream);
