@@ -48,6 +48,8 @@ import torch.nn.functional as F
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 from triton.testing import do_bench
 
+from dense_tiles import dense_tiles
+
 SHAPES = {  # name: heads, window, globals (head_dim from --d)
     "H12 w256 g64": (12, 256, 64),
     "H8 w128 g48 (ldqa-base)": (8, 128, 48),
@@ -97,26 +99,6 @@ def useful_pairs(gmask, window):
         local = (in_window + (g_total - g_in).double())[~gmask[s]].sum()
         total += float(local) + float(gmask[s].sum()) * n
     return total
-
-
-def dense_tiles(q, k, v, w, g, tile):
-    """The pattern as independent dense problems (see the module's docstring): query tiles
-    [B*H, T, tile, D] against gathered key spans [B*H, T, tile + 2 * W + g, D] (W: the
-    window rounded up to 64-key tiles, as our plan visits them; spans clamped at the ends,
-    so edge tiles repeat keys), and the g global rows against all n keys. Returns the
-    (queries, keys, values) of each problem: [(qt, kt, vt), (qg, k, v)], the second only when g > 0."""
-    bsz, heads, n, d = q.shape
-    tiles = (n + tile - 1) // tile
-    padded = tiles * tile
-    reach = (w + 63) // 64 * 64
-    span = torch.arange(tile + 2 * reach, device=q.device)
-    local = (torch.arange(tiles, device=q.device)[:, None] * tile - reach + span).clamp(0, n - 1)
-    index = torch.cat([torch.arange(g, device=q.device).expand(tiles, g), local], 1)  # [T, Lk]
-
-    def gather(x):  # [B, H, n, D] -> [B*H, T, Lk, D]
-        return x.reshape(bsz * heads, n, d)[:, index.reshape(-1)].reshape(bsz * heads, tiles, -1, d)
-    qt = torch.nn.functional.pad(q, (0, 0, 0, padded - n)).reshape(bsz * heads, tiles, tile, d)
-    return [(qt, gather(k), gather(v))] + ([(q[:, :, :g].contiguous(), k, v)] if g > 0 else [])
 
 
 def gemm_tflops():
