@@ -130,6 +130,22 @@ __device__ __forceinline__ void store_row_pair(T* dst, float lo, float hi) {
   *reinterpret_cast<uint32_t*>(dst) = Ops<T>::pack(lo, hi);
 }
 
+// dS = P (dP - delta) over a thread's part of a 16 x 64 accumulator tile: out[nt][e] from
+// the weight weight(nt, e), dP in dp[nt][e] and the delta delta(nt, e) (per row in dQ, per
+// column in dK/dV); 0 wherever the weight is 0, so that neither a masked pair's dP nor an
+// inactive row's delta reaches dS. out may be dp.
+template <typename Weight, typename Delta>
+__device__ __forceinline__ void ds_from_dp(float (&out)[8][4], const float (&dp)[8][4], Weight weight, Delta delta) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float d = delta(nt, e);
+      const float pe = weight(nt, e);
+      out[nt][e] = pe > 0.f ? pe * (dp[nt][e] - d) : 0.f;
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 2. delta_i = rowsum(dO_i * O_i), fp32, of a dQ CTA's 64 rows, into delta_s (read after
 // the step loop's first barrier); the local rows' CTAs also store it for the dK/dV
@@ -374,11 +390,8 @@ __device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
     }
     // Inactive rows' weights are 0 already: their deltas need no zeroing.
     const float delta[2] = {delta_s[warp * 16 + group], delta_s[warp * 16 + group + 8]};
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        p_acc[nt][e] = p_acc[nt][e] > 0.f ? p_acc[nt][e] * (dp_acc[nt][e] - delta[e >> 1]) : 0.f;
+    ds_from_dp(
+        p_acc, dp_acc, [&](int nt, int e) { return p_acc[nt][e]; }, [&](int, int e) { return delta[e >> 1]; });
     if constexpr (kWgmma) {
       wgmma::gemm_mb<T>(dq_acc, p_acc, smem_addr(k_tile));
     } else {
@@ -683,6 +696,8 @@ __global__ void __launch_bounds__(kThreads, kWgmma ? 3 : 0) dkdv_kernel(Params p
           p_acc[nt][e] = ok ? fast_exp2(fmaf(p_acc[nt][e], scale_log2, -offset_s[buf * kTile + col])) : 0.f;
         }
       }
+      // The delta of column (query) nt * 8 + tig * 2 + (e & 1) of this step's tile.
+      const auto column_delta = [&](int nt, int e) { return delta_s[buf * kTile + nt * 8 + tig * 2 + (e & 1)]; };
       if constexpr (kWgmma) {
         // P^T rounded to T once, first the A operand of dV += P^T dO, then (unpacked) the
         // P of dS = P (dP - delta): with the fp32 P live through dP^T's GEMM the kernel
@@ -693,26 +708,15 @@ __global__ void __launch_bounds__(kThreads, kWgmma ? 3 : 0) dkdv_kernel(Params p
         wgmma::gemm_packed_b<T>(dv_acc, p_packed, smem_addr(do_tile));
         float ds_acc[8][4];
         wgmma::gemm_abt_shared<T>(ds_acc, smem_addr(v_s), smem_addr(do_tile));  // dP^T = V dO^T
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float d = delta_s[buf * kTile + nt * 8 + tig * 2 + (e & 1)];
-            const float pe = wgmma::packed_element<T>(p_packed, nt, e);
-            ds_acc[nt][e] = pe > 0.f ? pe * (ds_acc[nt][e] - d) : 0.f;
-          }
+        ds_from_dp(
+            ds_acc, ds_acc, [&](int nt, int e) { return wgmma::packed_element<T>(p_packed, nt, e); }, column_delta);
         wgmma::gemm_mb<T>(dk_acc, ds_acc, smem_addr(q_tile));
       } else {
         float dp_acc[8][4];
         gemm_abt<T, D>(dp_acc, v_frag, do_tile, lane);  // dP^T = V dO^T
         gemm_mb<T, D>(dv_acc, p_acc, do_tile, lane);    // dV += P^T dO
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float d = delta_s[buf * kTile + nt * 8 + tig * 2 + (e & 1)];
-            p_acc[nt][e] = p_acc[nt][e] > 0.f ? p_acc[nt][e] * (dp_acc[nt][e] - d) : 0.f;
-          }
+        ds_from_dp(
+            p_acc, dp_acc, [&](int nt, int e) { return p_acc[nt][e]; }, column_delta);
         gemm_mb<T, D>(dk_acc, p_acc, q_tile, lane);  // dK += dS^T Q
       }
       __syncthreads();  // the buffer is reloaded next
