@@ -226,7 +226,7 @@ def flex_block_mask(placement, gmask, w, g):
     return block_mask
 
 
-def dense_tiles_rows(emit, args, q, k, v, w, g, tile, fwd_flops, bwd_flops, d_out):
+def dense_tiles_rows(emit, q, k, v, w, g, tile, fwd_flops, bwd_flops, d_out):
     """The dense-tiles bound's rows (forward, and the backward when d_out is given), rated on
     the pattern's useful FLOPs like every other row; each pass's time is the sum of its two
     problems' medians (one when there are no globals)."""
@@ -310,7 +310,7 @@ def bench_point(args, lib, flex, gemm, placement, shape_name, heads, w, g, bsz, 
             del grads
         emit_ours("backward", mine)
     for tile in [int(x) for x in args.dense_tiles.split(",") if x]:
-        dense_tiles_rows(emit, args, q, k, v, w, g, tile, fwd_flops, bwd_flops, d_out if args.backward else None)
+        dense_tiles_rows(emit, q, k, v, w, g, tile, fwd_flops, bwd_flops, d_out if args.backward else None)
     if args.flex:
         block_mask = flex_block_mask(placement, gmask, w, g)
         start = time.monotonic()
