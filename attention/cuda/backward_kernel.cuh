@@ -155,17 +155,13 @@ __device__ __forceinline__ void ds_from_dp(float (&out)[8][4], const float (&dp)
 // which read O and dO once more (dO's rows are on their way to this CTA, so in L2) and
 // took a launch: the backward is 1.5 % faster at H12 w256 g64 16k B = 8 and 2.8 % for
 // ldqa-small on an H100 (docs/bench/attention.md).
-template <typename T, int D, bool kGlobalRows>
-__device__ __forceinline__ void store_tile_deltas(const Params& p, float* delta_s, int q_first, int global_count, int b,
+// row_position(r): the sequence position of the CTA's row r, or -1 (dq_cta's).
+template <typename T, int D, bool kGlobalRows, typename RowPosition>
+__device__ __forceinline__ void store_tile_deltas(const Params& p, float* delta_s, RowPosition row_position, int b,
                                                   int h) {
   static_assert(kThreads == 2 * kTile, "two threads per row");
   const int r = threadIdx.x / 2, half = threadIdx.x % 2;
-  int pos = -1;
-  if constexpr (kGlobalRows) {
-    if (q_first + r < global_count) pos = p.global_index[static_cast<std::size_t>(b) * p.max_global + q_first + r];
-  } else {
-    if (q_first + r < p.n) pos = q_first + r;
-  }
+  const int pos = row_position(r);
   float sum = 0.f;
   if (pos >= 0) {
     const uint4* o = reinterpret_cast<const uint4*>(head_rows(static_cast<const T*>(p.out), p.st_out, b, h) +
@@ -228,15 +224,16 @@ __device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
   const T* v_src = head_rows(static_cast<const T*>(kGlobalRows ? p.vg : p.v), v_st, b, h);
   const T* do_src = head_rows(static_cast<const T*>(p.d_out), p.st_do, b, h);
 
+  // The sequence position of the CTA's row r (a global row by its slot), or -1 past the
+  // last: one definition for the copies, the offsets and the deltas.
+  auto row_position = [&](int r) {
+    if constexpr (kGlobalRows) return q_first + r < global_count ? globals[q_first + r] : -1;
+    return q_first + r < p.n ? q_first + r : -1;
+  };
   constexpr int kChunks = D / 8;
   for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
     const int r = c / kChunks, col = (c % kChunks) * 8;
-    int pos = -1;
-    if constexpr (kGlobalRows) {
-      if (q_first + r < global_count) pos = globals[q_first + r];
-    } else {
-      if (q_first + r < p.n) pos = q_first + r;
-    }
+    const int pos = row_position(r);
     const int row = pos >= 0 ? pos : 0;
     cp_async16(q_s + Sm::resident_offset(r, col), q_src + row_at(row, q_st) + col, pos >= 0 ? 16 : 0);
     cp_async16(do_s + Sm::resident_offset(r, col), do_src + row_at(row, p.st_do) + col, pos >= 0 ? 16 : 0);
@@ -245,16 +242,8 @@ __device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
   float offset[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const int local_row = warp * 16 + group + r * 8;
-    int pos = -1;
-    bool active = false;
-    if constexpr (kGlobalRows) {
-      if (q_first + local_row < global_count) pos = globals[q_first + local_row];
-      active = pos >= 0;
-    } else {
-      if (q_first + local_row < p.n) pos = q_first + local_row;
-      active = pos >= 0 && (flags[pos] & (kValid | kGlobal)) == kValid;
-    }
+    const int pos = row_position(warp * 16 + group + r * 8);
+    const bool active = pos >= 0 && (kGlobalRows || (flags[pos] & (kValid | kGlobal)) == kValid);
     offset[r] = row_offset(active, active ? p.lse[base + pos] : -INFINITY);
   }
 
@@ -308,7 +297,7 @@ __device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
     cp_async_commit();
     cp_async_wait<0>();
   }
-  store_tile_deltas<T, D, kGlobalRows>(p, delta_s, q_first, global_count, b, h);
+  store_tile_deltas<T, D, kGlobalRows>(p, delta_s, row_position, b, h);
   for (int s = 0; s < steps; ++s) {
     const int buf = kStages == 2 ? (s & 1) : 0;
     if (kStages == 1 && s > 0) load_step(s, 0);
