@@ -227,8 +227,11 @@ __device__ __forceinline__ void dq_cta(const Params& p, int x, int h, int b) {
   // The sequence position of the CTA's row r (a global row by its slot), or -1 past the
   // last: one definition for the copies, the offsets and the deltas.
   auto row_position = [&](int r) {
-    if constexpr (kGlobalRows) return q_first + r < global_count ? globals[q_first + r] : -1;
-    return q_first + r < p.n ? q_first + r : -1;
+    if constexpr (kGlobalRows) {
+      return q_first + r < global_count ? globals[q_first + r] : -1;
+    } else {
+      return q_first + r < p.n ? q_first + r : -1;
+    }
   };
   constexpr int kChunks = D / 8;
   for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
