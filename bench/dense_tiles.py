@@ -7,10 +7,11 @@ import torch
 
 def dense_tiles(q, k, v, w, g, tile):
     """The problems of q, k, v [B, H, n, D] with a one-sided window w and the first g
-    positions global: query tiles [B*H, T, tile, D] (rows past n zero) against gathered key spans [B*H, T, tile + 2 * W + g, D] (W: the
-    window rounded up to 64-key tiles, as our plan visits them; spans clamped at the ends,
-    so edge tiles repeat keys), and the g global rows against all n keys. Returns the
-    (queries, keys, values) of each problem: [(qt, kt, vt), (qg, k, v)], the second only when g > 0."""
+    positions global: query tiles [B*H, T, tile, D] (rows past n zero) against gathered
+    key spans [B*H, T, tile + 2 * W + g, D] (W: the window rounded up to 64-key tiles, as
+    our plan visits them; spans clamped at the ends, so edge tiles repeat keys), and the
+    g global rows against all n keys. Returns the (queries, keys, values) of each
+    problem: [(qt, kt, vt), (qg, k, v)], the second only when g > 0."""
     bsz, heads, n, d = q.shape
     tiles = (n + tile - 1) // tile
     padded = tiles * tile
